@@ -1,0 +1,463 @@
+#include "bridge/cli.h"
+
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+
+#include <fstream>
+#include <iostream>
+#include <sstream>
+
+#include <signal.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <thread>
+
+#include "bridge/command_format.h"
+#include "bridge/dispatcher.h"
+#include "bridge/event_input.h"
+#include "bridge/history.h"
+#include "bridge/journal.h"
+#include "bridge/log.h"
+#include "bridge/server.h"
+#include "rules/config.h"
+#include "rules/engine.h"
+
+namespace callbridge {
+
+namespace {
+
+constexpr int kOk = 0, kRuntimeFailure = 1, kBadConfig = 2;
+
+std::optional<rules::Config> load_or_report(const std::string& path, std::ostream& err) {
+  rules::LoadResult result = rules::load_config_file(path);
+  for (const auto& d : result.errors) err << d.format() << "\n";
+  return std::move(result.config);
+}
+
+int validate(const std::string& path) {
+  auto config = load_or_report(path, std::cerr);
+  if (!config) return kBadConfig;
+  std::map<std::string, int> per_event;
+  for (const auto& rule : config->rules->all()) ++per_event[rule.event];
+  std::cout << path << ": ok, " << config->rules->all().size() << " rules";
+  std::string sep = " (";
+  for (const auto& [event, count] : per_event) {
+    std::cout << sep << event << " " << count;
+    sep = ", ";
+  }
+  std::cout << (per_event.empty() ? "" : ")") << "\n";
+  return kOk;
+}
+
+// Reads one event object, an array of events, or {"events": [...]}.
+std::optional<std::vector<rules::EventInput>> read_events(const std::string& path, std::ostream& err) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    err << path << ": error: cannot read event file\n";
+    return std::nullopt;
+  }
+  nlohmann::json json = nlohmann::json::parse(in, nullptr, false);
+  if (json.is_discarded()) {
+    err << path << ": error: not valid JSON\n";
+    return std::nullopt;
+  }
+  if (json.is_object() && json.contains("events")) json = json["events"];
+  if (!json.is_array()) json = nlohmann::json::array({json});
+  std::vector<rules::EventInput> events;
+  for (std::size_t i = 0; i < json.size(); ++i) {
+    std::string error;
+    auto event = event_from_json(json[i], error);
+    if (!event) {
+      err << path << ": error: event " << i + 1 << ": " << error << "\n";
+      return std::nullopt;
+    }
+    events.push_back(std::move(*event));
+  }
+  return events;
+}
+
+std::string indent(const std::string& text, const std::string& prefix) {
+  std::string out = prefix;
+  for (char c : text) {
+    out += c;
+    if (c == '\n') out += prefix;
+  }
+  return out;
+}
+
+int simulate(const std::string& path, const std::vector<std::string>& event_files, bool send,
+             CommandFormat format) {
+  auto config = load_or_report(path, std::cerr);
+  if (!config) return kBadConfig;
+  std::vector<rules::EventInput> events;
+  for (const auto& file : event_files) {
+    auto more = read_events(file, std::cerr);
+    if (!more) return kBadConfig;
+    events.insert(events.end(), more->begin(), more->end());
+  }
+  http::HttpClient client({config->http.verify_tls, config->http.ca_file,
+                           config->http.max_response_bytes, 8});
+  rules::Engine engine(config->rules, config->secrets, send ? &client : nullptr);
+  std::map<std::string, rules::CallContext> calls;
+  bool failed = false;
+  for (const auto& event : events) {
+    rules::CallContext& call = calls[event.call_id];
+    std::cout << "== event " << event.event << ", call " << event.call_id << "\n";
+    auto outcomes = engine.run(event, call);
+    if (outcomes.empty()) std::cout << "   (no rules for this event)\n";
+    for (const auto& o : outcomes) {
+      std::cout << "-- rule " << o.rule << ": "
+                << (o.status == rules::RuleStatus::skipped && !o.request ? "skipped, " : "runs, ")
+                << o.gate << "\n";
+      if (o.request) std::cout << indent(render_command(*o.request, format), "   ") << "\n";
+      if (!o.undefined.empty()) {
+        std::cout << "   warning: undefined variables rendered empty:";
+        for (const auto& name : o.undefined) std::cout << " {" << name << "}";
+        std::cout << "\n";
+      }
+      if (o.response) {
+        const auto& r = *o.response;
+        double ms = static_cast<double>(r.latency.count()) / 1000.0;
+        std::ostringstream line;
+        line.setf(std::ios::fixed);
+        line.precision(1);
+        if (r.kind == http::OutcomeKind::response) {
+          line << "   -> " << r.status << " in " << ms << " ms: "
+               << config->secrets->redact(r.body.substr(0, 300))
+               << (r.body.size() > 300 ? "..." : "");
+        } else {
+          line << "   -> " << o.error << " after " << ms << " ms";
+        }
+        std::cout << line.str() << "\n";
+      } else if (o.request && !o.sent && o.error.empty()) {
+        std::cout << "   -> not sent (dry run; add --send to perform)\n";
+      }
+      if (!o.error.empty() && o.status != rules::RuleStatus::http_error &&
+          (!o.response || o.response->kind == http::OutcomeKind::response))
+        std::cout << "   error: " << o.error << "\n";
+      for (const auto& [name, value] : o.extracted)
+        std::cout << "   extracted " << name << "=" << config->secrets->redact(value) << "\n";
+      if (o.status == rules::RuleStatus::failed || o.status == rules::RuleStatus::http_error)
+        failed = true;
+    }
+  }
+  for (const auto& [id, call] : calls) {
+    std::cout << "== variables of call " << id << "\n";
+    for (const auto& [name, value] : call.vars)
+      std::cout << "   " << name << "=" << config->secrets->redact(value) << "\n";
+  }
+  return failed ? kRuntimeFailure : kOk;
+}
+
+http::ClientOptions client_options(const rules::Config& config) {
+  return {config.http.verify_tls, config.http.ca_file, config.http.max_response_bytes, 8};
+}
+
+std::unique_ptr<bridge::Journal> open_journal(const rules::Config& config) {
+  std::string error;
+  auto journal = bridge::Journal::open({config.storage.path, config.storage.fsync, 512}, error);
+  if (!journal) std::cerr << config.storage.path << ": error: cannot open journal: " << error << "\n";
+  return journal;
+}
+
+// Reloads on SIGHUP (an invalid file keeps the rules in force), stops on SIGTERM/SIGINT, and
+// prunes old calls once an hour.
+void supervise(const std::string& path, bool have_file, bridge::ConfigHolder& holder,
+               bridge::Journal& journal, const sigset_t& signals) {
+  auto last_prune = std::chrono::steady_clock::time_point{};
+  while (true) {
+    if (std::chrono::steady_clock::now() - last_prune > std::chrono::hours(1)) {
+      last_prune = std::chrono::steady_clock::now();
+      auto days = holder.get()->storage.retention_days;
+      std::size_t pruned = journal.prune(std::chrono::system_clock::now() - std::chrono::hours(24 * days));
+      if (pruned > 0) bridge::log(bridge::LogLevel::info, "pruned old calls", {{"calls", std::to_string(pruned)}});
+    }
+    timespec timeout{1, 0};
+    int sig = sigtimedwait(&signals, nullptr, &timeout);
+    if (sig == SIGTERM || sig == SIGINT) {
+      bridge::log(bridge::LogLevel::info, "shutting down", {{"signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"}});
+      return;
+    }
+    if (sig != SIGHUP) continue;
+    if (!have_file) {
+      bridge::log(bridge::LogLevel::warn, "SIGHUP ignored: running on embedded defaults");
+      continue;
+    }
+    rules::LoadResult result = rules::load_config_file(path);
+    if (!result.config) {
+      for (const auto& d : result.errors)
+        bridge::log(bridge::LogLevel::error, "reload rejected", {{"error", d.format()}});
+      bridge::log(bridge::LogLevel::warn, "keeping the rules in force");
+      continue;
+    }
+    auto current = holder.get();
+    if (result.config->server.listen != current->server.listen ||
+        result.config->storage.path != current->storage.path)
+      bridge::log(bridge::LogLevel::warn, "server and storage changes take effect on restart");
+    auto fresh = std::make_shared<rules::Config>(std::move(*result.config));
+    fresh->server = current->server;  // listen, tokens and pool are bound at start
+    fresh->storage = current->storage;
+    std::size_t count = fresh->rules->all().size();
+    holder.set(std::move(fresh));
+    bridge::log(bridge::LogLevel::info, "rules reloaded", {{"rules", std::to_string(count)}});
+  }
+}
+
+int serve(const std::string& path, bool path_given) {
+  bool have_file = path_given || std::filesystem::exists(path);
+  rules::Config config;
+  if (have_file) {
+    auto loaded = load_or_report(path, std::cerr);
+    if (!loaded) return kBadConfig;
+    config = std::move(*loaded);
+  } else {
+    bridge::log(bridge::LogLevel::info, "no configuration file: running on embedded defaults",
+                {{"looked_for", path}});
+  }
+  // Signals go to the supervisor only; every thread started below inherits the mask.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGHUP);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+
+  auto journal = open_journal(config);
+  if (!journal) return kRuntimeFailure;
+  bridge::ConfigHolder holder(std::make_shared<rules::Config>(config));
+  http::HttpClient client(client_options(config));
+  bridge::Metrics metrics;
+  bridge::Dispatcher dispatcher(*journal, holder, client, metrics);
+  metrics.queue_depth = [&] { return dispatcher.depth(); };
+  metrics.journal_commits = [&] { return journal->commits(); };
+  metrics.journal_last_commit_seconds = [&] {
+    return static_cast<double>(journal->last_commit_time().count()) / 1e6;
+  };
+  std::size_t recovered = dispatcher.recover();
+  dispatcher.start(config.dispatcher.workers, static_cast<std::size_t>(config.dispatcher.queue_capacity));
+
+  bridge::BridgeServer server(holder, *journal, dispatcher, metrics);
+  std::string error;
+  if (!server.bind(config.server.listen, error)) {
+    bridge::log(bridge::LogLevel::error, "cannot start", {{"error", error}});
+    dispatcher.stop(std::chrono::milliseconds(0));
+    return kRuntimeFailure;
+  }
+  std::thread http_thread([&] { server.run(); });
+  bridge::log(bridge::LogLevel::info, "listening",
+              {{"listen", config.server.listen}, {"port", std::to_string(server.port())},
+               {"journal", config.storage.path}, {"rules", std::to_string(config.rules->all().size())},
+               {"recovered_events", std::to_string(recovered)}});
+
+  supervise(path, have_file, holder, *journal, signals);
+
+  server.stop();
+  http_thread.join();
+  if (!dispatcher.stop(holder.get()->dispatcher.shutdown_grace)) {
+    // Unfinished actions stay journaled as started and follow the retry rules on restart.
+    bridge::log(bridge::LogLevel::warn, "grace period over; pending work resumes on restart",
+                {{"in_flight", std::to_string(dispatcher.depth())}});
+    std::fflush(nullptr);
+    _exit(0);
+  }
+  bridge::log(bridge::LogLevel::info, "stopped", {{"unfinished_events", std::to_string(dispatcher.depth())}});
+  return kOk;
+}
+
+int history(const std::string& path, const std::string& call_id, bool failures, std::size_t limit) {
+  auto config = load_or_report(path, std::cerr);
+  if (!config) return kBadConfig;
+  auto journal = open_journal(*config);
+  if (!journal) return kRuntimeFailure;
+  if (!call_id.empty()) {
+    bool found = false;
+    std::string text = bridge::call_history(*journal, call_id, found, 2);
+    if (!found) {
+      std::cerr << "no call " << call_id << " in " << config->storage.path << "\n";
+      return kRuntimeFailure;
+    }
+    std::cout << text << "\n";
+    return kOk;
+  }
+  auto calls = journal->recent_calls(limit, failures);
+  std::cout << "CALL                          LAST EVENT                EVENTS  FAILED  PENDING\n";
+  for (const auto& c : calls) {
+    char line[256];
+    std::snprintf(line, sizeof line, "%-29s %-25s %6d  %6d  %7d\n", c.call_id.c_str(),
+                  bridge::ms_to_iso(c.last_at_ms).c_str(), c.events, c.failed_actions, c.pending_events);
+    std::cout << line;
+  }
+  if (failures) {
+    auto dead = journal->dead_actions(limit);
+    if (!dead.empty()) std::cout << "\nDEAD LETTERS (callbridge replay re-runs them)\n";
+    for (const auto& a : dead) {
+      auto event = journal->event(a.event_seq);
+      std::cout << (event ? event->event_id : "?") << "  " << a.rule << "  attempt " << a.attempt << "  "
+                << bridge::to_string(a.state) << "  " << a.error << "\n";
+    }
+  }
+  return kOk;
+}
+
+int replay(const std::string& path, const std::string& event_id, const std::string& rule_name,
+           bool all, bool list) {
+  auto config = load_or_report(path, std::cerr);
+  if (!config) return kBadConfig;
+  auto journal = open_journal(*config);
+  if (!journal) return kRuntimeFailure;
+  auto dead = journal->dead_actions(100000);
+  if (list || (!all && event_id.empty())) {
+    for (const auto& a : dead) {
+      auto event = journal->event(a.event_seq);
+      std::cout << (event ? event->event_id : "?") << "  " << (event ? event->call_id : "?") << "  "
+                << a.rule << "  " << bridge::to_string(a.state) << "  " << a.error << "\n";
+    }
+    if (!list) {
+      std::cerr << "choose actions with --event EVENT_ID [--rule NAME], or --all\n";
+      return kBadConfig;
+    }
+    return kOk;
+  }
+  http::HttpClient client(client_options(*config));
+  rules::Engine engine(config->rules, config->secrets, &client);
+  int replayed = 0, failed = 0;
+  for (const auto& a : dead) {
+    auto event = journal->event(a.event_seq);
+    if (!event) continue;
+    if (!all && (event->event_id != event_id || (!rule_name.empty() && a.rule != rule_name))) continue;
+    const rules::Rule* rule = nullptr;
+    for (const auto& r : config->rules->all())
+      if (r.name == a.rule) rule = &r;
+    if (!rule) {
+      std::cerr << event->event_id << " " << a.rule << ": no rule of that name in the configuration\n";
+      ++failed;
+      continue;
+    }
+    std::string error;
+    auto input = event_from_json(nlohmann::json::parse(event->body, nullptr, false), error);
+    if (!input) continue;
+    rules::CallContext call;
+    call.call_id = event->call_id;
+    if (auto saved = journal->call_vars(event->call_id)) {
+      auto j = nlohmann::json::parse(*saved, nullptr, false);
+      if (j.is_object())
+        for (const auto& [k, v] : j.items())
+          if (v.is_string()) call.vars[k] = v.get<std::string>();
+    }
+    rules::Engine::apply_event(*input, call);
+    int attempt = 0;
+    for (const auto& other : journal->actions_of(a.event_seq))
+      if (other.rule == a.rule) attempt = std::max(attempt, other.attempt);
+    ++attempt;
+    auto started = std::chrono::system_clock::now();
+    auto started_ms = std::chrono::duration_cast<std::chrono::milliseconds>(started.time_since_epoch()).count();
+    bridge::ActionRecord record;
+    record.event_seq = a.event_seq;
+    record.rule = a.rule;
+    record.attempt = attempt;
+    record.started_at_ms = started_ms;
+    auto outcome = engine.run_rule(*rule, call, [&](const http::Request& shown) {
+      record.state = bridge::ActionState::started;
+      record.request = nlohmann::json({{"method", shown.method}, {"url", shown.url}, {"body", shown.body}}).dump();
+      return journal->record_action(record, error);
+    });
+    record.state = outcome.status == rules::RuleStatus::succeeded ? bridge::ActionState::succeeded
+                   : outcome.status == rules::RuleStatus::skipped ? bridge::ActionState::skipped
+                   : outcome.status == rules::RuleStatus::http_error ? bridge::ActionState::http_error
+                                                                     : bridge::ActionState::failed;
+    record.finished_at_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+        std::chrono::system_clock::now().time_since_epoch()).count();
+    record.gate = outcome.gate;
+    if (outcome.response) {
+      record.status = outcome.response->status;
+      record.latency_us = outcome.response->latency.count();
+    }
+    nlohmann::json extracted = nlohmann::json::object();
+    for (const auto& [k, v] : outcome.extracted) extracted[k] = v;
+    record.extracted = extracted.dump();
+    record.error = config->secrets->redact(outcome.error);
+    journal->record_action(record, error);
+    if (record.state == bridge::ActionState::succeeded) {
+      bridge::ActionRecord old = a;
+      old.state = bridge::ActionState::replayed;
+      journal->record_action(old, error);
+      ++replayed;
+    } else {
+      ++failed;
+    }
+    std::cout << event->event_id << "  " << a.rule << "  attempt " << attempt << "  "
+              << bridge::to_string(record.state) << (record.error.empty() ? "" : "  " + record.error) << "\n";
+  }
+  std::cout << replayed << " replayed, " << failed << " failed\n";
+  return failed > 0 ? kRuntimeFailure : kOk;
+}
+
+}  // namespace
+
+int run_cli(int argc, char** argv) {
+  CLI::App app{"callbridge: a self-hosted CRM/PBX integration bridge", "callbridge"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", "callbridge 0.1.0");
+  std::string config_path = "callbridge.yaml";
+
+  auto* validate_cmd = app.add_subcommand("validate", "Check a configuration file and report every error");
+  validate_cmd->add_option("-c,--config", config_path, "Configuration file")->capture_default_str();
+
+  auto* simulate_cmd = app.add_subcommand(
+      "simulate", "Show which rules an event runs and the requests they make (--send performs them)");
+  std::vector<std::string> event_files;
+  bool send = false;
+  std::string format_name = "curl";
+  simulate_cmd->add_option("-c,--config", config_path, "Configuration file")->capture_default_str();
+  simulate_cmd->add_option("-e,--event", event_files, "Event JSON file (an object or an array of events); repeatable")
+      ->required();
+  simulate_cmd->add_flag("--send", send, "Perform the requests and extract variables");
+  simulate_cmd->add_option("-f,--format", format_name, "How requests are shown")
+      ->check(CLI::IsMember({"curl", "powershell", "json"}))
+      ->capture_default_str();
+
+  auto* serve_cmd = app.add_subcommand("serve", "Run the bridge: HTTP intake, journal, dispatcher");
+  auto* serve_config = serve_cmd->add_option("-c,--config", config_path,
+                                             "Configuration file; without one, embedded defaults")
+                           ->capture_default_str();
+
+  auto* history_cmd = app.add_subcommand("history", "Recent calls, one call in detail, or failures");
+  std::string call_id;
+  bool failures = false;
+  std::size_t limit = 50;
+  history_cmd->add_option("-c,--config", config_path, "Configuration file")->capture_default_str();
+  history_cmd->add_option("--call", call_id, "Show one call in detail (JSON)");
+  history_cmd->add_flag("--failures", failures, "Only calls with failed actions, and the dead letters");
+  history_cmd->add_option("-n,--limit", limit, "How many calls")->capture_default_str();
+
+  auto* replay_cmd = app.add_subcommand("replay", "Re-run dead-lettered actions");
+  std::string event_id, rule_name;
+  bool replay_all = false, replay_list = false;
+  replay_cmd->add_option("-c,--config", config_path, "Configuration file")->capture_default_str();
+  replay_cmd->add_option("--event", event_id, "Event ID (ev-N) whose dead actions to re-run");
+  replay_cmd->add_option("--rule", rule_name, "Only this rule of that event");
+  replay_cmd->add_flag("--all", replay_all, "Re-run every dead-lettered action");
+  replay_cmd->add_flag("--list", replay_list, "List dead-lettered actions and exit");
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    int rc = app.exit(e);
+    return rc == 0 ? kOk : kBadConfig;
+  }
+  if (validate_cmd->parsed()) return validate(config_path);
+  if (serve_cmd->parsed()) return serve(config_path, serve_config->count() > 0);
+  if (history_cmd->parsed()) return history(config_path, call_id, failures, limit);
+  if (replay_cmd->parsed()) return replay(config_path, event_id, rule_name, replay_all, replay_list);
+  if (simulate_cmd->parsed()) {
+    CommandFormat format = format_name == "powershell" ? CommandFormat::powershell
+                           : format_name == "json"     ? CommandFormat::json
+                                                       : CommandFormat::curl;
+    return simulate(config_path, event_files, send, format);
+  }
+  return kBadConfig;
+}
+
+}  // namespace callbridge

@@ -1,0 +1,414 @@
+#include "bridge/dispatcher.h"
+
+#include <nlohmann/json.hpp>
+
+#include <strings.h>
+
+#include <random>
+
+#include "bridge/event_input.h"
+#include "bridge/log.h"
+#include "rules/engine.h"
+
+namespace callbridge::bridge {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+std::int64_t now_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+bool idempotent(const std::string& method) {
+  return method == "GET" || method == "PUT" || method == "DELETE";
+}
+
+std::string request_json(const http::Request& request) {
+  nlohmann::ordered_json j;
+  j["method"] = request.method;
+  j["url"] = request.url;
+  j["headers"] = nlohmann::ordered_json::array();
+  for (const auto& [name, value] : request.headers) j["headers"].push_back({name, value});
+  j["body"] = request.body;
+  j["timeout_ms"] = request.timeout.count();
+  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+std::string vars_json(const rules::Variables& vars) {
+  nlohmann::json j = nlohmann::json::object();
+  for (const auto& [k, v] : vars) j[k] = v;
+  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+rules::Variables vars_from_json(const std::string& text) {
+  rules::Variables vars;
+  auto j = nlohmann::json::parse(text, nullptr, false);
+  if (j.is_object())
+    for (const auto& [k, v] : j.items())
+      if (v.is_string()) vars[k] = v.get<std::string>();
+  return vars;
+}
+
+bool is_final(ActionState state) {
+  return state != ActionState::started && state != ActionState::retrying;
+}
+
+}  // namespace
+
+RetryDecision decide_retry(const rules::Rule& rule, const rules::RetryPolicy& policy,
+                           const http::Outcome* response, int attempt) {
+  if (response == nullptr) return RetryDecision::final;  // render or regex failure: deterministic
+  bool safe = idempotent(rule.request.method);
+  bool on_connect = policy.on_connect.value_or(true);
+  bool on_timeout = policy.on_timeout.value_or(safe);
+  bool wanted = false;
+  switch (response->kind) {
+    case http::OutcomeKind::connect_error:
+    case http::OutcomeKind::tls_error: wanted = on_connect; break;
+    case http::OutcomeKind::timeout:
+    case http::OutcomeKind::io_error:
+      if (!response->maybe_sent) {
+        wanted = on_connect;
+      } else if (!on_timeout) {
+        return RetryDecision::unknown;  // it may have reached the server: do not repeat blindly
+      } else {
+        wanted = true;
+      }
+      break;
+    case http::OutcomeKind::response:
+      if (response->status == 429) wanted = policy.on_429.value_or(safe);
+      else if (response->status >= 500) wanted = policy.on_5xx.value_or(safe);
+      break;
+    default: break;
+  }
+  if (!wanted) return RetryDecision::final;
+  return attempt < policy.attempts ? RetryDecision::retry : RetryDecision::final;
+}
+
+std::chrono::milliseconds backoff_delay(const rules::RetryPolicy& policy, int attempt,
+                                        const http::Outcome* response) {
+  // Exponential with "equal jitter": half fixed, half random, so retries of many calls spread.
+  auto delay = policy.backoff;
+  for (int i = 1; i < attempt && delay < policy.max_backoff; ++i) delay *= 2;
+  delay = std::min(delay, policy.max_backoff);
+  thread_local std::mt19937_64 rng{std::random_device{}()};
+  auto half = delay.count() / 2;
+  auto jittered = std::chrono::milliseconds(
+      half + std::uniform_int_distribution<std::int64_t>(0, std::max<std::int64_t>(half, 0))(rng));
+  if (response && response->kind == http::OutcomeKind::response) {
+    for (const auto& [name, value] : response->headers) {
+      if (strcasecmp(name.c_str(), "Retry-After") != 0) continue;
+      char* end = nullptr;
+      long seconds = std::strtol(value.c_str(), &end, 10);
+      if (end != value.c_str() && seconds >= 0)
+        jittered = std::min(std::max(jittered, std::chrono::milliseconds(seconds * 1000)),
+                            policy.max_backoff);
+    }
+  }
+  return jittered;
+}
+
+struct Dispatcher::EventWork {
+  StoredEvent stored;
+  Clock::time_point accepted;
+  bool recovered = false;
+  bool prepared = false;
+  bool first_request_seen = false;
+  std::shared_ptr<const rules::Config> config;
+  std::unique_ptr<rules::Engine> engine;
+  rules::CallContext call;
+  std::vector<const rules::Rule*> rules;
+  std::size_t next = 0;
+  int attempt = 1;
+};
+
+Dispatcher::Dispatcher(Journal& journal, const ConfigHolder& config, http::Transport& transport,
+                       Metrics& metrics)
+    : journal_(journal), config_(config), transport_(transport), metrics_(metrics) {}
+
+Dispatcher::~Dispatcher() { stop(std::chrono::milliseconds(0)); }
+
+void Dispatcher::start(int workers, std::size_t capacity) {
+  capacity_ = capacity;
+  for (int i = 0; i < workers; ++i) workers_.emplace_back([this] { worker_loop(); });
+}
+
+bool Dispatcher::reserve() {
+  if (in_flight_.fetch_add(1) >= static_cast<std::int64_t>(capacity_)) {
+    in_flight_.fetch_sub(1);
+    return false;
+  }
+  return true;
+}
+
+void Dispatcher::cancel_reservation() { in_flight_.fetch_sub(1); }
+
+void Dispatcher::submit(StoredEvent event) {
+  auto work = std::make_unique<EventWork>();
+  work->stored = std::move(event);
+  work->accepted = Clock::now();
+  enqueue(std::move(work));
+}
+
+std::size_t Dispatcher::recover() {
+  std::vector<StoredEvent> pending = journal_.pending_events();
+  for (auto& event : pending) {
+    in_flight_.fetch_add(1);
+    auto work = std::make_unique<EventWork>();
+    work->stored = std::move(event);
+    work->accepted = Clock::now();
+    work->recovered = true;
+    enqueue(std::move(work));
+  }
+  return pending.size();
+}
+
+void Dispatcher::enqueue(std::unique_ptr<EventWork> work) {
+  std::lock_guard lock(mutex_);
+  std::string call_id = work->stored.call_id;
+  CallQueue& queue = calls_[call_id];
+  queue.events.push_back(std::move(work));
+  // A call is scheduled once: when its first event arrives; later ones wait behind it.
+  if (queue.events.size() == 1 && !queue.busy) {
+    ready_.push_back(call_id);
+    wake_.notify_one();
+  }
+}
+
+bool Dispatcher::stop(std::chrono::milliseconds grace) {
+  std::unique_lock lock(mutex_);
+  stopping_ = true;
+  wake_.notify_all();
+  bool drained = idle_.wait_for(lock, grace, [this] { return running_steps_ == 0; });
+  lock.unlock();
+  if (!drained) return false;
+  for (auto& t : workers_)
+    if (t.joinable()) t.join();
+  workers_.clear();
+  return true;
+}
+
+void Dispatcher::worker_loop() {
+  std::unique_lock lock(mutex_);
+  while (true) {
+    if (stopping_) return;
+    auto now = Clock::now();
+    while (!timers_.empty() && timers_.begin()->first <= now) {
+      ready_.push_back(timers_.begin()->second);
+      timers_.erase(timers_.begin());
+    }
+    if (ready_.empty()) {
+      if (timers_.empty()) wake_.wait(lock);
+      else wake_.wait_until(lock, timers_.begin()->first);
+      continue;
+    }
+    std::string call_id = std::move(ready_.front());
+    ready_.pop_front();
+    CallQueue& queue = calls_[call_id];
+    queue.busy = true;
+    EventWork* work = queue.events.front().get();
+    ++running_steps_;
+    lock.unlock();
+
+    Clock::time_point retry_at;
+    StepResult result = StepResult::wait;
+    try {
+      result = step(*work, retry_at);
+    } catch (const std::exception& e) {
+      // A bug must not take the bridge down; the event stays pending and is retried.
+      log(LogLevel::error, "event step failed", {{"event_id", work->stored.event_id}, {"error", e.what()}});
+      retry_at = Clock::now() + std::chrono::seconds(5);
+    }
+
+    lock.lock();
+    --running_steps_;
+    queue.busy = false;
+    if (result == StepResult::done) {
+      queue.events.pop_front();
+      in_flight_.fetch_sub(1);
+      if (queue.events.empty()) calls_.erase(call_id);
+      else ready_.push_back(call_id);
+    } else {
+      timers_.emplace(retry_at, call_id);
+    }
+    if (stopping_ && running_steps_ == 0) idle_.notify_all();
+    wake_.notify_one();
+  }
+}
+
+bool Dispatcher::prepare(EventWork& work) {
+  std::string error;
+  auto json = nlohmann::json::parse(work.stored.body, nullptr, false);
+  auto input = event_from_json(json, error);
+  work.config = config_.get();
+  work.engine = std::make_unique<rules::Engine>(work.config->rules, work.config->secrets, &transport_);
+  work.call.call_id = work.stored.call_id;
+  if (auto saved = journal_.call_vars(work.stored.call_id)) work.call.vars = vars_from_json(*saved);
+  if (!input) {
+    log(LogLevel::error, "stored event unreadable", {{"event_id", work.stored.event_id}, {"error", error}});
+    return false;
+  }
+  rules::Engine::apply_event(*input, work.call);
+  work.rules = work.config->rules->for_event(input->event);
+  if (work.recovered) {
+    // Resume after a crash or stop: keep what finished, decide about what was interrupted.
+    std::vector<ActionRecord> done = journal_.actions_of(work.stored.seq);
+    while (work.next < work.rules.size()) {
+      const rules::Rule& rule = *work.rules[work.next];
+      const ActionRecord* last = nullptr;
+      for (const auto& a : done)
+        if (a.rule == rule.name && (!last || a.attempt >= last->attempt)) last = &a;
+      if (!last) break;
+      if (is_final(last->state)) {
+        for (const auto& [k, v] : vars_from_json(last->extracted.empty() ? "{}" : last->extracted))
+          work.call.vars[k] = v;
+        if (last->status > 0) work.call.vars["RESPONSE_STATUS"] = std::to_string(last->status);
+        ++work.next;
+        continue;
+      }
+      if (last->state == ActionState::started && !idempotent(rule.request.method)) {
+        ActionRecord unknown = *last;
+        unknown.state = ActionState::unknown;
+        unknown.finished_at_ms = now_ms();
+        unknown.error = "interrupted after the request may have been sent; not repeated";
+        if (!journal_.record_action(unknown, error)) return false;
+        metrics_.actions_unknown++;
+        ++work.next;
+        continue;
+      }
+      work.attempt = last->attempt + 1;  // interrupted idempotent request, or a pending retry
+      break;
+    }
+  }
+  work.prepared = true;
+  return true;
+}
+
+bool Dispatcher::record(EventWork& work, const rules::Rule& rule, ActionState state,
+                        const rules::RuleOutcome& outcome, std::int64_t started_ms) {
+  ActionRecord a;
+  a.event_seq = work.stored.seq;
+  a.rule = rule.name;
+  a.attempt = work.attempt;
+  a.state = state;
+  a.started_at_ms = started_ms;
+  a.finished_at_ms = now_ms();
+  a.gate = outcome.gate;
+  if (outcome.request) a.request = request_json(*outcome.request);
+  if (outcome.response) {
+    a.status = outcome.response->status;
+    a.latency_us = outcome.response->latency.count();
+  }
+  a.extracted = vars_json(outcome.extracted);
+  a.error = outcome.error;
+  if (!outcome.undefined.empty()) {
+    std::string names;
+    for (const auto& n : outcome.undefined) names += (names.empty() ? "" : ", ") + n;
+    a.error += (a.error.empty() ? "" : "; ") + std::string("undefined variables rendered empty: ") + names;
+  }
+  a.error = work.config->secrets->redact(a.error);
+  std::string error;
+  if (journal_.record_action(a, error)) return true;
+  log_limited("journal-action", LogLevel::error, "journal write failed", {{"error", error}});
+  return false;
+}
+
+Dispatcher::StepResult Dispatcher::step(EventWork& work, Clock::time_point& retry_at) {
+  retry_at = Clock::now() + std::chrono::seconds(1);
+  if (!work.prepared && !prepare(work)) return StepResult::wait;
+  while (work.next < work.rules.size()) {
+    const rules::Rule& rule = *work.rules[work.next];
+    rules::Variables before = work.call.vars;
+    std::int64_t started_ms = now_ms();
+    bool journal_failed = false;
+    auto before_send = [&](const http::Request& shown) {
+      if (!work.first_request_seen && !work.recovered) {
+        work.first_request_seen = true;
+        metrics_.event_to_request.observe(std::chrono::duration_cast<std::chrono::microseconds>(
+            Clock::now() - work.accepted));
+      }
+      ActionRecord a;
+      a.event_seq = work.stored.seq;
+      a.rule = rule.name;
+      a.attempt = work.attempt;
+      a.state = ActionState::started;
+      a.started_at_ms = started_ms;
+      a.request = request_json(shown);
+      std::string error;
+      journal_failed = !journal_.record_action(a, error);
+      return !journal_failed;
+    };
+    rules::RuleOutcome outcome = work.engine->run_rule(rule, work.call, before_send);
+    if (journal_failed) {
+      work.call.vars = std::move(before);
+      return StepResult::wait;
+    }
+    if (outcome.response && outcome.sent) metrics_.action_latency.observe(outcome.response->latency);
+
+    ActionState state;
+    switch (outcome.status) {
+      case rules::RuleStatus::skipped: state = ActionState::skipped; break;
+      case rules::RuleStatus::succeeded: state = ActionState::succeeded; break;
+      case rules::RuleStatus::http_error: state = ActionState::http_error; break;
+      case rules::RuleStatus::failed: state = ActionState::failed; break;
+    }
+    if (state == ActionState::http_error || state == ActionState::failed) {
+      const rules::RetryPolicy& policy = rule.retry ? *rule.retry : work.config->dispatcher.retry;
+      const http::Outcome* response = outcome.response ? &*outcome.response : nullptr;
+      switch (decide_retry(rule, policy, response, work.attempt)) {
+        case RetryDecision::retry:
+          if (!record(work, rule, ActionState::retrying, outcome, started_ms)) {
+            work.call.vars = std::move(before);
+            return StepResult::wait;
+          }
+          metrics_.actions_retried++;
+          retry_at = Clock::now() + backoff_delay(policy, work.attempt, response);
+          work.call.vars = std::move(before);
+          ++work.attempt;
+          log_limited("retry:" + rule.name, LogLevel::warn, "action failed, will retry",
+                      {{"rule", rule.name}, {"call_id", work.stored.call_id},
+                       {"error", outcome.error}, {"attempt", std::to_string(work.attempt - 1)}});
+          return StepResult::wait;
+        case RetryDecision::unknown:
+          state = ActionState::unknown;
+          break;
+        case RetryDecision::final:
+          if (work.attempt > 1) state = ActionState::dead;
+          break;
+      }
+    }
+    if (!record(work, rule, state, outcome, started_ms)) {
+      work.call.vars = std::move(before);
+      return StepResult::wait;
+    }
+    switch (state) {
+      case ActionState::succeeded: metrics_.actions_succeeded++; break;
+      case ActionState::skipped: metrics_.actions_skipped++; break;
+      case ActionState::http_error: metrics_.actions_http_error++; break;
+      case ActionState::failed: metrics_.actions_failed++; break;
+      case ActionState::unknown: metrics_.actions_unknown++; break;
+      case ActionState::dead: metrics_.actions_dead++; break;
+      default: break;
+    }
+    if (state == ActionState::dead || state == ActionState::unknown || state == ActionState::failed ||
+        state == ActionState::http_error)
+      log_limited("action:" + rule.name, LogLevel::warn, "action did not succeed",
+                  {{"rule", rule.name}, {"call_id", work.stored.call_id},
+                   {"state", std::string(to_string(state))}, {"error", outcome.error}});
+    ++work.next;
+    work.attempt = 1;
+  }
+  std::string error;
+  if (!journal_.finish_event(work.stored.seq, EventState::done, work.stored.call_id,
+                             vars_json(work.call.vars), error)) {
+    log_limited("journal-finish", LogLevel::error, "journal write failed", {{"error", error}});
+    return StepResult::wait;
+  }
+  metrics_.events_processed++;
+  return StepResult::done;
+}
+
+}  // namespace callbridge::bridge

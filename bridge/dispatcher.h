@@ -1,0 +1,100 @@
+// Runs accepted events: strictly in arrival order within a call, calls in parallel on a bounded
+// worker pool, retries with backoff without holding a worker, every attempt journaled before
+// the request leaves so a crash can neither lose nor blindly repeat an action.
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "bridge/journal.h"
+#include "bridge/metrics.h"
+#include "connectors/http/http_client.h"
+#include "rules/config.h"
+#include "rules/engine.h"
+
+namespace callbridge::bridge {
+
+// The configuration in force; replaced whole on reload.
+class ConfigHolder {
+ public:
+  explicit ConfigHolder(std::shared_ptr<const rules::Config> config) : config_(std::move(config)) {}
+  std::shared_ptr<const rules::Config> get() const {
+    std::lock_guard lock(mutex_);
+    return config_;
+  }
+  void set(std::shared_ptr<const rules::Config> config) {
+    std::lock_guard lock(mutex_);
+    config_ = std::move(config);
+  }
+
+ private:
+  mutable std::mutex mutex_;
+  std::shared_ptr<const rules::Config> config_;
+};
+
+// Whether a failed attempt is tried again, given the rule's policy and method.
+enum class RetryDecision { retry, unknown, final };
+RetryDecision decide_retry(const rules::Rule& rule, const rules::RetryPolicy& policy,
+                           const http::Outcome* response, int attempt);
+std::chrono::milliseconds backoff_delay(const rules::RetryPolicy& policy, int attempt,
+                                        const http::Outcome* response);
+
+class Dispatcher {
+ public:
+  Dispatcher(Journal& journal, const ConfigHolder& config, http::Transport& transport,
+             Metrics& metrics);
+  ~Dispatcher();
+
+  void start(int workers, std::size_t capacity);
+  // Backpressure: take a slot before making an event durable; false means full (answer 503).
+  bool reserve();
+  void cancel_reservation();
+  void submit(StoredEvent event);  // uses a reserved slot
+  // Queues every pending event of the journal (after a crash or a stop); returns the count.
+  std::size_t recover();
+  // Stops taking work; waits up to `grace` for running steps. True when all stopped in time.
+  bool stop(std::chrono::milliseconds grace);
+  std::int64_t depth() const { return in_flight_.load(); }
+
+ private:
+  struct EventWork;
+  struct CallQueue {
+    std::deque<std::unique_ptr<EventWork>> events;
+    bool busy = false;
+  };
+  enum class StepResult { done, wait };
+
+  void worker_loop();
+  void enqueue(std::unique_ptr<EventWork> work);
+  StepResult step(EventWork& work, std::chrono::steady_clock::time_point& retry_at);
+  bool prepare(EventWork& work);
+  bool record(EventWork& work, const rules::Rule& rule, ActionState state,
+              const rules::RuleOutcome& outcome, std::int64_t started_ms);
+
+  Journal& journal_;
+  const ConfigHolder& config_;
+  http::Transport& transport_;
+  Metrics& metrics_;
+
+  std::mutex mutex_;
+  std::condition_variable wake_;
+  std::condition_variable idle_;
+  std::unordered_map<std::string, CallQueue> calls_;
+  std::deque<std::string> ready_;
+  std::multimap<std::chrono::steady_clock::time_point, std::string> timers_;
+  std::vector<std::thread> workers_;
+  int running_steps_ = 0;
+  bool stopping_ = false;
+  std::size_t capacity_ = 10000;
+  std::atomic<std::int64_t> in_flight_{0};
+};
+
+}  // namespace callbridge::bridge

@@ -1,0 +1,66 @@
+#include "bridge/history.h"
+
+#include <nlohmann/json.hpp>
+
+#include <ctime>
+
+namespace callbridge::bridge {
+
+std::string ms_to_iso(std::int64_t ms) {
+  std::time_t seconds = static_cast<std::time_t>(ms / 1000);
+  std::tm tm{};
+  gmtime_r(&seconds, &tm);
+  char buf[40];
+  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
+                tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+                static_cast<int>(ms % 1000));
+  return buf;
+}
+
+namespace {
+
+nlohmann::json parse_or_string(const std::string& text) {
+  if (text.empty()) return nullptr;
+  auto j = nlohmann::json::parse(text, nullptr, false);
+  return j.is_discarded() ? nlohmann::json(text) : j;
+}
+
+}  // namespace
+
+std::string call_history(Journal& journal, const std::string& call_id, bool& found, int indent) {
+  nlohmann::ordered_json out;
+  out["call_id"] = call_id;
+  out["events"] = nlohmann::ordered_json::array();
+  for (const StoredEvent& e : journal.events_of_call(call_id)) {
+    nlohmann::ordered_json ev;
+    ev["event_id"] = e.event_id;
+    ev["event"] = e.event;
+    ev["state"] = to_string(e.state);
+    ev["received_at"] = ms_to_iso(e.received_at_ms);
+    ev["input"] = parse_or_string(e.body);
+    ev["actions"] = nlohmann::ordered_json::array();
+    for (const ActionRecord& a : journal.actions_of(e.seq)) {
+      nlohmann::ordered_json aj;
+      aj["rule"] = a.rule;
+      aj["attempt"] = a.attempt;
+      aj["state"] = to_string(a.state);
+      aj["matched"] = a.state != ActionState::skipped;
+      aj["gate"] = a.gate;
+      aj["request"] = parse_or_string(a.request);
+      aj["status"] = a.status;
+      aj["latency_ms"] = static_cast<double>(a.latency_us) / 1000.0;
+      aj["extracted"] = parse_or_string(a.extracted.empty() ? "{}" : a.extracted);
+      aj["error"] = a.error;
+      if (a.started_at_ms) aj["started_at"] = ms_to_iso(a.started_at_ms);
+      if (a.finished_at_ms) aj["finished_at"] = ms_to_iso(a.finished_at_ms);
+      ev["actions"].push_back(std::move(aj));
+    }
+    out["events"].push_back(std::move(ev));
+  }
+  auto vars = journal.call_vars(call_id);
+  out["variables"] = vars ? parse_or_string(*vars) : nlohmann::json::object();
+  found = !out["events"].empty();
+  return out.dump(indent, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+}  // namespace callbridge::bridge

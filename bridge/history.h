@@ -1,0 +1,17 @@
+// A call as the journal knows it: events, each rule's outcome per attempt, variables.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "bridge/journal.h"
+
+namespace callbridge::bridge {
+
+// JSON text of the call's history; `found` false when the journal has no event of it.
+std::string call_history(Journal& journal, const std::string& call_id, bool& found,
+                         int indent = -1);
+
+std::string ms_to_iso(std::int64_t unix_ms);
+
+}  // namespace callbridge::bridge

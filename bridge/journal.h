@@ -1,0 +1,103 @@
+// The embedded journal (SQLite, WAL): every accepted event, every rule attempt, each call's
+// variables. Writes from all threads are group-committed by one writer thread: a caller blocks
+// until its write is durable, and concurrent callers share one transaction and one fsync.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace callbridge::bridge {
+
+struct JournalOptions {
+  std::string path = "callbridge.db";
+  bool fsync_each_commit = true;  // synchronous=FULL; false: NORMAL (survives a process crash only)
+  std::size_t max_batch = 512;    // writes per transaction at most
+};
+
+enum class EventState { pending, done, dead };
+// started: sent or about to be sent, no outcome yet. unknown: interrupted after a
+// non-idempotent request may have reached the server. retrying: failed, another attempt is
+// due. dead: retries exhausted (dead letter).
+enum class ActionState {
+  started, retrying, succeeded, http_error, failed, skipped, unknown, dead, replayed
+};
+
+std::string_view to_string(EventState state);
+std::string_view to_string(ActionState state);
+std::optional<ActionState> action_state_from(std::string_view text);
+
+struct StoredEvent {
+  std::int64_t seq = 0;       // arrival order, global
+  std::string event_id;       // "ev-<seq>" style public ID
+  std::string call_id;
+  std::string event;          // canonical event name
+  std::string body;           // the event as JSON (see bridge/event_input.h)
+  std::int64_t received_at_ms = 0;  // unix epoch milliseconds
+  EventState state = EventState::pending;
+};
+
+struct ActionRecord {
+  std::int64_t event_seq = 0;
+  std::string rule;
+  int attempt = 1;
+  ActionState state = ActionState::started;
+  std::int64_t started_at_ms = 0;
+  std::int64_t finished_at_ms = 0;
+  std::string gate;          // why it ran
+  std::string request;       // rendered request as JSON, secrets already redacted
+  int status = 0;            // HTTP status, 0 when none
+  std::int64_t latency_us = 0;
+  std::string extracted;     // JSON object of RESPONSE_* set by this attempt
+  std::string error;
+};
+
+struct CallSummary {
+  std::string call_id;
+  std::int64_t first_at_ms = 0, last_at_ms = 0;
+  int events = 0, failed_actions = 0, pending_events = 0;
+};
+
+class Journal {
+ public:
+  // Opens or creates the database; nullptr with `error` set when it cannot.
+  static std::unique_ptr<Journal> open(const JournalOptions& options, std::string& error);
+  ~Journal();
+
+  // Durable on return (or nullopt with `error`, e.g. disk full or database locked).
+  std::optional<StoredEvent> append_event(const std::string& call_id, const std::string& event,
+                                          const std::string& body, std::string& error);
+
+  // Records an attempt (insert or replace on event_seq+rule+attempt). Durable on return.
+  bool record_action(const ActionRecord& action, std::string& error);
+
+  // Marks the event finished and stores the call's variables (JSON object) in one transaction.
+  bool finish_event(std::int64_t seq, EventState state, const std::string& call_id,
+                    const std::string& vars_json, std::string& error);
+
+  // Reads (from any thread; readers do not block the writer in WAL mode).
+  std::vector<StoredEvent> pending_events();                       // by seq
+  std::vector<ActionRecord> actions_of(std::int64_t event_seq);    // by rule, attempt
+  std::optional<std::string> call_vars(const std::string& call_id);  // JSON object
+  std::vector<StoredEvent> events_of_call(const std::string& call_id);
+  std::vector<CallSummary> recent_calls(std::size_t limit, bool failures_only);
+  std::vector<ActionRecord> dead_actions(std::size_t limit);
+  std::optional<StoredEvent> event(std::int64_t seq);
+
+  // Deletes calls whose last event is older than `older_than`, with their events and actions.
+  std::size_t prune(std::chrono::system_clock::time_point older_than);
+
+  // Statistics for /metrics.
+  std::uint64_t commits() const;
+  std::chrono::microseconds last_commit_time() const;
+
+ private:
+  struct Impl;
+  explicit Journal(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace callbridge::bridge

@@ -1,0 +1,77 @@
+#include "bridge/log.h"
+
+#include <nlohmann/json.hpp>
+
+#include <atomic>
+#include <cstdio>
+#include <map>
+#include <mutex>
+
+namespace callbridge::bridge {
+
+namespace {
+
+std::atomic<LogLevel> g_level{LogLevel::info};
+std::mutex g_mutex;
+
+std::string_view level_name(LogLevel level) {
+  switch (level) {
+    case LogLevel::debug: return "debug";
+    case LogLevel::info: return "info";
+    case LogLevel::warn: return "warn";
+    case LogLevel::error: return "error";
+  }
+  return "info";
+}
+
+void write(LogLevel level, std::string_view message,
+           std::initializer_list<std::pair<std::string_view, std::string>> fields,
+           std::uint64_t suppressed) {
+  nlohmann::ordered_json line;
+  auto now = std::chrono::system_clock::now();
+  line["ts"] = std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count();
+  line["level"] = level_name(level);
+  line["msg"] = message;
+  for (const auto& [key, value] : fields) line[std::string(key)] = value;
+  if (suppressed > 0) line["suppressed"] = suppressed;
+  std::string text = line.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+  std::lock_guard lock(g_mutex);
+  std::fwrite(text.data(), 1, text.size(), stderr);
+}
+
+}  // namespace
+
+void set_log_level(LogLevel level) { g_level = level; }
+
+void log(LogLevel level, std::string_view message,
+         std::initializer_list<std::pair<std::string_view, std::string>> fields) {
+  if (level < g_level.load()) return;
+  write(level, message, fields, 0);
+}
+
+void log_limited(std::string_view key, LogLevel level, std::string_view message,
+                 std::initializer_list<std::pair<std::string_view, std::string>> fields,
+                 std::chrono::seconds interval) {
+  if (level < g_level.load()) return;
+  struct Slot {
+    std::chrono::steady_clock::time_point last{};
+    std::uint64_t suppressed = 0;
+  };
+  static std::mutex mutex;
+  static std::map<std::string, Slot, std::less<>> slots;
+  std::uint64_t suppressed = 0;
+  {
+    std::lock_guard lock(mutex);
+    Slot& slot = slots[std::string(key)];
+    auto now = std::chrono::steady_clock::now();
+    if (slot.last != std::chrono::steady_clock::time_point{} && now - slot.last < interval) {
+      ++slot.suppressed;
+      return;
+    }
+    slot.last = now;
+    suppressed = std::exchange(slot.suppressed, 0);
+  }
+  write(level, message, fields, suppressed);
+}
+
+}  // namespace callbridge::bridge

@@ -1,0 +1,3 @@
+#include "bridge/cli.h"
+
+int main(int argc, char** argv) { return callbridge::run_cli(argc, argv); }

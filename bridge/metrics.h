@@ -1,0 +1,47 @@
+// Counters and histograms for /metrics (Prometheus text format). Lock-free on the hot path.
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <string>
+
+namespace callbridge::bridge {
+
+class Histogram {
+ public:
+  // Upper bounds in seconds.
+  static constexpr std::array<double, 14> kBounds{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+                                                  0.1,    0.25,  0.5,    1,     2.5,   5,     10};
+  void observe(std::chrono::microseconds value);
+  void render(std::string& out, const std::string& name, const std::string& labels = "") const;
+
+ private:
+  std::array<std::atomic<std::uint64_t>, kBounds.size() + 1> buckets_{};
+  std::atomic<std::uint64_t> count_{0};
+  std::atomic<std::uint64_t> sum_us_{0};
+};
+
+struct Metrics {
+  std::atomic<std::uint64_t> events_accepted{0};
+  std::atomic<std::uint64_t> rejected_unauthorized{0}, rejected_invalid{0}, rejected_too_large{0},
+      rejected_busy{0}, rejected_journal{0};
+  // Actions by final outcome of an attempt.
+  std::atomic<std::uint64_t> actions_succeeded{0}, actions_http_error{0}, actions_failed{0},
+      actions_skipped{0}, actions_retried{0}, actions_unknown{0}, actions_dead{0};
+  std::atomic<std::uint64_t> events_processed{0};
+  Histogram action_latency;     // request sent to response
+  Histogram event_to_request;   // event accepted to its first request sent
+  Histogram intake_latency;     // request received to 202 (includes the journal commit)
+
+  // Gauges read at render time.
+  std::function<std::int64_t()> queue_depth;
+  std::function<std::uint64_t()> journal_commits;
+  std::function<double()> journal_last_commit_seconds;
+
+  std::string render() const;
+};
+
+}  // namespace callbridge::bridge

@@ -1,0 +1,30 @@
+// The HTTP face of the bridge: durable event intake, call history, health and metrics.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "bridge/dispatcher.h"
+#include "bridge/journal.h"
+#include "bridge/metrics.h"
+
+namespace callbridge::bridge {
+
+class BridgeServer {
+ public:
+  BridgeServer(const ConfigHolder& config, Journal& journal, Dispatcher& dispatcher,
+               Metrics& metrics);
+  ~BridgeServer();
+
+  // Binds `host:port` (port 0: any free port). False with `error` when it cannot.
+  bool bind(const std::string& listen, std::string& error);
+  int port() const;
+  void run();   // serves until stop()
+  void stop();  // stops accepting; returns at once
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace callbridge::bridge

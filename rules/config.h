@@ -1,0 +1,137 @@
+// The validated configuration: server, storage, HTTP client settings and the rule set. Built
+// only by the loader; a Config that exists is known to be valid.
+#pragma once
+
+#include <chrono>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "rules/regex.h"
+#include "rules/secrets.h"
+#include "rules/template.h"
+
+namespace callbridge::rules {
+
+struct SourceLocation {
+  std::string file;
+  int line = 0;    // 1-based
+  int column = 0;  // 1-based
+};
+
+struct Gate {
+  Template code;
+  Regex pattern;
+};
+
+struct HeaderSpec {
+  std::string name;
+  Template value;
+  bool secret = false;  // computed auth headers: always shown as [secret]
+};
+
+struct RequestSpec {
+  std::string method = "GET";
+  Template url;
+  bool pseudo_response = false;  // `response://TEXT`: no network, TEXT is the response body
+  std::vector<HeaderSpec> headers;
+  Template body;
+  std::chrono::milliseconds timeout{10000};
+};
+
+// Which failures are tried again, and how often. `on_*` unset: by method (see docs/server.md).
+struct RetryPolicy {
+  int attempts = 8;  // in all, the first included
+  std::chrono::milliseconds backoff{1000};
+  std::chrono::milliseconds max_backoff{60000};
+  std::optional<bool> on_connect, on_timeout, on_429, on_5xx;
+};
+
+struct Rule {
+  std::string name;
+  std::string event;  // canonical
+  int order = 0;
+  std::size_t position = 0;  // index in the file, for ties
+  std::optional<Gate> when;
+  RequestSpec request;
+  std::optional<Regex> extract;
+  std::optional<RetryPolicy> retry;
+  std::string memo;
+  SourceLocation location;
+};
+
+// Rules grouped by event and sorted by (order, position).
+class RuleSet {
+ public:
+  RuleSet() = default;
+  explicit RuleSet(std::vector<Rule> rules);
+  RuleSet(const RuleSet&) = delete;  // the index points into rules_
+  RuleSet& operator=(const RuleSet&) = delete;
+  const std::vector<const Rule*>& for_event(const std::string& event) const;
+  const std::vector<Rule>& all() const { return rules_; }
+
+ private:
+  std::vector<Rule> rules_;
+  std::map<std::string, std::vector<const Rule*>, std::less<>> by_event_;
+};
+
+struct ServerConfig {
+  std::string listen = "127.0.0.1:8080";
+  std::vector<std::string> tokens;
+  int threads = 32;                    // HTTP pool; one per open keep-alive connection
+  std::size_t max_body_bytes = 65536;  // larger requests get 413
+  int keep_alive_max_count = 1000;
+  int keep_alive_timeout_seconds = 5;
+};
+
+struct StorageConfig {
+  std::string path = "callbridge.db";
+  bool fsync = true;       // fsync every group commit (survives power loss, not just a crash)
+  int retention_days = 30; // calls older than this are pruned
+};
+
+struct DispatcherConfig {
+  int workers = 16;             // concurrent actions
+  int queue_capacity = 10000;   // accepted, unfinished events; beyond it intake answers 503
+  RetryPolicy retry;            // default for rules without their own
+  std::chrono::milliseconds shutdown_grace{10000};
+};
+
+struct HttpClientConfig {
+  bool verify_tls = true;
+  std::string ca_file;
+  std::size_t max_response_bytes = 4u << 20;
+};
+
+struct Config {
+  std::string file;
+  ServerConfig server;
+  StorageConfig storage;
+  HttpClientConfig http;
+  DispatcherConfig dispatcher;
+  std::shared_ptr<const RuleSet> rules = std::make_shared<RuleSet>();
+  std::shared_ptr<const SecretSet> secrets = std::make_shared<SecretSet>();
+};
+
+struct Diagnostic {
+  SourceLocation location;
+  std::string message;
+  std::string format() const;  // FILE:LINE:COL: error: MESSAGE
+};
+
+struct LoadResult {
+  std::optional<Config> config;
+  std::vector<Diagnostic> errors;  // every error found, in file order
+};
+
+// Reads `${NAME}` from the process environment.
+std::optional<std::string> process_env(std::string_view name);
+
+LoadResult load_config_text(std::string_view yaml, const std::string& file,
+                            const Template::EnvLookup& env = process_env);
+LoadResult load_config_file(const std::string& path,
+                            const Template::EnvLookup& env = process_env);
+
+}  // namespace callbridge::rules

@@ -1,0 +1,165 @@
+#include "rules/engine.h"
+
+#include <algorithm>
+
+namespace callbridge::rules {
+
+namespace {
+
+// kintone reads a GET's parameters from a JSON body, as the RemoTEL examples do, but many HTTP
+// stacks drop GET bodies; kintone documents POST + X-HTTP-Method-Override: GET for exactly this.
+bool is_kintone_api(std::string_view url) {
+  std::size_t scheme = url.find("://");
+  if (scheme == std::string_view::npos) return false;
+  std::size_t path = url.find('/', scheme + 3);
+  if (path == std::string_view::npos) return false;
+  std::string_view p = url.substr(path);
+  return p.rfind("/k/v1/", 0) == 0 || p.rfind("/k/guest/", 0) == 0;
+}
+
+std::string quoted(std::string_view s) { return "\"" + std::string(s) + "\""; }
+
+}  // namespace
+
+std::string_view to_string(RuleStatus status) {
+  switch (status) {
+    case RuleStatus::skipped: return "skipped";
+    case RuleStatus::succeeded: return "succeeded";
+    case RuleStatus::http_error: return "http_error";
+    case RuleStatus::failed: return "failed";
+  }
+  return "unknown";
+}
+
+Engine::Engine(std::shared_ptr<const RuleSet> rules, std::shared_ptr<const SecretSet> secrets,
+               http::Transport* transport)
+    : rules_(std::move(rules)), secrets_(std::move(secrets)), transport_(transport) {}
+
+void Engine::apply_event(const EventInput& event, CallContext& call) {
+  call.call_id = event.call_id;
+  for (const auto& [key, value] : event.vars) call.vars[key] = value;
+  call.vars["ID"] = event.call_id;
+  call.vars["EVENT"] = event.event;
+  if (!event.tel.empty()) {
+    call.vars["TEL"] = event.tel;
+  } else if (!call.vars.count("TEL")) {
+    call.vars["TEL"] = "anonymous";
+  }
+  if (event.answered) {
+    call.vars["ISANSWERED"] = *event.answered ? "1" : "0";
+  } else if (!call.vars.count("ISANSWERED")) {
+    call.vars["ISANSWERED"] = "0";
+  }
+}
+
+std::vector<RuleOutcome> Engine::run(const EventInput& event, CallContext& call) const {
+  apply_event(event, call);
+  std::vector<RuleOutcome> outcomes;
+  for (const Rule* rule : rules_->for_event(event.event)) outcomes.push_back(run_rule(*rule, call));
+  return outcomes;
+}
+
+RuleOutcome Engine::run_rule(const Rule& rule, CallContext& call,
+                             const BeforeSend& before_send) const {
+  RuleOutcome out;
+  out.rule = rule.name;
+  auto note_undefined = [&](const RenderReport& report) {
+    for (const auto& name : report.undefined)
+      if (std::find(out.undefined.begin(), out.undefined.end(), name) == out.undefined.end())
+        out.undefined.push_back(name);
+  };
+
+  if (rule.when) {
+    RenderReport report;
+    std::string code = rule.when->code.render(call.vars, report);
+    std::string shown = secrets_->redact(rule.when->code.render(call.vars, report, true));
+    RegexMatch m = rule.when->pattern.match(code);
+    if (!m.error.empty()) {
+      out.status = RuleStatus::failed;
+      out.error = "gate: " + m.error;
+      return out;
+    }
+    out.gate = quoted(shown) + (m.matched ? " matches " : " does not match ") +
+               rule.when->pattern.literal();
+    if (!m.matched) return out;  // skipped
+  } else {
+    out.gate = "no gate";
+  }
+
+  const RequestSpec& spec = rule.request;
+  RenderReport report;
+  http::Request request, shown;
+  request.method = shown.method = spec.method;
+  request.timeout = shown.timeout = spec.timeout;
+  request.url = spec.url.render(call.vars, report);
+  shown.url = spec.url.render(call.vars, report, true);
+  if (spec.pseudo_response) shown.url = "response://" + shown.url;
+  for (const HeaderSpec& h : spec.headers) {
+    request.headers.emplace_back(h.name, h.value.render(call.vars, report));
+    shown.headers.emplace_back(h.name, h.secret ? "[secret]" : h.value.render(call.vars, report, true));
+  }
+  request.body = spec.body.render(call.vars, report);
+  shown.body = spec.body.render(call.vars, report, true);
+  note_undefined(report);
+  if (!spec.pseudo_response && request.method == "GET" && !request.body.empty() &&
+      is_kintone_api(request.url)) {
+    request.method = shown.method = "POST";
+    request.headers.emplace_back("X-HTTP-Method-Override", "GET");
+    shown.headers.emplace_back("X-HTTP-Method-Override", "GET");
+  }
+  shown.url = secrets_->redact(shown.url);
+  shown.body = secrets_->redact(shown.body);
+  for (auto& [name, value] : shown.headers) value = secrets_->redact(value);
+  out.request = shown;
+  if (!report.error.empty()) {
+    out.status = RuleStatus::failed;
+    out.error = report.error;
+    return out;
+  }
+
+  http::Outcome response;
+  if (spec.pseudo_response) {
+    response.kind = http::OutcomeKind::response;
+    response.status = 200;
+    response.body = std::move(request.url);
+  } else if (transport_ == nullptr) {
+    return out;  // dry run: rendered, not sent
+  } else {
+    if (before_send && !before_send(shown)) {
+      out.status = RuleStatus::failed;
+      out.error = "not sent: the journal could not record the attempt";
+      return out;
+    }
+    response = transport_->perform(request);
+  }
+  out.sent = !spec.pseudo_response;
+  if (response.kind == http::OutcomeKind::response) {
+    call.vars["RESPONSE_STATUS"] = std::to_string(response.status);
+    out.status = response.status >= 200 && response.status < 300 ? RuleStatus::succeeded
+                                                                 : RuleStatus::http_error;
+    if (out.status == RuleStatus::http_error)
+      out.error = "HTTP " + std::to_string(response.status);
+  } else {
+    call.vars["RESPONSE_STATUS"] = "0";
+    out.status = RuleStatus::failed;
+    out.error = std::string(http::to_string(response.kind)) + ": " + secrets_->redact(response.error);
+  }
+
+  if (rule.extract && response.kind == http::OutcomeKind::response) {
+    RegexMatch m = rule.extract->match(response.body);
+    if (!m.error.empty()) {
+      out.status = RuleStatus::failed;
+      out.error = "extract: " + m.error;
+    } else if (m.matched) {
+      for (const std::string& group : rule.extract->group_names()) call.vars.erase("RESPONSE_" + group);
+      for (auto& [group, value] : m.groups) {
+        call.vars["RESPONSE_" + group] = value;
+        out.extracted["RESPONSE_" + group] = value;
+      }
+    }
+  }
+  out.response = std::move(response);
+  return out;
+}
+
+}  // namespace callbridge::rules

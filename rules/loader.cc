@@ -1,0 +1,563 @@
+#include <yaml-cpp/yaml.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include "rules/config.h"
+#include "rules/events.h"
+
+namespace callbridge::rules {
+
+namespace {
+
+constexpr const char* kMethods[] = {"GET", "POST", "PUT", "PATCH", "DELETE"};
+
+std::string join(const std::vector<std::string>& items) {
+  std::string out;
+  for (const std::string& item : items) out += (out.empty() ? "" : ", ") + item;
+  return out;
+}
+
+// Walks the YAML tree once, collecting every error with its position.
+class Loader {
+ public:
+  Loader(std::string file, const Template::EnvLookup& env) : file_(std::move(file)), env_(env) {
+    secrets_ = std::make_shared<SecretSet>();
+  }
+
+  LoadResult run(std::string_view text) {
+    LoadResult result;
+    YAML::Node root;
+    try {
+      root = YAML::Load(std::string(text));
+    } catch (const YAML::Exception& e) {
+      errors_.push_back({{file_, e.mark.line + 1, e.mark.column + 1}, e.msg});
+      result.errors = std::move(errors_);
+      return result;
+    }
+    Config config;
+    config.file = file_;
+    if (root.IsNull()) {
+      // An empty file is a valid configuration with no rules.
+    } else if (!root.IsMap()) {
+      error(root, "the configuration must be a mapping with keys server, storage, http, rules");
+    } else {
+      check_keys(root, {"server", "storage", "http", "dispatcher", "rules"});
+      if (auto n = root["server"]) load_server(n, config.server);
+      if (auto n = root["storage"]) load_storage(n, config.storage);
+      if (auto n = root["dispatcher"]) load_dispatcher(n, config.dispatcher);
+      retry_default_ = config.dispatcher.retry;
+      if (auto n = root["http"]) load_http(n, config.http);
+      if (auto n = root["rules"]) config.rules = std::make_shared<RuleSet>(load_rules(n));
+    }
+    config.secrets = secrets_;
+    std::stable_sort(errors_.begin(), errors_.end(), [](const Diagnostic& a, const Diagnostic& b) {
+      return std::tie(a.location.line, a.location.column) <
+             std::tie(b.location.line, b.location.column);
+    });
+    if (errors_.empty()) result.config = std::move(config);
+    result.errors = std::move(errors_);
+    return result;
+  }
+
+ private:
+  SourceLocation where(const YAML::Node& node, std::size_t offset = 0) const {
+    YAML::Mark mark = node.Mark();
+    int column = mark.column + 1;
+    // Offsets inside single-line scalars point at the character; quoted scalars start one later.
+    if (node.IsScalar() && node.Scalar().find('\n') == std::string::npos) {
+      column += static_cast<int>(offset) + (node.Tag() == "!" ? 1 : 0);
+    }
+    return {file_, mark.line + 1, column};
+  }
+  void error(const YAML::Node& node, const std::string& message, std::size_t offset = 0) {
+    errors_.push_back({where(node, offset), secrets_->redact(message)});
+  }
+
+  // Reports unknown and duplicate keys; returns the keys present.
+  std::set<std::string> check_keys(const YAML::Node& map, const std::vector<std::string>& allowed,
+                                   const std::string& context = "") {
+    std::set<std::string> seen;
+    for (auto it = map.begin(); it != map.end(); ++it) {
+      std::string key = it->first.as<std::string>("");
+      std::string shown = context.empty() ? key : context + "." + key;
+      if (std::find(allowed.begin(), allowed.end(), key) == allowed.end()) {
+        error(it->first, "unknown key \"" + shown + "\"; known: " + join(allowed));
+      } else if (!seen.insert(key).second) {
+        error(it->first, "duplicate key \"" + shown + "\"");
+      }
+    }
+    return seen;
+  }
+
+  bool expect_map(const YAML::Node& node, const std::string& what) {
+    if (node.IsMap()) return true;
+    error(node, "\"" + what + "\" must be a mapping");
+    return false;
+  }
+
+  std::optional<std::string> scalar(const YAML::Node& node, const std::string& what) {
+    if (!node.IsScalar()) {
+      error(node, "\"" + what + "\" must be a single value");
+      return std::nullopt;
+    }
+    return node.Scalar();
+  }
+
+  // A plain string setting; `${NAME}` expands from the environment and is a secret.
+  std::optional<std::string> string_setting(const YAML::Node& node, const std::string& what) {
+    auto raw = scalar(node, what);
+    if (!raw) return std::nullopt;
+    std::vector<Template::Error> errs;
+    Template t = Template::compile(*raw, Destination::text, tracked_env(), errs);
+    for (const auto& e : errs) error(node, "\"" + what + "\": " + e.message, e.offset);
+    if (!errs.empty()) return std::nullopt;
+    // Placeholders have no meaning here; render them as written.
+    RenderReport report;
+    Variables none;
+    std::string value = t.render(none, report);
+    if (!report.undefined.empty()) value = *raw;
+    return value;
+  }
+
+  std::optional<long long> integer(const YAML::Node& node, const std::string& what, long long min,
+                                   long long max) {
+    auto raw = scalar(node, what);
+    if (!raw) return std::nullopt;
+    char* end = nullptr;
+    errno = 0;
+    long long v = std::strtoll(raw->c_str(), &end, 10);
+    if (raw->empty() || *end != '\0' || errno != 0) {
+      error(node, "\"" + what + "\": must be an integer, got \"" + *raw + "\"");
+      return std::nullopt;
+    }
+    if (v < min || v > max) {
+      error(node, "\"" + what + "\": must be between " + std::to_string(min) + " and " +
+                      std::to_string(max) + ", got " + std::to_string(v));
+      return std::nullopt;
+    }
+    return v;
+  }
+
+  std::optional<bool> boolean(const YAML::Node& node, const std::string& what) {
+    auto raw = scalar(node, what);
+    if (!raw) return std::nullopt;
+    if (*raw == "true") return true;
+    if (*raw == "false") return false;
+    error(node, "\"" + what + "\": must be true or false, got \"" + *raw + "\"");
+    return std::nullopt;
+  }
+
+  Template::EnvLookup tracked_env() {
+    return [this](std::string_view name) -> std::optional<std::string> {
+      auto value = env_(name);
+      if (value) secrets_->add(*value);
+      return value;
+    };
+  }
+
+  std::optional<Template> template_setting(const YAML::Node& node, const std::string& what,
+                                           Destination destination) {
+    auto raw = scalar(node, what);
+    if (!raw) return std::nullopt;
+    std::vector<Template::Error> errs;
+    Template t = Template::compile(*raw, destination, tracked_env(), errs);
+    for (const auto& e : errs) error(node, "\"" + what + "\": " + e.message, e.offset);
+    if (!errs.empty()) return std::nullopt;
+    return t;
+  }
+
+  std::optional<Regex> regex_setting(const YAML::Node& node, const std::string& what) {
+    auto raw = scalar(node, what);
+    if (!raw) return std::nullopt;
+    RegexError err;
+    auto regex = Regex::compile(*raw, err);
+    if (!regex) {
+      error(node, "\"" + what + "\": bad pattern at offset " + std::to_string(err.offset) + ": " +
+                      err.message,
+            err.offset);
+    }
+    return regex;
+  }
+
+  void load_server(const YAML::Node& node, ServerConfig& out) {
+    if (!expect_map(node, "server")) return;
+    check_keys(node, {"listen", "tokens", "threads", "max_body_bytes", "keep_alive_max_count",
+                      "keep_alive_timeout_seconds"},
+               "server");
+    if (auto n = node["threads"])
+      if (auto v = integer(n, "server.threads", 2, 1024)) out.threads = static_cast<int>(*v);
+    if (auto n = node["max_body_bytes"])
+      if (auto v = integer(n, "server.max_body_bytes", 1024, 16ll << 20))
+        out.max_body_bytes = static_cast<std::size_t>(*v);
+    if (auto n = node["keep_alive_max_count"])
+      if (auto v = integer(n, "server.keep_alive_max_count", 1, 1000000))
+        out.keep_alive_max_count = static_cast<int>(*v);
+    if (auto n = node["keep_alive_timeout_seconds"])
+      if (auto v = integer(n, "server.keep_alive_timeout_seconds", 1, 3600))
+        out.keep_alive_timeout_seconds = static_cast<int>(*v);
+    if (auto n = node["listen"]) {
+      if (auto v = string_setting(n, "server.listen")) {
+        auto colon = v->rfind(':');
+        if (colon == std::string::npos || colon == 0 ||
+            v->find_first_not_of("0123456789", colon + 1) != std::string::npos ||
+            colon + 1 == v->size() || std::stol(v->substr(colon + 1)) > 65535) {
+          error(n, "\"server.listen\": must be HOST:PORT, got \"" + *v + "\"");
+        } else {
+          out.listen = *v;
+        }
+      }
+    }
+    if (auto n = node["tokens"]) {
+      if (!n.IsSequence()) {
+        error(n, "\"server.tokens\" must be a list");
+      } else {
+        for (const auto& t : n) {
+          auto v = string_setting(t, "server.tokens");
+          if (!v) continue;
+          if (v->size() < 16) {
+            error(t, "\"server.tokens\": a token must be at least 16 characters");
+            continue;
+          }
+          secrets_->add(*v);
+          out.tokens.push_back(*v);
+        }
+      }
+    }
+  }
+
+  void load_storage(const YAML::Node& node, StorageConfig& out) {
+    if (!expect_map(node, "storage")) return;
+    check_keys(node, {"path", "fsync", "retention_days"}, "storage");
+    if (auto n = node["path"])
+      if (auto v = string_setting(n, "storage.path")) out.path = *v;
+    if (auto n = node["fsync"])
+      if (auto v = boolean(n, "storage.fsync")) out.fsync = *v;
+    if (auto n = node["retention_days"])
+      if (auto v = integer(n, "storage.retention_days", 1, 3650)) out.retention_days = static_cast<int>(*v);
+  }
+
+  void load_dispatcher(const YAML::Node& node, DispatcherConfig& out) {
+    if (!expect_map(node, "dispatcher")) return;
+    check_keys(node, {"workers", "queue_capacity", "retry", "shutdown_grace_ms"}, "dispatcher");
+    if (auto n = node["workers"])
+      if (auto v = integer(n, "dispatcher.workers", 1, 1024)) out.workers = static_cast<int>(*v);
+    if (auto n = node["queue_capacity"])
+      if (auto v = integer(n, "dispatcher.queue_capacity", 1, 10000000))
+        out.queue_capacity = static_cast<int>(*v);
+    if (auto n = node["shutdown_grace_ms"])
+      if (auto v = integer(n, "dispatcher.shutdown_grace_ms", 0, 600000))
+        out.shutdown_grace = std::chrono::milliseconds(*v);
+    if (auto n = node["retry"])
+      if (auto v = load_retry(n, "dispatcher.retry", out.retry)) out.retry = *v;
+  }
+
+  std::optional<RetryPolicy> load_retry(const YAML::Node& node, const std::string& what,
+                                        RetryPolicy policy) {
+    if (!expect_map(node, what)) return std::nullopt;
+    check_keys(node, {"attempts", "backoff_ms", "max_backoff_ms", "on"}, what);
+    std::size_t before = errors_.size();
+    if (auto n = node["attempts"])
+      if (auto v = integer(n, what + ".attempts", 1, 100)) policy.attempts = static_cast<int>(*v);
+    if (auto n = node["backoff_ms"])
+      if (auto v = integer(n, what + ".backoff_ms", 1, 3600000)) policy.backoff = std::chrono::milliseconds(*v);
+    if (auto n = node["max_backoff_ms"])
+      if (auto v = integer(n, what + ".max_backoff_ms", 1, 3600000))
+        policy.max_backoff = std::chrono::milliseconds(*v);
+    if (auto n = node["on"]) {
+      if (!n.IsSequence()) {
+        error(n, "\"" + what + ".on\" must be a list of: connect, timeout, 429, 5xx");
+      } else {
+        policy.on_connect = policy.on_timeout = policy.on_429 = policy.on_5xx = false;
+        for (const auto& item : n) {
+          std::string v = item.Scalar();
+          if (v == "connect") policy.on_connect = true;
+          else if (v == "timeout") policy.on_timeout = true;
+          else if (v == "429") policy.on_429 = true;
+          else if (v == "5xx") policy.on_5xx = true;
+          else error(item, "unknown retry condition \"" + v + "\"; known: connect, timeout, 429, 5xx");
+        }
+      }
+    }
+    if (policy.max_backoff < policy.backoff) policy.max_backoff = policy.backoff;
+    if (errors_.size() != before) return std::nullopt;
+    return policy;
+  }
+
+  void load_http(const YAML::Node& node, HttpClientConfig& out) {
+    if (!expect_map(node, "http")) return;
+    check_keys(node, {"verify_tls", "ca_file", "max_response_bytes"}, "http");
+    if (auto n = node["verify_tls"])
+      if (auto v = boolean(n, "http.verify_tls")) out.verify_tls = *v;
+    if (auto n = node["ca_file"])
+      if (auto v = string_setting(n, "http.ca_file")) out.ca_file = *v;
+    if (auto n = node["max_response_bytes"])
+      if (auto v = integer(n, "http.max_response_bytes", 1024, 64ll << 20))
+        out.max_response_bytes = static_cast<std::size_t>(*v);
+  }
+
+  std::vector<Rule> load_rules(const YAML::Node& node) {
+    std::vector<Rule> rules;
+    if (!node.IsSequence()) {
+      error(node, "\"rules\" must be a list of rules");
+      return rules;
+    }
+    std::map<std::string, YAML::Mark> names;
+    for (std::size_t i = 0; i < node.size(); ++i) {
+      const YAML::Node r = node[i];
+      Rule rule;
+      rule.position = i;
+      rule.location = where(r);
+      if (!expect_map(r, "rules[" + std::to_string(i) + "]")) continue;
+      std::size_t before = errors_.size();
+      check_keys(r, {"name", "event", "order", "when", "request", "extract", "retry", "memo"},
+                 "rule");
+      if (auto n = r["name"]) {
+        if (auto v = scalar(n, "name")) {
+          rule.name = *v;
+          if (rule.name.empty()) error(n, "\"name\" must not be empty");
+          auto [it, fresh] = names.emplace(rule.name, n.Mark());
+          if (!fresh)
+            error(n, "duplicate rule name \"" + rule.name + "\" (first at line " +
+                         std::to_string(it->second.line + 1) + ")");
+        }
+      } else {
+        error(r, "rule is missing required key \"name\"");
+      }
+      std::string label = rule.name.empty() ? "rule " + std::to_string(i + 1) : rule.name;
+      if (auto n = r["event"]) {
+        if (auto v = scalar(n, "event")) {
+          if (auto canonical = canonical_event(*v)) {
+            rule.event = *canonical;
+          } else {
+            error(n, "unknown event \"" + *v + "\"; known: " + known_events());
+          }
+        }
+      } else {
+        error(r, "rule \"" + label + "\" is missing required key \"event\"");
+      }
+      if (auto n = r["order"])
+        if (auto v = integer(n, "order", -1000000, 1000000)) rule.order = static_cast<int>(*v);
+      if (auto n = r["memo"])
+        if (auto v = scalar(n, "memo")) rule.memo = *v;
+      if (auto n = r["when"]) load_gate(n, rule);
+      if (auto n = r["request"]) {
+        load_request(n, rule.request);
+      } else {
+        error(r, "rule \"" + label + "\" is missing required key \"request\"");
+      }
+      if (auto n = r["extract"]) rule.extract = regex_setting(n, "extract");
+      if (auto n = r["retry"]) rule.retry = load_retry(n, "retry", retry_default_);
+      if (errors_.size() == before) rules.push_back(std::move(rule));
+    }
+    return rules;
+  }
+
+  void load_gate(const YAML::Node& node, Rule& rule) {
+    if (!expect_map(node, "when")) return;
+    check_keys(node, {"code", "pattern"}, "when");
+    auto code = node["code"];
+    auto pattern = node["pattern"];
+    if (!code) error(node, "\"when\" is missing required key \"code\"");
+    if (!pattern) error(node, "\"when\" is missing required key \"pattern\"");
+    if (!code || !pattern) return;
+    auto t = template_setting(code, "when.code", Destination::text);
+    auto p = regex_setting(pattern, "when.pattern");
+    if (t && p) rule.when = Gate{std::move(*t), std::move(*p)};
+  }
+
+  void load_request(const YAML::Node& node, RequestSpec& out) {
+    if (!expect_map(node, "request")) return;
+    check_keys(node, {"method", "url", "headers", "body", "timeout", "auth"}, "request");
+    if (auto n = node["method"]) {
+      if (auto v = scalar(n, "request.method")) {
+        std::string m = *v;
+        std::transform(m.begin(), m.end(), m.begin(), ::toupper);
+        if (std::find(std::begin(kMethods), std::end(kMethods), m) == std::end(kMethods)) {
+          error(n, "\"request.method\": must be one of GET, POST, PUT, PATCH, DELETE, got \"" +
+                       *v + "\"");
+        }
+        out.method = m;
+      }
+    }
+    bool json_body = false, form_body = false;
+    if (auto n = node["headers"]) {
+      if (!n.IsMap()) {
+        error(n, "\"request.headers\" must be a mapping of header name to value");
+      } else {
+        std::set<std::string> seen;
+        for (auto it = n.begin(); it != n.end(); ++it) {
+          std::string name = it->first.as<std::string>("");
+          std::string lower = name;
+          std::transform(lower.begin(), lower.end(), lower.begin(), ::tolower);
+          if (name.empty() || name.find_first_of(" \t\r\n:()<>@,;\\\"/[]?={}") != std::string::npos) {
+            error(it->first, "invalid header name \"" + name + "\"");
+            continue;
+          }
+          if (!seen.insert(lower).second) error(it->first, "duplicate header \"" + name + "\"");
+          auto value = template_setting(it->second, "request.headers." + name, Destination::header);
+          if (!value) continue;
+          if (lower == "content-type") {
+            RenderReport report;
+            std::string ct = value->render({}, report);
+            std::transform(ct.begin(), ct.end(), ct.begin(), ::tolower);
+            json_body = ct.find("json") != std::string::npos;
+            form_body = ct.find("x-www-form-urlencoded") != std::string::npos;
+          }
+          out.headers.push_back({name, std::move(*value), false});
+        }
+      }
+    }
+    if (auto n = node["auth"]) load_auth(n, out);
+    if (auto n = node["url"]) {
+      auto raw = scalar(n, "request.url");
+      if (raw && raw->rfind("response://", 0) == 0) {
+        out.pseudo_response = true;
+        std::vector<Template::Error> errs;
+        out.url = Template::compile(std::string_view(*raw).substr(11), Destination::text,
+                                    tracked_env(), errs);
+        for (const auto& e : errs) error(n, "\"request.url\": " + e.message, e.offset + 11);
+      } else if (raw) {
+        if (auto t = template_setting(n, "request.url", Destination::url)) {
+          RenderReport report;
+          std::string probe = t->render({}, report);
+          if (probe.rfind("http://", 0) != 0 && probe.rfind("https://", 0) != 0) {
+            error(n, "\"request.url\": must start with http://, https:// or response://");
+          }
+          out.url = std::move(*t);
+        }
+      }
+    } else {
+      error(node, "\"request\" is missing required key \"url\"");
+    }
+    if (auto n = node["body"]) {
+      auto raw = scalar(n, "request.body");
+      if (raw) {
+        std::size_t first = raw->find_first_not_of(" \t\r\n");
+        if (!json_body && !form_body && first != std::string::npos &&
+            ((*raw)[first] == '{' || (*raw)[first] == '['))
+          json_body = true;
+        Destination d = json_body ? Destination::json
+                        : form_body ? Destination::form
+                                    : Destination::text;
+        if (auto t = template_setting(n, "request.body", d)) out.body = std::move(*t);
+      }
+    }
+    if (auto n = node["timeout"]) {
+      if (auto v = integer(n, "request.timeout", 1, 300))
+        out.timeout = std::chrono::seconds(*v);
+    }
+  }
+
+  void load_auth(const YAML::Node& node, RequestSpec& out) {
+    if (!expect_map(node, "request.auth")) return;
+    auto type_node = node["type"];
+    if (!type_node) {
+      error(node, "\"request.auth\" is missing required key \"type\"");
+      return;
+    }
+    auto type = scalar(type_node, "request.auth.type");
+    if (!type) return;
+    auto field = [&](const char* key) -> std::optional<std::string> {
+      auto n = node[key];
+      if (!n) {
+        error(node, "\"request.auth\" of type " + *type + " is missing required key \"" + key + "\"");
+        return std::nullopt;
+      }
+      auto v = string_setting(n, std::string("request.auth.") + key);
+      if (v) secrets_->add(*v);
+      return v;
+    };
+    auto add = [&](std::string name, std::string value) {
+      out.headers.push_back({std::move(name), Template::literal(std::move(value), true), true});
+    };
+    if (*type == "kintone-token") {
+      check_keys(node, {"type", "token", "tokens"}, "request.auth");
+      std::vector<std::string> tokens;
+      if (auto n = node["tokens"]; n && n.IsSequence()) {
+        for (const auto& t : n)
+          if (auto v = string_setting(t, "request.auth.tokens")) {
+            secrets_->add(*v);
+            tokens.push_back(*v);
+          }
+      } else if (auto v = field("token")) {
+        tokens.push_back(*v);
+      }
+      std::string joined;
+      for (const auto& t : tokens) joined += (joined.empty() ? "" : ",") + t;
+      if (!tokens.empty()) add("X-Cybozu-API-Token", joined);
+    } else if (*type == "kintone-password") {
+      check_keys(node, {"type", "login", "password"}, "request.auth");
+      auto login = field("login");
+      auto password = field("password");
+      if (login && password) add("X-Cybozu-Authorization", base64_encode(*login + ":" + *password));
+    } else if (*type == "basic") {
+      check_keys(node, {"type", "user", "password"}, "request.auth");
+      auto user = field("user");
+      auto password = field("password");
+      if (user && password) add("Authorization", "Basic " + base64_encode(*user + ":" + *password));
+    } else if (*type == "bearer") {
+      check_keys(node, {"type", "token"}, "request.auth");
+      if (auto token = field("token")) add("Authorization", "Bearer " + *token);
+    } else {
+      error(type_node, "unknown auth type \"" + *type +
+                           "\"; known: kintone-token, kintone-password, basic, bearer");
+    }
+  }
+
+  std::string file_;
+  const Template::EnvLookup& env_;
+  std::shared_ptr<SecretSet> secrets_;
+  std::vector<Diagnostic> errors_;
+  RetryPolicy retry_default_;
+};
+
+}  // namespace
+
+RuleSet::RuleSet(std::vector<Rule> rules) : rules_(std::move(rules)) {
+  for (const Rule& rule : rules_) by_event_[rule.event].push_back(&rule);
+  for (auto& [event, list] : by_event_) {
+    std::stable_sort(list.begin(), list.end(), [](const Rule* a, const Rule* b) {
+      return std::tie(a->order, a->position) < std::tie(b->order, b->position);
+    });
+  }
+}
+
+const std::vector<const Rule*>& RuleSet::for_event(const std::string& event) const {
+  static const std::vector<const Rule*> none;
+  auto it = by_event_.find(event);
+  return it == by_event_.end() ? none : it->second;
+}
+
+std::string Diagnostic::format() const {
+  return location.file + ":" + std::to_string(location.line) + ":" +
+         std::to_string(location.column) + ": error: " + message;
+}
+
+std::optional<std::string> process_env(std::string_view name) {
+  const char* value = std::getenv(std::string(name).c_str());
+  if (value == nullptr) return std::nullopt;
+  return std::string(value);
+}
+
+LoadResult load_config_text(std::string_view yaml, const std::string& file,
+                            const Template::EnvLookup& env) {
+  return Loader(file, env).run(yaml);
+}
+
+LoadResult load_config_file(const std::string& path, const Template::EnvLookup& env) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    LoadResult result;
+    result.errors.push_back({{path, 0, 0}, "cannot read configuration file"});
+    return result;
+  }
+  std::stringstream buffer;
+  buffer << in.rdbuf();
+  return load_config_text(buffer.str(), path, env);
+}
+
+}  // namespace callbridge::rules

@@ -1,0 +1,362 @@
+#include "rules/template.h"
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+
+namespace callbridge::rules {
+
+namespace {
+
+bool is_name_start(char c) {
+  return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || c == '_';
+}
+bool is_name_char(char c) { return is_name_start(c) || (c >= '0' && c <= '9'); }
+
+// Length of the valid UTF-8 sequence at s[i], or 0 if invalid.
+std::size_t utf8_sequence(std::string_view s, std::size_t i) {
+  auto b = [&](std::size_t k) { return static_cast<unsigned char>(s[k]); };
+  unsigned char c = b(i);
+  if (c < 0x80) return 1;
+  std::size_t n = c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : c >= 0xC2 ? 2 : 0;
+  if (n == 0 || c > 0xF4 || i + n > s.size()) return 0;
+  for (std::size_t k = 1; k < n; ++k)
+    if ((b(i + k) & 0xC0) != 0x80) return 0;
+  if (n == 3 && ((c == 0xE0 && b(i + 1) < 0xA0) || (c == 0xED && b(i + 1) >= 0xA0))) return 0;
+  if (n == 4 && ((c == 0xF0 && b(i + 1) < 0x90) || (c == 0xF4 && b(i + 1) >= 0x90))) return 0;
+  return n;
+}
+
+std::optional<Filter> parse_filter(std::string_view name) {
+  if (name == "query") return Filter::query;
+  if (name == "base64") return Filter::base64;
+  if (name == "url") return Filter::url;
+  if (name == "raw") return Filter::raw;
+  return std::nullopt;
+}
+
+}  // namespace
+
+std::string json_escape(std::string_view value) {
+  std::string out;
+  out.reserve(value.size() + 8);
+  for (std::size_t i = 0; i < value.size();) {
+    unsigned char c = static_cast<unsigned char>(value[i]);
+    if (c >= 0x80) {
+      std::size_t n = utf8_sequence(value, i);
+      if (n == 0) {
+        out += "\xEF\xBF\xBD";  // U+FFFD keeps the document valid JSON
+        ++i;
+      } else {
+        out.append(value.substr(i, n));
+        i += n;
+      }
+      continue;
+    }
+    switch (c) {
+      case '"': out += "\\\""; break;
+      case '\\': out += "\\\\"; break;
+      case '\n': out += "\\n"; break;
+      case '\r': out += "\\r"; break;
+      case '\t': out += "\\t"; break;
+      case '\b': out += "\\b"; break;
+      case '\f': out += "\\f"; break;
+      default:
+        if (c < 0x20 || c == 0x7F) {
+          char buf[8];
+          std::snprintf(buf, sizeof buf, "\\u%04x", c);
+          out += buf;
+        } else {
+          out += static_cast<char>(c);
+        }
+    }
+    ++i;
+  }
+  return out;
+}
+
+std::string percent_encode(std::string_view value) {
+  static const char* hex = "0123456789ABCDEF";
+  std::string out;
+  out.reserve(value.size() * 3);
+  for (unsigned char c : value) {
+    if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' ||
+        c == '.' || c == '_' || c == '~') {
+      out += static_cast<char>(c);
+    } else {
+      out += '%';
+      out += hex[c >> 4];
+      out += hex[c & 15];
+    }
+  }
+  return out;
+}
+
+std::string kintone_query_literal(std::string_view value) {
+  std::string out = "\"";
+  for (char c : value) {
+    if (c == '"' || c == '\\') out += '\\';
+    out += c;
+  }
+  out += '"';
+  return out;
+}
+
+std::string base64_encode(std::string_view value) {
+  static const char* table = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string out;
+  out.reserve((value.size() + 2) / 3 * 4);
+  std::size_t i = 0;
+  for (; i + 2 < value.size(); i += 3) {
+    unsigned n = (static_cast<unsigned char>(value[i]) << 16) |
+                 (static_cast<unsigned char>(value[i + 1]) << 8) |
+                 static_cast<unsigned char>(value[i + 2]);
+    out += table[(n >> 18) & 63];
+    out += table[(n >> 12) & 63];
+    out += table[(n >> 6) & 63];
+    out += table[n & 63];
+  }
+  if (i < value.size()) {
+    unsigned n = static_cast<unsigned char>(value[i]) << 16;
+    if (i + 1 < value.size()) n |= static_cast<unsigned char>(value[i + 1]) << 8;
+    out += table[(n >> 18) & 63];
+    out += table[(n >> 12) & 63];
+    out += i + 1 < value.size() ? table[(n >> 6) & 63] : '=';
+    out += '=';
+  }
+  return out;
+}
+
+bool is_json_number(std::string_view v) {
+  std::size_t i = 0;
+  auto digits = [&] {
+    std::size_t start = i;
+    while (i < v.size() && v[i] >= '0' && v[i] <= '9') ++i;
+    return i > start;
+  };
+  if (i < v.size() && v[i] == '-') ++i;
+  if (i < v.size() && v[i] == '0') {
+    ++i;
+  } else if (!digits()) {
+    return false;
+  }
+  if (i < v.size() && v[i] == '.') {
+    ++i;
+    if (!digits()) return false;
+  }
+  if (i < v.size() && (v[i] == 'e' || v[i] == 'E')) {
+    ++i;
+    if (i < v.size() && (v[i] == '+' || v[i] == '-')) ++i;
+    if (!digits()) return false;
+  }
+  return i == v.size();
+}
+
+Template Template::literal(std::string text, bool secret) {
+  Template t;
+  if (!text.empty()) {
+    Segment s;
+    s.kind = secret ? Kind::secret : Kind::literal;
+    s.text = std::move(text);
+    t.segments_.push_back(std::move(s));
+  }
+  return t;
+}
+
+Template Template::compile(std::string_view text, Destination destination, const EnvLookup& env,
+                           std::vector<Error>& errors) {
+  Template t;
+  t.destination_ = destination;
+  std::vector<std::size_t> offsets;  // source offset of each segment
+  auto add_literal = [&](std::string_view piece, std::size_t at) {
+    if (!t.segments_.empty() && t.segments_.back().kind == Kind::literal) {
+      t.segments_.back().text.append(piece);
+      return;
+    }
+    Segment s;
+    s.text = std::string(piece);
+    t.segments_.push_back(std::move(s));
+    offsets.push_back(at);
+  };
+
+  std::size_t i = 0;
+  while (i < text.size()) {
+    if (text[i] == '$' && i + 1 < text.size() && text[i + 1] == '{') {
+      std::size_t j = i + 2;
+      while (j < text.size() && is_name_char(text[j])) ++j;
+      if (j == i + 2 || j >= text.size() || text[j] != '}' || !is_name_start(text[i + 2])) {
+        errors.push_back({"malformed ${NAME} reference", i});
+        ++i;
+        continue;
+      }
+      std::string_view name = text.substr(i + 2, j - i - 2);
+      std::optional<std::string> value = env(name);
+      if (!value) {
+        errors.push_back({"environment variable ${" + std::string(name) + "} is not set", i});
+      } else {
+        Segment s;
+        s.kind = Kind::secret;
+        s.text = std::move(*value);
+        t.segments_.push_back(std::move(s));
+        offsets.push_back(i);
+      }
+      i = j + 1;
+      continue;
+    }
+    if (text[i] == '{' && i + 1 < text.size() && is_name_start(text[i + 1])) {
+      std::size_t j = i + 1;
+      while (j < text.size() && is_name_char(text[j])) ++j;
+      Segment s;
+      s.kind = Kind::variable;
+      s.text = std::string(text.substr(i + 1, j - i - 1));
+      bool ok = true;
+      while (ok && j < text.size() && text[j] == '|') {
+        std::size_t k = ++j;
+        while (k < text.size() && is_name_char(text[k])) ++k;
+        std::string_view fname = text.substr(j, k - j);
+        if (k >= text.size() || (text[k] != '}' && text[k] != '|')) {
+          ok = false;
+          break;
+        }
+        std::optional<Filter> f = parse_filter(fname);
+        if (!f) {
+          errors.push_back({"unknown filter \"" + std::string(fname) + "\" in {" + s.text +
+                                "}; known: query, base64, url, raw",
+                            j});
+        } else if (*f == Filter::raw) {
+          s.raw = true;
+        } else {
+          s.filters.push_back(*f);
+        }
+        j = k;
+      }
+      if (ok && j < text.size() && text[j] == '}') {
+        t.segments_.push_back(std::move(s));
+        offsets.push_back(i);
+        i = j + 1;
+        continue;
+      }
+      // Not a placeholder (e.g. `{A B}`): keep the brace as text.
+    }
+    add_literal(text.substr(i, 1), i);
+    ++i;
+  }
+
+  if (destination == Destination::json) {
+    // Walk the JSON structure to learn which placeholders sit inside strings, then prove the
+    // body is valid JSON with probe values so a broken body is reported at load time.
+    bool in_string = false, escaped = false;
+    std::string probe;
+    std::vector<std::size_t> probe_source;
+    for (std::size_t n = 0; n < t.segments_.size(); ++n) {
+      Segment& s = t.segments_[n];
+      if (s.kind == Kind::variable) {
+        s.context = in_string ? Context::json_string : Context::json_bare;
+        std::string value = in_string ? "x" : "0";
+        probe += value;
+        probe_source.insert(probe_source.end(), value.size(), offsets[n]);
+        continue;
+      }
+      for (std::size_t k = 0; k < s.text.size(); ++k) {
+        char c = s.text[k];
+        if (in_string) {
+          if (escaped) escaped = false;
+          else if (c == '\\') escaped = true;
+          else if (c == '"') in_string = false;
+        } else if (c == '"') {
+          in_string = true;
+        }
+        probe += c;
+        probe_source.push_back(s.kind == Kind::literal ? offsets[n] + k : offsets[n]);
+      }
+    }
+    try {
+      nlohmann::json parsed = nlohmann::json::parse(probe);
+      (void)parsed;
+    } catch (const nlohmann::json::parse_error& e) {
+      std::size_t at = e.byte == 0 ? 0 : std::min<std::size_t>(e.byte - 1, probe.size());
+      std::size_t source = probe_source.empty() ? 0
+                           : at < probe_source.size() ? probe_source[at]
+                                                      : probe_source.back() + 1;
+      std::string message = "body is not valid JSON (checked with placeholder values)";
+      std::string_view what = e.what();
+      if (auto p = what.find("syntax error"); p != std::string_view::npos)
+        message += ": " + std::string(what.substr(p));
+      if (text.find("\xE2\x80\x9C") != std::string_view::npos ||
+          text.find("\xE2\x80\x9D") != std::string_view::npos ||
+          text.find("\xE2\x80\x98") != std::string_view::npos ||
+          text.find("\xE2\x80\x99") != std::string_view::npos)
+        message += " (typographic quotes found: use ASCII \" in JSON)";
+      errors.push_back({message, source});
+    }
+  }
+  return t;
+}
+
+std::vector<std::string> Template::variables() const {
+  std::vector<std::string> names;
+  for (const Segment& s : segments_)
+    if (s.kind == Kind::variable && std::find(names.begin(), names.end(), s.text) == names.end())
+      names.push_back(s.text);
+  return names;
+}
+
+void Template::append_value(std::string& out, const Segment& s, std::string value,
+                            RenderReport& report) const {
+  for (Filter f : s.filters) {
+    switch (f) {
+      case Filter::query: value = kintone_query_literal(value); break;
+      case Filter::base64: value = base64_encode(value); break;
+      case Filter::url: value = percent_encode(value); break;
+      case Filter::raw: break;
+    }
+  }
+  if (destination_ == Destination::header &&
+      value.find_first_of(std::string_view("\r\n\0", 3)) != std::string::npos) {
+    report.error = "value of {" + s.text + "} contains CR, LF or NUL and cannot go in a header";
+    return;
+  }
+  if (s.raw) {
+    out += value;
+    return;
+  }
+  switch (destination_) {
+    case Destination::text:
+    case Destination::header: out += value; break;
+    case Destination::url:
+    case Destination::form: out += percent_encode(value); break;
+    case Destination::json:
+      if (s.context == Context::json_string) {
+        out += json_escape(value);
+      } else if (value.empty()) {
+        out += "null";
+      } else if (is_json_number(value)) {
+        out += value;
+      } else {
+        out += '"' + json_escape(value) + '"';
+      }
+      break;
+  }
+}
+
+std::string Template::render(const Variables& vars, RenderReport& report, bool redacted) const {
+  std::string out;
+  for (const Segment& s : segments_) {
+    switch (s.kind) {
+      case Kind::literal: out += s.text; break;
+      case Kind::secret: out += redacted ? "[secret]" : s.text; break;
+      case Kind::variable: {
+        auto it = vars.find(s.text);
+        if (it == vars.end() &&
+            std::find(report.undefined.begin(), report.undefined.end(), s.text) ==
+                report.undefined.end())
+          report.undefined.push_back(s.text);
+        append_value(out, s, it == vars.end() ? std::string() : it->second, report);
+        break;
+      }
+    }
+  }
+  return out;
+}
+
+}  // namespace callbridge::rules
