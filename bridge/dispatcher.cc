@@ -348,7 +348,7 @@ Dispatcher::StepResult Dispatcher::step(EventWork& work, Clock::time_point& retr
     }
     if (outcome.response && outcome.sent) metrics_.action_latency.observe(outcome.response->latency);
 
-    ActionState state;
+    ActionState state = ActionState::failed;
     switch (outcome.status) {
       case rules::RuleStatus::skipped: state = ActionState::skipped; break;
       case rules::RuleStatus::succeeded: state = ActionState::succeeded; break;

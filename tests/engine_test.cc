@@ -84,7 +84,7 @@ rules:
 
 }  // namespace
 
-TEST_CASE("gates see earlier extractions; variables carry to later events", "[engine]") {
+TEST_CASE("gates see earlier extractions - variables carry to later events", "[engine]") {
   std::shared_ptr<const SecretSet> secrets;
   auto rules = rules_from(kFlow, &secrets);
   ScriptedTransport t;
@@ -139,7 +139,7 @@ TEST_CASE("a known caller skips creation", "[engine]") {
   CHECK(call.vars["RESPONSE_ID"] == "12");
 }
 
-TEST_CASE("failures are values: transport error, HTTP error, header injection", "[engine]") {
+TEST_CASE("failures are values: transport error - HTTP error - header injection", "[engine]") {
   auto rules = rules_from(R"(
 rules:
   - { name: a, event: inbound, order: 1, request: { url: "https://crm.example/a" } }
@@ -172,7 +172,7 @@ rules:
   CHECK(t.seen.size() == 2);  // c was never sent
 }
 
-TEST_CASE("response:// answers locally; dry run renders without sending", "[engine]") {
+TEST_CASE("response:// answers locally - dry run renders without sending", "[engine]") {
   auto rules = rules_from(R"yaml(
 rules:
   - name: ivr

@@ -60,7 +60,7 @@ rules:
   CHECK(r.config->secrets->redact("x tok-1234567890 y") == "x [secret] y");
 }
 
-TEST_CASE("rules of an event sort by order, ties in file order", "[loader]") {
+TEST_CASE("rules of an event sort by order - ties in file order", "[loader]") {
   auto r = load(R"y(
 rules:
   - { name: c, event: hangup, order: 2, request: { url: "response://c" } }
@@ -104,7 +104,7 @@ TEST_CASE("five different mistakes give five located errors", "[loader]") {
   CHECK(missing.errors[0].format() == "test.yaml:2:5: error: rule is missing required key \"name\"");
 }
 
-TEST_CASE("strictness: duplicates, methods, URLs, bodies, auth", "[loader]") {
+TEST_CASE("strictness: duplicates - methods - URLs - bodies - auth", "[loader]") {
   auto r = load(R"y(
 server: { listen: "nonsense", tokens: ["short"] }
 rules:

@@ -110,7 +110,7 @@ TEST_CASE("quickstart: variables carry from inbound to hangup", "[samples]") {
   CHECK(vars["RESPONSE_NOTE"] == "missed call Q-0001 from 0312345678 (queue priority)");
 }
 
-TEST_CASE("RemoTEL section 2: unknown caller, answered", "[samples][kintone]") {
+TEST_CASE("RemoTEL section 2: unknown caller - answered", "[samples][kintone]") {
   FakeKintone kintone;
   setup_customer_app(kintone);
   kintone.insert_record(7, {{"電話番号", {{"value", "0300000000"}}}});  // someone else

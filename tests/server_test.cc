@@ -127,7 +127,7 @@ TEST_CASE("a RemoTEL call sent as HTTP events lands in kintone", "[server][kinto
   CHECK(bridge.process->log().find("server-token-abcdef") == std::string::npos);
 }
 
-TEST_CASE("tokens, bad input and the documented errors", "[server][security]") {
+TEST_CASE("tokens - bad input and the documented errors", "[server][security]") {
   Bridge bridge;
   bridge.write_config("rules: []\n");
   bridge.start();
@@ -240,7 +240,7 @@ TEST_CASE("a CRM that is down gets every action once it is back", "[server][retr
   CHECK(actions[actions.size() - 1]["state"] == "succeeded");
 }
 
-TEST_CASE("a POST that timed out is recorded as unknown, not repeated; replay re-runs dead letters",
+TEST_CASE("a POST that timed out is recorded as unknown - not repeated - replay re-runs dead letters",
           "[server][retry]") {
   FakeKintone kintone;
   kintone.add_app(1, "record_no");
@@ -338,7 +338,7 @@ TEST_CASE("kill -9 under load loses no acknowledged event and duplicates nothing
   CHECK(created + unknown >= acknowledged.size());
 }
 
-TEST_CASE("SIGHUP reloads rules; an invalid file keeps the old ones", "[server][reload]") {
+TEST_CASE("SIGHUP reloads rules - an invalid file keeps the old ones", "[server][reload]") {
   Bridge bridge;
   bridge.write_config("rules:\n  - { name: one, event: inbound, request: { url: \"response://one\" } }\n");
   bridge.start();

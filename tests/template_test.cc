@@ -36,7 +36,7 @@ const std::vector<std::string> kHostile = {
 
 }  // namespace
 
-TEST_CASE("variables are substituted, other braces stay", "[template]") {
+TEST_CASE("variables are substituted - other braces stay", "[template]") {
   Template t = must_compile(R"(call {ID} from {TEL} {not a var} {"a":1})", Destination::text);
   CHECK(render(t, {{"ID", "C1"}, {"TEL", "03"}}) == R"(call C1 from 03 {not a var} {"a":1})");
   CHECK(t.variables() == std::vector<std::string>{"ID", "TEL"});
@@ -78,7 +78,7 @@ TEST_CASE("URL placeholders are percent-encoded", "[template][security]") {
         "https://crm.example/find?tel=%2B81%203%26x%3D1%2F%E9%9B%BB&q=a%20b");
 }
 
-TEST_CASE("CR/LF in a header value is rejected, even raw", "[template][security]") {
+TEST_CASE("CR/LF in a header value is rejected - even raw", "[template][security]") {
   Template t = must_compile("Bearer {T}", Destination::header);
   RenderReport report;
   t.render({{"T", "abc\r\nX-Evil: 1"}}, report);

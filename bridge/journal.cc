@@ -1,0 +1,504 @@
+#include "bridge/journal.h"
+
+#include <sqlite3.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <future>
+#include <mutex>
+#include <thread>
+
+namespace callbridge::bridge {
+
+namespace {
+
+constexpr int kSchemaVersion = 1;
+
+constexpr const char* kSchema = R"sql(
+CREATE TABLE IF NOT EXISTS events (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT,
+  event_id TEXT UNIQUE,
+  call_id TEXT NOT NULL,
+  event TEXT NOT NULL,
+  body TEXT NOT NULL,
+  received_at INTEGER NOT NULL,
+  state TEXT NOT NULL,
+  finished_at INTEGER
+);
+CREATE INDEX IF NOT EXISTS events_by_call ON events (call_id, seq);
+CREATE INDEX IF NOT EXISTS events_by_state ON events (state, seq);
+CREATE TABLE IF NOT EXISTS actions (
+  event_seq INTEGER NOT NULL,
+  rule TEXT NOT NULL,
+  attempt INTEGER NOT NULL,
+  state TEXT NOT NULL,
+  started_at INTEGER,
+  finished_at INTEGER,
+  gate TEXT,
+  request TEXT,
+  status INTEGER,
+  latency_us INTEGER,
+  extracted TEXT,
+  error TEXT,
+  PRIMARY KEY (event_seq, rule, attempt)
+);
+CREATE INDEX IF NOT EXISTS actions_by_state ON actions (state);
+CREATE TABLE IF NOT EXISTS calls (
+  call_id TEXT PRIMARY KEY,
+  vars TEXT NOT NULL,
+  updated_at INTEGER NOT NULL
+);
+)sql";
+
+std::int64_t now_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+std::string errmsg(sqlite3* db) { return db ? sqlite3_errmsg(db) : "out of memory"; }
+
+// A prepared statement with typed binds; reset on destruction.
+class Statement {
+ public:
+  Statement(sqlite3* db, const char* sql) : db_(db) {
+    if (sqlite3_prepare_v2(db, sql, -1, &stmt_, nullptr) != SQLITE_OK) stmt_ = nullptr;
+  }
+  ~Statement() { sqlite3_finalize(stmt_); }
+  Statement(const Statement&) = delete;
+  Statement& operator=(const Statement&) = delete;
+  bool ok() const { return stmt_ != nullptr; }
+  Statement& bind(int i, std::int64_t v) {
+    sqlite3_bind_int64(stmt_, i, v);
+    return *this;
+  }
+  Statement& bind(int i, const std::string& v) {
+    sqlite3_bind_text(stmt_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
+    return *this;
+  }
+  Statement& bind(int i, std::string_view v) {
+    sqlite3_bind_text(stmt_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
+    return *this;
+  }
+  int step() { return stmt_ ? sqlite3_step(stmt_) : SQLITE_ERROR; }
+  std::int64_t integer(int col) const { return sqlite3_column_int64(stmt_, col); }
+  std::string text(int col) const {
+    auto p = sqlite3_column_text(stmt_, col);
+    return p ? std::string(reinterpret_cast<const char*>(p), static_cast<std::size_t>(sqlite3_column_bytes(stmt_, col)))
+             : std::string();
+  }
+  std::string error() const { return errmsg(db_); }
+
+ private:
+  sqlite3* db_;
+  sqlite3_stmt* stmt_ = nullptr;
+};
+
+bool exec(sqlite3* db, const char* sql, std::string& error) {
+  char* message = nullptr;
+  if (sqlite3_exec(db, sql, nullptr, nullptr, &message) == SQLITE_OK) return true;
+  error = message ? message : errmsg(db);
+  sqlite3_free(message);
+  return false;
+}
+
+EventState event_state_from(const std::string& s) {
+  return s == "done" ? EventState::done : s == "dead" ? EventState::dead : EventState::pending;
+}
+
+StoredEvent read_event(const Statement& s) {
+  StoredEvent e;
+  e.seq = s.integer(0);
+  e.event_id = s.text(1);
+  e.call_id = s.text(2);
+  e.event = s.text(3);
+  e.body = s.text(4);
+  e.received_at_ms = s.integer(5);
+  e.state = event_state_from(s.text(6));
+  return e;
+}
+
+ActionRecord read_action(const Statement& s) {
+  ActionRecord a;
+  a.event_seq = s.integer(0);
+  a.rule = s.text(1);
+  a.attempt = static_cast<int>(s.integer(2));
+  a.state = action_state_from(s.text(3)).value_or(ActionState::failed);
+  a.started_at_ms = s.integer(4);
+  a.finished_at_ms = s.integer(5);
+  a.gate = s.text(6);
+  a.request = s.text(7);
+  a.status = static_cast<int>(s.integer(8));
+  a.latency_us = s.integer(9);
+  a.extracted = s.text(10);
+  a.error = s.text(11);
+  return a;
+}
+
+constexpr const char* kEventColumns = "seq, event_id, call_id, event, body, received_at, state";
+constexpr const char* kActionColumns =
+    "event_seq, rule, attempt, state, started_at, finished_at, gate, request, status, latency_us, "
+    "extracted, error";
+
+}  // namespace
+
+std::string_view to_string(EventState state) {
+  switch (state) {
+    case EventState::pending: return "pending";
+    case EventState::done: return "done";
+    case EventState::dead: return "dead";
+  }
+  return "pending";
+}
+
+std::string_view to_string(ActionState state) {
+  switch (state) {
+    case ActionState::started: return "started";
+    case ActionState::retrying: return "retrying";
+    case ActionState::succeeded: return "succeeded";
+    case ActionState::http_error: return "http_error";
+    case ActionState::failed: return "failed";
+    case ActionState::skipped: return "skipped";
+    case ActionState::unknown: return "unknown";
+    case ActionState::dead: return "dead";
+    case ActionState::replayed: return "replayed";
+  }
+  return "failed";
+}
+
+std::optional<ActionState> action_state_from(std::string_view text) {
+  for (ActionState s : {ActionState::started, ActionState::retrying, ActionState::succeeded,
+                        ActionState::http_error, ActionState::failed, ActionState::skipped,
+                        ActionState::unknown, ActionState::dead, ActionState::replayed})
+    if (to_string(s) == text) return s;
+  return std::nullopt;
+}
+
+struct Journal::Impl {
+  // One write: runs inside the batch transaction; returns false with an error to roll it back.
+  struct Write {
+    std::function<bool(sqlite3*, std::string&)> apply;
+    std::promise<std::string> done;  // empty string: committed
+  };
+
+  JournalOptions options;
+  sqlite3* writer = nullptr;
+  std::mutex read_mutex;
+  sqlite3* reader = nullptr;
+
+  std::mutex mutex;
+  std::condition_variable wake;
+  std::deque<Write*> queue;
+  bool stopping = false;
+  std::thread thread;
+  std::atomic<std::uint64_t> commits{0};
+  std::atomic<std::int64_t> last_commit_us{0};
+
+  ~Impl() {
+    {
+      std::lock_guard lock(mutex);
+      stopping = true;
+    }
+    wake.notify_all();
+    if (thread.joinable()) thread.join();
+    sqlite3_close(reader);
+    sqlite3_close(writer);
+  }
+
+  // Group commit: whatever queued while the last transaction ran goes into the next one.
+  void run() {
+    std::vector<Write*> batch;
+    while (true) {
+      {
+        std::unique_lock lock(mutex);
+        wake.wait(lock, [&] { return stopping || !queue.empty(); });
+        if (queue.empty()) return;
+        while (!queue.empty() && batch.size() < options.max_batch) {
+          batch.push_back(queue.front());
+          queue.pop_front();
+        }
+      }
+      std::vector<std::string> results(batch.size());
+      std::string error;
+      bool ok = exec(writer, "BEGIN IMMEDIATE", error);
+      for (std::size_t i = 0; ok && i < batch.size(); ++i) {
+        // A savepoint per write: one failing write does not take the batch down with it.
+        exec(writer, "SAVEPOINT w", error);
+        std::string write_error;
+        if (batch[i]->apply(writer, write_error)) {
+          exec(writer, "RELEASE w", error);
+        } else {
+          results[i] = write_error.empty() ? errmsg(writer) : write_error;
+          exec(writer, "ROLLBACK TO w", error);
+          exec(writer, "RELEASE w", error);
+        }
+      }
+      auto started = std::chrono::steady_clock::now();
+      if (ok) ok = exec(writer, "COMMIT", error);
+      last_commit_us = std::chrono::duration_cast<std::chrono::microseconds>(
+                           std::chrono::steady_clock::now() - started)
+                           .count();
+      if (!ok) {
+        std::string ignored;
+        exec(writer, "ROLLBACK", ignored);
+        for (auto& r : results) r = error.empty() ? "commit failed" : error;
+      } else {
+        ++commits;
+      }
+      for (std::size_t i = 0; i < batch.size(); ++i) batch[i]->done.set_value(results[i]);
+      batch.clear();
+    }
+  }
+
+  bool submit(std::function<bool(sqlite3*, std::string&)> apply, std::string& error) {
+    Write write{std::move(apply), {}};
+    auto future = write.done.get_future();
+    {
+      std::lock_guard lock(mutex);
+      if (stopping) {
+        error = "journal is closing";
+        return false;
+      }
+      queue.push_back(&write);
+    }
+    wake.notify_one();
+    error = future.get();
+    return error.empty();
+  }
+
+  template <class F>
+  auto read(F&& f) {
+    std::lock_guard lock(read_mutex);
+    return f(reader);
+  }
+};
+
+std::unique_ptr<Journal> Journal::open(const JournalOptions& options, std::string& error) {
+  auto impl = std::make_unique<Impl>();
+  impl->options = options;
+  int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX;
+  if (sqlite3_open_v2(options.path.c_str(), &impl->writer, flags, nullptr) != SQLITE_OK) {
+    error = errmsg(impl->writer);
+    return nullptr;
+  }
+  sqlite3_busy_timeout(impl->writer, 5000);
+  std::string pragmas = std::string("PRAGMA journal_mode=WAL; PRAGMA synchronous=") +
+                        (options.fsync_each_commit ? "FULL" : "NORMAL") + ";";
+  if (!exec(impl->writer, pragmas.c_str(), error) || !exec(impl->writer, kSchema, error)) return nullptr;
+  {
+    Statement version(impl->writer, "PRAGMA user_version");
+    if (version.step() == SQLITE_ROW && version.integer(0) > kSchemaVersion) {
+      error = "journal schema " + std::to_string(version.integer(0)) + " is newer than this callbridge";
+      return nullptr;
+    }
+  }
+  exec(impl->writer, ("PRAGMA user_version=" + std::to_string(kSchemaVersion)).c_str(), error);
+  if (sqlite3_open_v2(options.path.c_str(), &impl->reader, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX,
+                      nullptr) != SQLITE_OK) {
+    error = errmsg(impl->reader);
+    return nullptr;
+  }
+  sqlite3_busy_timeout(impl->reader, 5000);
+  impl->thread = std::thread([p = impl.get()] { p->run(); });
+  return std::unique_ptr<Journal>(new Journal(std::move(impl)));
+}
+
+Journal::Journal(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Journal::~Journal() = default;
+
+std::optional<StoredEvent> Journal::append_event(const std::string& call_id, const std::string& event,
+                                                 const std::string& body, std::string& error) {
+  StoredEvent stored;
+  stored.call_id = call_id;
+  stored.event = event;
+  stored.body = body;
+  stored.received_at_ms = now_ms();
+  bool ok = impl_->submit(
+      [&](sqlite3* db, std::string& e) {
+        Statement s(db,
+                    "INSERT INTO events (call_id, event, body, received_at, state) VALUES (?, ?, ?, ?, 'pending')");
+        s.bind(1, call_id).bind(2, event).bind(3, body).bind(4, stored.received_at_ms);
+        if (s.step() != SQLITE_DONE) {
+          e = s.error();
+          return false;
+        }
+        stored.seq = sqlite3_last_insert_rowid(db);
+        stored.event_id = "ev-" + std::to_string(stored.seq);
+        Statement id(db, "UPDATE events SET event_id = ? WHERE seq = ?");
+        id.bind(1, stored.event_id).bind(2, stored.seq);
+        if (id.step() != SQLITE_DONE) {
+          e = id.error();
+          return false;
+        }
+        return true;
+      },
+      error);
+  if (!ok) return std::nullopt;
+  return stored;
+}
+
+bool Journal::record_action(const ActionRecord& a, std::string& error) {
+  return impl_->submit(
+      [&](sqlite3* db, std::string& e) {
+        Statement s(db,
+                    "INSERT OR REPLACE INTO actions (event_seq, rule, attempt, state, started_at, finished_at, "
+                    "gate, request, status, latency_us, extracted, error) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)");
+        s.bind(1, a.event_seq).bind(2, a.rule).bind(3, std::int64_t{a.attempt}).bind(4, to_string(a.state));
+        s.bind(5, a.started_at_ms).bind(6, a.finished_at_ms).bind(7, a.gate).bind(8, a.request);
+        s.bind(9, std::int64_t{a.status}).bind(10, a.latency_us).bind(11, a.extracted).bind(12, a.error);
+        if (s.step() == SQLITE_DONE) return true;
+        e = s.error();
+        return false;
+      },
+      error);
+}
+
+bool Journal::finish_event(std::int64_t seq, EventState state, const std::string& call_id,
+                           const std::string& vars_json, std::string& error) {
+  return impl_->submit(
+      [&](sqlite3* db, std::string& e) {
+        std::int64_t now = now_ms();
+        Statement s(db, "UPDATE events SET state = ?, finished_at = ? WHERE seq = ?");
+        s.bind(1, to_string(state)).bind(2, now).bind(3, seq);
+        if (s.step() != SQLITE_DONE) {
+          e = s.error();
+          return false;
+        }
+        Statement v(db,
+                    "INSERT INTO calls (call_id, vars, updated_at) VALUES (?, ?, ?) "
+                    "ON CONFLICT (call_id) DO UPDATE SET vars = excluded.vars, updated_at = excluded.updated_at");
+        v.bind(1, call_id).bind(2, vars_json).bind(3, now);
+        if (v.step() != SQLITE_DONE) {
+          e = v.error();
+          return false;
+        }
+        return true;
+      },
+      error);
+}
+
+std::vector<StoredEvent> Journal::pending_events() {
+  return impl_->read([](sqlite3* db) {
+    std::vector<StoredEvent> out;
+    Statement s(db, (std::string("SELECT ") + kEventColumns + " FROM events WHERE state = 'pending' ORDER BY seq").c_str());
+    while (s.step() == SQLITE_ROW) out.push_back(read_event(s));
+    return out;
+  });
+}
+
+std::vector<ActionRecord> Journal::actions_of(std::int64_t event_seq) {
+  return impl_->read([&](sqlite3* db) {
+    std::vector<ActionRecord> out;
+    Statement s(db, (std::string("SELECT ") + kActionColumns + " FROM actions WHERE event_seq = ? ORDER BY rowid").c_str());
+    s.bind(1, event_seq);
+    while (s.step() == SQLITE_ROW) out.push_back(read_action(s));
+    return out;
+  });
+}
+
+std::optional<std::string> Journal::call_vars(const std::string& call_id) {
+  return impl_->read([&](sqlite3* db) -> std::optional<std::string> {
+    Statement s(db, "SELECT vars FROM calls WHERE call_id = ?");
+    s.bind(1, call_id);
+    if (s.step() == SQLITE_ROW) return s.text(0);
+    return std::nullopt;
+  });
+}
+
+std::vector<StoredEvent> Journal::events_of_call(const std::string& call_id) {
+  return impl_->read([&](sqlite3* db) {
+    std::vector<StoredEvent> out;
+    Statement s(db, (std::string("SELECT ") + kEventColumns + " FROM events WHERE call_id = ? ORDER BY seq").c_str());
+    s.bind(1, call_id);
+    while (s.step() == SQLITE_ROW) out.push_back(read_event(s));
+    return out;
+  });
+}
+
+std::optional<StoredEvent> Journal::event(std::int64_t seq) {
+  return impl_->read([&](sqlite3* db) -> std::optional<StoredEvent> {
+    Statement s(db, (std::string("SELECT ") + kEventColumns + " FROM events WHERE seq = ?").c_str());
+    s.bind(1, seq);
+    if (s.step() == SQLITE_ROW) return read_event(s);
+    return std::nullopt;
+  });
+}
+
+std::vector<CallSummary> Journal::recent_calls(std::size_t limit, bool failures_only) {
+  return impl_->read([&](sqlite3* db) {
+    std::vector<CallSummary> out;
+    std::string sql =
+        "SELECT e.call_id, MIN(e.received_at), MAX(e.received_at), COUNT(DISTINCT e.seq), "
+        "COUNT(a.rule) FILTER (WHERE a.state IN ('http_error','failed','unknown','dead')), "
+        "COUNT(DISTINCT e.seq) FILTER (WHERE e.state = 'pending') "
+        "FROM events e LEFT JOIN actions a ON a.event_seq = e.seq GROUP BY e.call_id ";
+    if (failures_only) sql += "HAVING COUNT(a.rule) FILTER (WHERE a.state IN ('http_error','failed','unknown','dead')) > 0 ";
+    sql += "ORDER BY MAX(e.seq) DESC LIMIT ?";
+    Statement s(db, sql.c_str());
+    s.bind(1, static_cast<std::int64_t>(limit));
+    while (s.step() == SQLITE_ROW) {
+      CallSummary c;
+      c.call_id = s.text(0);
+      c.first_at_ms = s.integer(1);
+      c.last_at_ms = s.integer(2);
+      c.events = static_cast<int>(s.integer(3));
+      c.failed_actions = static_cast<int>(s.integer(4));
+      c.pending_events = static_cast<int>(s.integer(5));
+      out.push_back(c);
+    }
+    return out;
+  });
+}
+
+std::vector<ActionRecord> Journal::dead_actions(std::size_t limit) {
+  return impl_->read([&](sqlite3* db) {
+    std::vector<ActionRecord> out;
+    Statement s(db, (std::string("SELECT ") + kActionColumns +
+                     " FROM actions WHERE state IN ('dead', 'unknown') ORDER BY rowid DESC LIMIT ?")
+                        .c_str());
+    s.bind(1, static_cast<std::int64_t>(limit));
+    while (s.step() == SQLITE_ROW) out.push_back(read_action(s));
+    return out;
+  });
+}
+
+std::size_t Journal::prune(std::chrono::system_clock::time_point older_than) {
+  std::int64_t cutoff =
+      std::chrono::duration_cast<std::chrono::milliseconds>(older_than.time_since_epoch()).count();
+  std::size_t pruned = 0;
+  std::string error;
+  impl_->submit(
+      [&](sqlite3* db, std::string& e) {
+        const char* steps[] = {
+            "CREATE TEMP TABLE IF NOT EXISTS old_calls (call_id TEXT PRIMARY KEY)",
+            "DELETE FROM old_calls",
+            "INSERT INTO old_calls SELECT call_id FROM events GROUP BY call_id "
+            "HAVING MAX(received_at) < ?1 AND SUM(state = 'pending') = 0",
+            "DELETE FROM actions WHERE event_seq IN (SELECT seq FROM events WHERE call_id IN old_calls)",
+            "DELETE FROM events WHERE call_id IN old_calls",
+            "DELETE FROM calls WHERE call_id IN old_calls",
+        };
+        for (const char* sql : steps) {
+          Statement s(db, sql);
+          if (std::string_view(sql).find("?1") != std::string_view::npos) s.bind(1, cutoff);
+          if (s.step() != SQLITE_DONE) {
+            e = s.error();
+            return false;
+          }
+          if (std::string_view(sql).rfind("INSERT INTO old_calls", 0) == 0) pruned = static_cast<std::size_t>(sqlite3_changes(db));
+        }
+        return true;
+      },
+      error);
+  return error.empty() ? pruned : 0;
+}
+
+std::uint64_t Journal::commits() const { return impl_->commits.load(); }
+
+std::chrono::microseconds Journal::last_commit_time() const {
+  return std::chrono::microseconds(impl_->last_commit_us.load());
+}
+
+}  // namespace callbridge::bridge
