@@ -201,8 +201,12 @@ void Dispatcher::worker_loop() {
       timers_.erase(timers_.begin());
     }
     if (ready_.empty()) {
-      if (timers_.empty()) wake_.wait(lock);
-      else wake_.wait_until(lock, timers_.begin()->first);
+      if (timers_.empty()) {
+        wake_.wait(lock);
+      } else {
+        auto due = timers_.begin()->first;  // a copy: the node may go while we wait
+        wake_.wait_until(lock, due);
+      }
       continue;
     }
     std::string call_id = std::move(ready_.front());

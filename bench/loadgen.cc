@@ -1,0 +1,291 @@
+// callbridge benchmark driver: starts the bridge binary against an in-process CRM sink, and
+// measures (1) durable intake throughput, closed loop, next to a trivial cpp-httplib handler on
+// the same machine as the ceiling of the HTTP stack; (2) event-accepted-to-CRM-request latency at
+// a fixed rate; (3) the bridge's peak RSS. Everything runs on loopback.
+#include <httplib.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <map>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+struct Options {
+  std::string binary = "build/bridge/callbridge";
+  int connections = 32;
+  double seconds = 10;
+  int rate = 1000;           // events/s for the latency run
+  double latency_seconds = 10;
+  bool fsync = true;
+};
+
+double percentile(std::vector<double> v, double p) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  std::size_t i = std::min(v.size() - 1, static_cast<std::size_t>(p / 100.0 * static_cast<double>(v.size())));
+  return v[i];
+}
+
+long rss_kb(int pid, const char* field) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+  std::string line;
+  while (std::getline(in, line))
+    if (line.rfind(field, 0) == 0) return std::atol(line.c_str() + std::string(field).size());
+  return 0;
+}
+
+// Closed loop: `connections` keep-alive clients post as fast as answers come back.
+struct LoadResult {
+  double rate = 0;
+  std::vector<double> latencies_ms;
+  long errors = 0;
+};
+
+LoadResult closed_loop(int port, int connections, double seconds, const std::string& path,
+                       const std::string& token, const std::string& prefix) {
+  std::atomic<bool> stop{false};
+  std::atomic<long> ok{0}, errors{0};
+  std::mutex mutex;
+  std::vector<double> all;
+  std::vector<std::thread> threads;
+  for (int c = 0; c < connections; ++c) {
+    threads.emplace_back([&, c] {
+      httplib::Client client("127.0.0.1", port);
+      client.set_tcp_nodelay(true);
+      client.set_keep_alive(true);
+      if (!token.empty()) client.set_bearer_token_auth(token);
+      std::vector<double> mine;
+      for (long i = 0; !stop; ++i) {
+        std::string body = R"({"event":"bench","call_id":")" + prefix + std::to_string(c) + "-" +
+                           std::to_string(i) + R"(","tel":"0312345678"})";
+        auto t0 = Clock::now();
+        auto r = client.Post(path.c_str(), body, "application/json");
+        double ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+        if (r && (r->status == 202 || r->status == 200)) {
+          ++ok;
+          mine.push_back(ms);
+        } else {
+          ++errors;
+        }
+      }
+      std::lock_guard lock(mutex);
+      all.insert(all.end(), mine.begin(), mine.end());
+    });
+  }
+  auto start = Clock::now();
+  std::this_thread::sleep_for(std::chrono::duration<double>(seconds));
+  stop = true;
+  for (auto& t : threads) t.join();
+  double elapsed = std::chrono::duration<double>(Clock::now() - start).count();
+  return {static_cast<double>(ok) / elapsed, std::move(all), errors.load()};
+}
+
+// The CRM: records when each call's request arrived.
+struct Sink {
+  httplib::Server server;
+  std::thread thread;
+  int port = 0;
+  std::mutex mutex;
+  std::map<std::string, Clock::time_point> arrived;
+  std::atomic<long> count{0};
+  Sink() {
+    server.new_task_queue = [] { return new httplib::ThreadPool(32); };
+    server.set_tcp_nodelay(true);
+    server.set_keep_alive_max_count(100000);
+    server.Post("/k/v1/record.json", [this](const httplib::Request& req, httplib::Response& res) {
+      auto now = Clock::now();
+      auto at = req.body.find("\"value\":\"");
+      std::string id = at == std::string::npos ? "" : req.body.substr(at + 9, req.body.find('"', at + 9) - at - 9);
+      {
+        std::lock_guard lock(mutex);
+        arrived.emplace(id, now);
+      }
+      ++count;
+      res.set_content(R"({"id":"1","revision":"1"})", "application/json");
+    });
+    port = server.bind_to_any_port("127.0.0.1");
+    thread = std::thread([this] { server.listen_after_bind(); });
+    while (!server.is_running()) std::this_thread::yield();
+  }
+  ~Sink() {
+    server.stop();
+    thread.join();
+  }
+};
+
+struct BridgeProcess {
+  int pid = -1;
+  int port = 0;
+  BridgeProcess(const std::string& binary, const std::string& config) {
+    int fds[2];
+    if (pipe(fds) != 0) return;
+    pid = fork();
+    if (pid == 0) {
+      dup2(fds[1], 2);
+      close(fds[0]);
+      execl(binary.c_str(), binary.c_str(), "serve", "-c", config.c_str(), nullptr);
+      _exit(127);
+    }
+    close(fds[1]);
+    std::string log;
+    char buf[4096];
+    while (port == 0) {
+      ssize_t n = read(fds[0], buf, sizeof buf);
+      if (n <= 0) break;
+      log.append(buf, static_cast<std::size_t>(n));
+      auto at = log.find("\"port\":\"");
+      if (log.find("\"listening\"") != std::string::npos && at != std::string::npos)
+        port = std::atoi(log.c_str() + at + 8);
+    }
+    // Keep draining stderr so the bridge never blocks on a full pipe.
+    std::thread([fd = fds[0]] {
+      char b[4096];
+      while (read(fd, b, sizeof b) > 0) {
+      }
+      close(fd);
+    }).detach();
+  }
+  ~BridgeProcess() {
+    if (pid > 0) {
+      kill(pid, SIGTERM);
+      waitpid(pid, nullptr, 0);
+    }
+  }
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Options o;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    std::string k = argv[i], v = argv[i + 1];
+    if (k == "--binary") o.binary = v;
+    else if (k == "--connections") o.connections = std::stoi(v);
+    else if (k == "--seconds") o.seconds = std::stod(v);
+    else if (k == "--rate") o.rate = std::stoi(v);
+    else if (k == "--latency-seconds") o.latency_seconds = std::stod(v);
+    else if (k == "--fsync") o.fsync = v == "true";
+    else {
+      std::fprintf(stderr, "unknown option %s\n", k.c_str());
+      return 2;
+    }
+  }
+  signal(SIGPIPE, SIG_IGN);
+  const std::string token = "bench-token-0123456789abcdef";
+
+  // 1. The ceiling: a trivial handler on the same HTTP stack, same pool and client.
+  double trivial_rate;
+  {
+    httplib::Server trivial;
+    trivial.new_task_queue = [] { return new httplib::ThreadPool(64); };
+    trivial.set_tcp_nodelay(true);
+    trivial.set_keep_alive_max_count(1000000);
+    trivial.Post("/v1/events", [](const httplib::Request&, httplib::Response& res) {
+      res.status = 202;
+      res.set_content(R"({"event_id":"ev-1","call_id":"x"})", "application/json");
+    });
+    int port = trivial.bind_to_any_port("127.0.0.1");
+    std::thread t([&] { trivial.listen_after_bind(); });
+    while (!trivial.is_running()) std::this_thread::yield();
+    auto r = closed_loop(port, o.connections, o.seconds, "/v1/events", "", "t");
+    trivial_rate = r.rate;
+    trivial.stop();
+    t.join();
+    std::printf("trivial handler:   %9.0f req/s   p50 %.2f ms  p99 %.2f ms\n", r.rate,
+                percentile(r.latencies_ms, 50), percentile(r.latencies_ms, 99));
+  }
+
+  Sink sink;
+  char dir_template[] = "/tmp/callbridge-bench-XXXXXX";
+  std::string dir = mkdtemp(dir_template);
+  std::string config = dir + "/bench.yaml";
+  std::ofstream(config) << "server:\n  listen: 127.0.0.1:0\n  tokens: [\"" << token
+                        << "\"]\n  threads: " << o.connections + 8 << "\nstorage:\n  path: " << dir
+                        << "/journal.db\n  fsync: " << (o.fsync ? "true" : "false")
+                        << "\ndispatcher:\n  workers: 16\n  queue_capacity: 1000000\n"
+                        << "rules:\n  - name: to-crm\n    event: bench\n    request:\n"
+                        << "      method: POST\n      url: http://127.0.0.1:" << sink.port
+                        << "/k/v1/record.json\n"
+                        << "      body: '{\"app\": 1, \"record\": {\"call\": {\"value\": \"{ID}\"}}}'\n";
+
+  // 2. Durable intake, closed loop.
+  BridgeProcess bridge(o.binary, config);
+  if (bridge.port == 0) {
+    std::fprintf(stderr, "the bridge did not start (%s)\n", o.binary.c_str());
+    return 1;
+  }
+  auto intake = closed_loop(bridge.port, o.connections, o.seconds, "/v1/events", token, "i");
+  std::printf("durable intake:    %9.0f ev/s    p50 %.2f ms  p99 %.2f ms  p99.9 %.2f ms  (%ld errors)\n",
+              intake.rate, percentile(intake.latencies_ms, 50), percentile(intake.latencies_ms, 99),
+              percentile(intake.latencies_ms, 99.9), intake.errors);
+  std::printf("intake / trivial:  %9.1f %%\n", 100.0 * intake.rate / trivial_rate);
+  // Let the backlog drain before the latency run.
+  for (int i = 0; i < 6000 && sink.count < static_cast<long>(intake.latencies_ms.size()); ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+
+  // 3. Latency at a fixed rate: event sent to CRM request received.
+  {
+    std::vector<std::pair<std::string, Clock::time_point>> sent;
+    std::mutex mutex;
+    int senders = 8;
+    long total = static_cast<long>(o.rate * o.latency_seconds);
+    auto start = Clock::now() + std::chrono::milliseconds(100);
+    std::vector<std::thread> threads;
+    for (int s = 0; s < senders; ++s) {
+      threads.emplace_back([&, s] {
+        httplib::Client client("127.0.0.1", bridge.port);
+        client.set_tcp_nodelay(true);
+        client.set_keep_alive(true);
+        client.set_bearer_token_auth(token);
+        std::vector<std::pair<std::string, Clock::time_point>> mine;
+        for (long i = s; i < total; i += senders) {
+          auto due = start + std::chrono::microseconds(i * 1000000 / o.rate);
+          std::this_thread::sleep_until(due);
+          std::string id = "L-" + std::to_string(i);
+          auto t0 = Clock::now();
+          auto r = client.Post("/v1/events", R"({"event":"bench","call_id":")" + id + R"("})", "application/json");
+          if (r && r->status == 202) mine.emplace_back(id, t0);
+        }
+        std::lock_guard lock(mutex);
+        sent.insert(sent.end(), mine.begin(), mine.end());
+      });
+    }
+    for (auto& t : threads) t.join();
+    for (int i = 0; i < 1000; ++i) {
+      {
+        std::lock_guard lock(sink.mutex);
+        std::size_t got = 0;
+        for (const auto& [id, t] : sent) got += sink.arrived.count(id);
+        if (got == sent.size()) break;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    std::vector<double> ms;
+    {
+      std::lock_guard lock(sink.mutex);
+      for (const auto& [id, t0] : sent) {
+        auto it = sink.arrived.find(id);
+        if (it != sink.arrived.end()) ms.push_back(std::chrono::duration<double, std::milli>(it->second - t0).count());
+      }
+    }
+    std::printf("event -> CRM request at %d ev/s (%zu events): p50 %.2f ms  p99 %.2f ms  p99.9 %.2f ms  max %.2f ms\n",
+                o.rate, ms.size(), percentile(ms, 50), percentile(ms, 99), percentile(ms, 99.9),
+                ms.empty() ? 0.0 : *std::max_element(ms.begin(), ms.end()));
+  }
+  std::printf("bridge peak RSS:   %9ld KiB (now %ld KiB)\n", rss_kb(bridge.pid, "VmHWM:"),
+              rss_kb(bridge.pid, "VmRSS:"));
+  std::printf("journal fsync:     %s\n", o.fsync ? "on (synchronous=FULL)" : "off (synchronous=NORMAL)");
+  return 0;
+}
