@@ -5,6 +5,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <deque>
+#include <map>
 #include <functional>
 #include <future>
 #include <mutex>
@@ -19,7 +20,6 @@ constexpr int kSchemaVersion = 1;
 constexpr const char* kSchema = R"sql(
 CREATE TABLE IF NOT EXISTS events (
   seq INTEGER PRIMARY KEY AUTOINCREMENT,
-  event_id TEXT UNIQUE,
   call_id TEXT NOT NULL,
   event TEXT NOT NULL,
   body TEXT NOT NULL,
@@ -60,13 +60,37 @@ std::int64_t now_ms() {
 
 std::string errmsg(sqlite3* db) { return db ? sqlite3_errmsg(db) : "out of memory"; }
 
-// A prepared statement with typed binds; reset on destruction.
+// A connection with its prepared statements: preparing costs more than running these small
+// statements, so each is prepared once. Used by one thread at a time.
+struct Connection {
+  sqlite3* db = nullptr;
+  std::map<std::string, sqlite3_stmt*, std::less<>> cache;
+  ~Connection() {
+    for (auto& [sql, stmt] : cache) sqlite3_finalize(stmt);
+    sqlite3_close(db);
+  }
+  sqlite3_stmt* prepare(std::string_view sql) {
+    auto it = cache.find(sql);
+    if (it != cache.end()) return it->second;
+    sqlite3_stmt* stmt = nullptr;
+    if (sqlite3_prepare_v3(db, sql.data(), static_cast<int>(sql.size()), SQLITE_PREPARE_PERSISTENT, &stmt,
+                           nullptr) != SQLITE_OK)
+      return nullptr;
+    cache.emplace(std::string(sql), stmt);
+    return stmt;
+  }
+};
+
+// A cached statement with typed binds; reset for the next use on destruction.
 class Statement {
  public:
-  Statement(sqlite3* db, const char* sql) : db_(db) {
-    if (sqlite3_prepare_v2(db, sql, -1, &stmt_, nullptr) != SQLITE_OK) stmt_ = nullptr;
+  Statement(Connection& c, std::string_view sql) : db_(c.db), stmt_(c.prepare(sql)) {}
+  ~Statement() {
+    if (stmt_) {
+      sqlite3_reset(stmt_);
+      sqlite3_clear_bindings(stmt_);
+    }
   }
-  ~Statement() { sqlite3_finalize(stmt_); }
   Statement(const Statement&) = delete;
   Statement& operator=(const Statement&) = delete;
   bool ok() const { return stmt_ != nullptr; }
@@ -137,7 +161,7 @@ ActionRecord read_action(const Statement& s) {
   return a;
 }
 
-constexpr const char* kEventColumns = "seq, event_id, call_id, event, body, received_at, state";
+constexpr const char* kEventColumns = "seq, 'ev-' || seq, call_id, event, body, received_at, state";
 constexpr const char* kActionColumns =
     "event_seq, rule, attempt, state, started_at, finished_at, gate, request, status, latency_us, "
     "extracted, error";
@@ -179,14 +203,14 @@ std::optional<ActionState> action_state_from(std::string_view text) {
 struct Journal::Impl {
   // One write: runs inside the batch transaction; returns false with an error to roll it back.
   struct Write {
-    std::function<bool(sqlite3*, std::string&)> apply;
+    std::function<bool(Connection&, std::string&)> apply;
     std::promise<std::string> done;  // empty string: committed
   };
 
   JournalOptions options;
-  sqlite3* writer = nullptr;
+  Connection writer;
   std::mutex read_mutex;
-  sqlite3* reader = nullptr;
+  Connection reader;
 
   std::mutex mutex;
   std::condition_variable wake;
@@ -203,8 +227,6 @@ struct Journal::Impl {
     }
     wake.notify_all();
     if (thread.joinable()) thread.join();
-    sqlite3_close(reader);
-    sqlite3_close(writer);
   }
 
   // Group commit: whatever queued while the last transaction ran goes into the next one.
@@ -222,27 +244,22 @@ struct Journal::Impl {
       }
       std::vector<std::string> results(batch.size());
       std::string error;
-      bool ok = exec(writer, "BEGIN IMMEDIATE", error);
+      bool ok = exec(writer.db, "BEGIN IMMEDIATE", error);
       for (std::size_t i = 0; ok && i < batch.size(); ++i) {
-        // A savepoint per write: one failing write does not take the batch down with it.
-        exec(writer, "SAVEPOINT w", error);
+        // A failing statement rolls back only itself (SQLite's statement journal), so one
+        // failing write does not take the batch down with it.
         std::string write_error;
-        if (batch[i]->apply(writer, write_error)) {
-          exec(writer, "RELEASE w", error);
-        } else {
-          results[i] = write_error.empty() ? errmsg(writer) : write_error;
-          exec(writer, "ROLLBACK TO w", error);
-          exec(writer, "RELEASE w", error);
-        }
+        if (!batch[i]->apply(writer, write_error))
+          results[i] = write_error.empty() ? errmsg(writer.db) : write_error;
       }
       auto started = std::chrono::steady_clock::now();
-      if (ok) ok = exec(writer, "COMMIT", error);
+      if (ok) ok = exec(writer.db, "COMMIT", error);
       last_commit_us = std::chrono::duration_cast<std::chrono::microseconds>(
                            std::chrono::steady_clock::now() - started)
                            .count();
       if (!ok) {
         std::string ignored;
-        exec(writer, "ROLLBACK", ignored);
+        exec(writer.db, "ROLLBACK", ignored);
         for (auto& r : results) r = error.empty() ? "commit failed" : error;
       } else {
         ++commits;
@@ -252,7 +269,7 @@ struct Journal::Impl {
     }
   }
 
-  bool submit(std::function<bool(sqlite3*, std::string&)> apply, std::string& error) {
+  bool submit(std::function<bool(Connection&, std::string&)> apply, std::string& error) {
     Write write{std::move(apply), {}};
     auto future = write.done.get_future();
     {
@@ -279,14 +296,14 @@ std::unique_ptr<Journal> Journal::open(const JournalOptions& options, std::strin
   auto impl = std::make_unique<Impl>();
   impl->options = options;
   int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX;
-  if (sqlite3_open_v2(options.path.c_str(), &impl->writer, flags, nullptr) != SQLITE_OK) {
-    error = errmsg(impl->writer);
+  if (sqlite3_open_v2(options.path.c_str(), &impl->writer.db, flags, nullptr) != SQLITE_OK) {
+    error = errmsg(impl->writer.db);
     return nullptr;
   }
-  sqlite3_busy_timeout(impl->writer, 5000);
+  sqlite3_busy_timeout(impl->writer.db, 5000);
   std::string pragmas = std::string("PRAGMA journal_mode=WAL; PRAGMA synchronous=") +
                         (options.fsync_each_commit ? "FULL" : "NORMAL") + ";";
-  if (!exec(impl->writer, pragmas.c_str(), error) || !exec(impl->writer, kSchema, error)) return nullptr;
+  if (!exec(impl->writer.db, pragmas.c_str(), error) || !exec(impl->writer.db, kSchema, error)) return nullptr;
   {
     Statement version(impl->writer, "PRAGMA user_version");
     if (version.step() == SQLITE_ROW && version.integer(0) > kSchemaVersion) {
@@ -294,13 +311,13 @@ std::unique_ptr<Journal> Journal::open(const JournalOptions& options, std::strin
       return nullptr;
     }
   }
-  exec(impl->writer, ("PRAGMA user_version=" + std::to_string(kSchemaVersion)).c_str(), error);
-  if (sqlite3_open_v2(options.path.c_str(), &impl->reader, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX,
+  exec(impl->writer.db, ("PRAGMA user_version=" + std::to_string(kSchemaVersion)).c_str(), error);
+  if (sqlite3_open_v2(options.path.c_str(), &impl->reader.db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX,
                       nullptr) != SQLITE_OK) {
-    error = errmsg(impl->reader);
+    error = errmsg(impl->reader.db);
     return nullptr;
   }
-  sqlite3_busy_timeout(impl->reader, 5000);
+  sqlite3_busy_timeout(impl->reader.db, 5000);
   impl->thread = std::thread([p = impl.get()] { p->run(); });
   return std::unique_ptr<Journal>(new Journal(std::move(impl)));
 }
@@ -316,7 +333,7 @@ std::optional<StoredEvent> Journal::append_event(const std::string& call_id, con
   stored.body = body;
   stored.received_at_ms = now_ms();
   bool ok = impl_->submit(
-      [&](sqlite3* db, std::string& e) {
+      [&](Connection& db, std::string& e) {
         Statement s(db,
                     "INSERT INTO events (call_id, event, body, received_at, state) VALUES (?, ?, ?, ?, 'pending')");
         s.bind(1, call_id).bind(2, event).bind(3, body).bind(4, stored.received_at_ms);
@@ -324,14 +341,8 @@ std::optional<StoredEvent> Journal::append_event(const std::string& call_id, con
           e = s.error();
           return false;
         }
-        stored.seq = sqlite3_last_insert_rowid(db);
+        stored.seq = sqlite3_last_insert_rowid(db.db);
         stored.event_id = "ev-" + std::to_string(stored.seq);
-        Statement id(db, "UPDATE events SET event_id = ? WHERE seq = ?");
-        id.bind(1, stored.event_id).bind(2, stored.seq);
-        if (id.step() != SQLITE_DONE) {
-          e = id.error();
-          return false;
-        }
         return true;
       },
       error);
@@ -341,7 +352,7 @@ std::optional<StoredEvent> Journal::append_event(const std::string& call_id, con
 
 bool Journal::record_action(const ActionRecord& a, std::string& error) {
   return impl_->submit(
-      [&](sqlite3* db, std::string& e) {
+      [&](Connection& db, std::string& e) {
         Statement s(db,
                     "INSERT OR REPLACE INTO actions (event_seq, rule, attempt, state, started_at, finished_at, "
                     "gate, request, status, latency_us, extracted, error) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)");
@@ -358,7 +369,7 @@ bool Journal::record_action(const ActionRecord& a, std::string& error) {
 bool Journal::finish_event(std::int64_t seq, EventState state, const std::string& call_id,
                            const std::string& vars_json, std::string& error) {
   return impl_->submit(
-      [&](sqlite3* db, std::string& e) {
+      [&](Connection& db, std::string& e) {
         std::int64_t now = now_ms();
         Statement s(db, "UPDATE events SET state = ?, finished_at = ? WHERE seq = ?");
         s.bind(1, to_string(state)).bind(2, now).bind(3, seq);
@@ -380,7 +391,7 @@ bool Journal::finish_event(std::int64_t seq, EventState state, const std::string
 }
 
 std::vector<StoredEvent> Journal::pending_events() {
-  return impl_->read([](sqlite3* db) {
+  return impl_->read([](Connection& db) {
     std::vector<StoredEvent> out;
     Statement s(db, (std::string("SELECT ") + kEventColumns + " FROM events WHERE state = 'pending' ORDER BY seq").c_str());
     while (s.step() == SQLITE_ROW) out.push_back(read_event(s));
@@ -389,7 +400,7 @@ std::vector<StoredEvent> Journal::pending_events() {
 }
 
 std::vector<ActionRecord> Journal::actions_of(std::int64_t event_seq) {
-  return impl_->read([&](sqlite3* db) {
+  return impl_->read([&](Connection& db) {
     std::vector<ActionRecord> out;
     Statement s(db, (std::string("SELECT ") + kActionColumns + " FROM actions WHERE event_seq = ? ORDER BY rowid").c_str());
     s.bind(1, event_seq);
@@ -399,7 +410,7 @@ std::vector<ActionRecord> Journal::actions_of(std::int64_t event_seq) {
 }
 
 std::optional<std::string> Journal::call_vars(const std::string& call_id) {
-  return impl_->read([&](sqlite3* db) -> std::optional<std::string> {
+  return impl_->read([&](Connection& db) -> std::optional<std::string> {
     Statement s(db, "SELECT vars FROM calls WHERE call_id = ?");
     s.bind(1, call_id);
     if (s.step() == SQLITE_ROW) return s.text(0);
@@ -408,7 +419,7 @@ std::optional<std::string> Journal::call_vars(const std::string& call_id) {
 }
 
 std::vector<StoredEvent> Journal::events_of_call(const std::string& call_id) {
-  return impl_->read([&](sqlite3* db) {
+  return impl_->read([&](Connection& db) {
     std::vector<StoredEvent> out;
     Statement s(db, (std::string("SELECT ") + kEventColumns + " FROM events WHERE call_id = ? ORDER BY seq").c_str());
     s.bind(1, call_id);
@@ -418,7 +429,7 @@ std::vector<StoredEvent> Journal::events_of_call(const std::string& call_id) {
 }
 
 std::optional<StoredEvent> Journal::event(std::int64_t seq) {
-  return impl_->read([&](sqlite3* db) -> std::optional<StoredEvent> {
+  return impl_->read([&](Connection& db) -> std::optional<StoredEvent> {
     Statement s(db, (std::string("SELECT ") + kEventColumns + " FROM events WHERE seq = ?").c_str());
     s.bind(1, seq);
     if (s.step() == SQLITE_ROW) return read_event(s);
@@ -427,7 +438,7 @@ std::optional<StoredEvent> Journal::event(std::int64_t seq) {
 }
 
 std::vector<CallSummary> Journal::recent_calls(std::size_t limit, bool failures_only) {
-  return impl_->read([&](sqlite3* db) {
+  return impl_->read([&](Connection& db) {
     std::vector<CallSummary> out;
     std::string sql =
         "SELECT e.call_id, MIN(e.received_at), MAX(e.received_at), COUNT(DISTINCT e.seq), "
@@ -453,7 +464,7 @@ std::vector<CallSummary> Journal::recent_calls(std::size_t limit, bool failures_
 }
 
 std::vector<ActionRecord> Journal::dead_actions(std::size_t limit) {
-  return impl_->read([&](sqlite3* db) {
+  return impl_->read([&](Connection& db) {
     std::vector<ActionRecord> out;
     Statement s(db, (std::string("SELECT ") + kActionColumns +
                      " FROM actions WHERE state IN ('dead', 'unknown') ORDER BY rowid DESC LIMIT ?")
@@ -470,7 +481,7 @@ std::size_t Journal::prune(std::chrono::system_clock::time_point older_than) {
   std::size_t pruned = 0;
   std::string error;
   impl_->submit(
-      [&](sqlite3* db, std::string& e) {
+      [&](Connection& db, std::string& e) {
         const char* steps[] = {
             "CREATE TEMP TABLE IF NOT EXISTS old_calls (call_id TEXT PRIMARY KEY)",
             "DELETE FROM old_calls",
@@ -487,7 +498,7 @@ std::size_t Journal::prune(std::chrono::system_clock::time_point older_than) {
             e = s.error();
             return false;
           }
-          if (std::string_view(sql).rfind("INSERT INTO old_calls", 0) == 0) pruned = static_cast<std::size_t>(sqlite3_changes(db));
+          if (std::string_view(sql).rfind("INSERT INTO old_calls", 0) == 0) pruned = static_cast<std::size_t>(sqlite3_changes(db.db));
         }
         return true;
       },
