@@ -11,6 +11,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <fstream>
 #include <map>
 #include <mutex>
@@ -46,52 +47,49 @@ long rss_kb(int pid, const char* field) {
   return 0;
 }
 
-// Closed loop: `connections` keep-alive clients post as fast as answers come back.
-struct LoadResult {
+// wrk drives the closed-loop throughput runs: a C client on epoll leaves the CPU to the server.
+struct WrkResult {
   double rate = 0;
-  std::vector<double> latencies_ms;
-  long errors = 0;
+  std::string p50, p99, errors;
 };
 
-LoadResult closed_loop(int port, int connections, double seconds, const std::string& path,
-                       const std::string& token, const std::string& prefix,
-                       const std::string& event = "bench") {
-  std::atomic<bool> stop{false};
-  std::atomic<long> ok{0}, errors{0};
-  std::mutex mutex;
-  std::vector<double> all;
-  std::vector<std::thread> threads;
-  for (int c = 0; c < connections; ++c) {
-    threads.emplace_back([&, c] {
-      httplib::Client client("127.0.0.1", port);
-      client.set_tcp_nodelay(true);
-      client.set_keep_alive(true);
-      if (!token.empty()) client.set_bearer_token_auth(token);
-      std::vector<double> mine;
-      for (long i = 0; !stop; ++i) {
-        std::string body = R"({"event":")" + event + R"(","call_id":")" + prefix + std::to_string(c) + "-" +
-                           std::to_string(i) + R"(","tel":"0312345678"})";
-        auto t0 = Clock::now();
-        auto r = client.Post(path.c_str(), body, "application/json");
-        double ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
-        if (r && (r->status == 202 || r->status == 200)) {
-          ++ok;
-          mine.push_back(ms);
-        } else if (errors++ == 0) {
-          std::fprintf(stderr, "intake: %s\n", r ? (std::to_string(r->status) + " " + r->body).c_str()
-                                                 : httplib::to_string(r.error()).c_str());
-        }
-      }
-      std::lock_guard lock(mutex);
-      all.insert(all.end(), mine.begin(), mine.end());
-    });
+WrkResult run_wrk(int port, const Options& o, const std::string& script) {
+  std::string cmd = "wrk -t2 -c" + std::to_string(o.connections) + " -d" +
+                    std::to_string(static_cast<int>(o.seconds)) + "s --latency -s " + script +
+                    " http://127.0.0.1:" + std::to_string(port) + "/ 2>&1";
+  WrkResult r;
+  FILE* pipe = popen(cmd.c_str(), "r");
+  if (!pipe) return r;
+  char line[512];
+  while (std::fgets(line, sizeof line, pipe)) {
+    std::string l(line);
+    auto field = [&](const char* key) {
+      auto at = l.find(key);
+      if (at == std::string::npos) return std::string();
+      std::string v = l.substr(at + std::strlen(key));
+      v.erase(0, v.find_first_not_of(" \t"));
+      v.erase(v.find_last_not_of(" \t\n") + 1);
+      return v;
+    };
+    if (l.find("Requests/sec:") != std::string::npos) r.rate = std::atof(field("Requests/sec:").c_str());
+    if (l.find(" 50%") == 0 || l.find("     50%") != std::string::npos) r.p50 = field("50%");
+    if (l.find("     99%") != std::string::npos) r.p99 = field("99%");
+    if (l.find("Non-2xx") != std::string::npos || l.find("Socket errors") != std::string::npos)
+      r.errors += (r.errors.empty() ? "" : "; ") + std::string(l.substr(0, l.find('\n')));
   }
-  auto start = Clock::now();
-  std::this_thread::sleep_for(std::chrono::duration<double>(seconds));
-  stop = true;
-  for (auto& t : threads) t.join();
-  double elapsed = std::chrono::duration<double>(Clock::now() - start).count();
-  return {static_cast<double>(ok) / elapsed, std::move(all), errors.load()};
+  pclose(pipe);
+  return r;
+}
+
+void write_script(const std::string& path, const std::string& event, const std::string& token) {
+  std::ofstream(path) << "counter = 0\n"
+                      << "request = function()\n"
+                      << "  counter = counter + 1\n"
+                      << "  local body = '{\"event\":\"" << event
+                      << "\",\"call_id\":\"w' .. counter .. '-' .. math.random(1, 1000000000) .. '\",\"tel\":\"0312345678\"}'\n"
+                      << "  return wrk.format(\"POST\", \"/v1/events\", {[\"Content-Type\"]=\"application/json\", "
+                      << "[\"Authorization\"]=\"Bearer " << token << "\"}, body)\n"
+                      << "end\n";
 }
 
 // The CRM: records when each call's request arrived.
@@ -187,7 +185,13 @@ int main(int argc, char** argv) {
   signal(SIGPIPE, SIG_IGN);
   const std::string token = "bench-token-0123456789abcdef";
 
-  // 1. The ceiling: a trivial handler on the same HTTP stack, same pool and client.
+  char dir_template[] = "/tmp/callbridge-bench-XXXXXX";
+  std::string dir = mkdtemp(dir_template);
+  std::string script_norule = dir + "/norule.lua", script_rule = dir + "/rule.lua";
+  write_script(script_norule, "bench.norule", token);
+  write_script(script_rule, "bench", token);
+
+  // 1. The ceiling: a trivial handler on the same HTTP stack and the same client.
   double trivial_rate;
   {
     httplib::Server trivial;
@@ -201,17 +205,15 @@ int main(int argc, char** argv) {
     int port = trivial.bind_to_any_port("127.0.0.1");
     std::thread t([&] { trivial.listen_after_bind(); });
     while (!trivial.is_running()) std::this_thread::yield();
-    auto r = closed_loop(port, o.connections, o.seconds, "/v1/events", "", "t");
+    auto r = run_wrk(port, o, script_norule);
     trivial_rate = r.rate;
     trivial.stop();
     t.join();
-    std::printf("trivial handler:   %9.0f req/s   p50 %.2f ms  p99 %.2f ms\n", r.rate,
-                percentile(r.latencies_ms, 50), percentile(r.latencies_ms, 99));
+    std::printf("trivial handler:   %9.0f req/s   p50 %s  p99 %s  %s\n", r.rate, r.p50.c_str(), r.p99.c_str(),
+                r.errors.c_str());
   }
 
   Sink sink;
-  char dir_template[] = "/tmp/callbridge-bench-XXXXXX";
-  std::string dir = mkdtemp(dir_template);
   std::string config = dir + "/bench.yaml";
   std::ofstream(config) << "server:\n  listen: 127.0.0.1:0\n  tokens: [\"" << token
                         << "\"]\n  threads: " << o.connections + 8 << "\n  keep_alive_max_count: 1000000\nstorage:\n  path: " << dir
@@ -229,19 +231,22 @@ int main(int argc, char** argv) {
     return 1;
   }
   // Events with no rules: the cost of accepting and making durable alone.
-  auto durable = closed_loop(bridge.port, o.connections, o.seconds, "/v1/events", token, "d", "bench.norule");
-  std::printf("durable intake:    %9.0f ev/s    p50 %.2f ms  p99 %.2f ms  p99.9 %.2f ms  (%ld errors)\n",
-              durable.rate, percentile(durable.latencies_ms, 50), percentile(durable.latencies_ms, 99),
-              percentile(durable.latencies_ms, 99.9), durable.errors);
+  auto durable = run_wrk(bridge.port, o, script_norule);
+  std::printf("durable intake:    %9.0f ev/s    p50 %s  p99 %s  %s\n", durable.rate, durable.p50.c_str(),
+              durable.p99.c_str(), durable.errors.c_str());
   std::printf("intake / trivial:  %9.1f %%\n", 100.0 * durable.rate / trivial_rate);
   // Events whose rule posts to the CRM: intake while the dispatcher works on the same 2 cores.
-  auto intake = closed_loop(bridge.port, o.connections, o.seconds, "/v1/events", token, "i");
-  std::printf("intake with a CRM rule running: %9.0f ev/s    p50 %.2f ms  p99 %.2f ms  (%ld errors)\n",
-              intake.rate, percentile(intake.latencies_ms, 50), percentile(intake.latencies_ms, 99),
-              intake.errors);
+  long before = sink.count;
+  auto intake = run_wrk(bridge.port, o, script_rule);
+  std::printf("intake with a CRM rule running: %9.0f ev/s    p50 %s  p99 %s  %s\n", intake.rate,
+              intake.p50.c_str(), intake.p99.c_str(), intake.errors.c_str());
+  long expected = before + static_cast<long>(intake.rate * o.seconds * 0.99);
   // Let the backlog drain before the latency run.
-  for (int i = 0; i < 6000 && sink.count < static_cast<long>(intake.latencies_ms.size()); ++i)
+  auto drain_start = Clock::now();
+  for (int i = 0; i < 12000 && sink.count < expected; ++i)
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  std::printf("backlog drained in %.1f s (%ld CRM requests so far)\n",
+              std::chrono::duration<double>(Clock::now() - drain_start).count(), sink.count.load());
 
   // 3. Latency at a fixed rate: event sent to CRM request received.
   {
@@ -274,7 +279,24 @@ int main(int argc, char** argv) {
         sent.insert(sent.end(), mine.begin(), mine.end());
       });
     }
+    // RSS over the fixed-rate run, sampled every 10 s: it should stay flat.
+    std::atomic<bool> sampling{true};
+    std::vector<long> rss;
+    std::thread sampler([&] {
+      while (sampling) {
+        rss.push_back(rss_kb(bridge.pid, "VmRSS:"));
+        for (int i = 0; i < 100 && sampling; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      }
+    });
     for (auto& t : threads) t.join();
+    sampling = false;
+    sampler.join();
+    if (rss.size() >= 2) {
+      std::printf("RSS during the %d ev/s run (every 10 s, KiB):", o.rate);
+      for (long r : rss) std::printf(" %ld", r);
+      std::printf("\nRSS change from 1st to last sample: %+.1f %%\n",
+                  100.0 * static_cast<double>(rss.back() - rss.front()) / static_cast<double>(rss.front()));
+    }
     for (int i = 0; i < 1000; ++i) {
       {
         std::lock_guard lock(sink.mutex);

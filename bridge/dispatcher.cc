@@ -239,7 +239,7 @@ void Dispatcher::worker_loop() {
       timers_.emplace(retry_at, call_id);
     }
     if (stopping_ && running_steps_ == 0) idle_.notify_all();
-    wake_.notify_one();
+    if (!ready_.empty()) wake_.notify_one();  // this worker takes one; wake another for the rest
   }
 }
 
