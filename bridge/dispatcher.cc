@@ -374,7 +374,8 @@ Dispatcher::StepResult Dispatcher::step(EventWork& work, Clock::time_point& retr
           ++work.attempt;
           log_limited("retry:" + rule.name, LogLevel::warn, "action failed, will retry",
                       {{"rule", rule.name}, {"call_id", work.stored.call_id},
-                       {"error", outcome.error}, {"attempt", std::to_string(work.attempt - 1)}});
+                       {"error", work.config->secrets->redact(outcome.error)},
+                       {"attempt", std::to_string(work.attempt - 1)}});
           return StepResult::wait;
         case RetryDecision::unknown:
           state = ActionState::unknown;
@@ -401,7 +402,8 @@ Dispatcher::StepResult Dispatcher::step(EventWork& work, Clock::time_point& retr
         state == ActionState::http_error)
       log_limited("action:" + rule.name, LogLevel::warn, "action did not succeed",
                   {{"rule", rule.name}, {"call_id", work.stored.call_id},
-                   {"state", std::string(to_string(state))}, {"error", outcome.error}});
+                   {"state", std::string(to_string(state))},
+                   {"error", work.config->secrets->redact(outcome.error)}});
     ++work.next;
     work.attempt = 1;
   }

@@ -56,13 +56,8 @@ nlohmann::json event_from_params(const httplib::Params& params, std::string& err
       return nullptr;
     }
     if (key == "token") continue;
-    if (key.rfind("var.", 0) == 0) {
-      j["vars"][key.substr(4)] = value;
-    } else if (key == "answered") {
-      j[key] = value;
-    } else {
-      j[key] = value;
-    }
+    if (key.rfind("var.", 0) == 0) j["vars"][key.substr(4)] = value;
+    else j[key] = value;
   }
   return j;
 }
@@ -90,7 +85,7 @@ struct BridgeServer::Impl {
     return ok;
   }
 
-  void accept_event(const httplib::Request& req, httplib::Response& res, nlohmann::json json) {
+  void accept_event(httplib::Response& res, nlohmann::json json) {
     auto started = Clock::now();
     std::string error;
     auto event = event_from_json(json, error);
@@ -98,7 +93,6 @@ struct BridgeServer::Impl {
       metrics.rejected_invalid++;
       return send_error(res, 400, "invalid_event", error);
     }
-    (void)req;
     if (!dispatcher.reserve()) {
       metrics.rejected_busy++;
       res.set_header("Retry-After", "1");
@@ -145,7 +139,7 @@ struct BridgeServer::Impl {
           metrics.rejected_invalid++;
           return send_error(res, 400, "invalid_json", "the body is not valid JSON (or not UTF-8)");
         }
-        return accept_event(req, res, std::move(json));
+        return accept_event(res, std::move(json));
       }
       if (lower.rfind("application/x-www-form-urlencoded", 0) == 0) {
         std::string error;
@@ -154,7 +148,7 @@ struct BridgeServer::Impl {
           metrics.rejected_invalid++;
           return send_error(res, 400, "invalid_encoding", error);
         }
-        return accept_event(req, res, std::move(json));
+        return accept_event(res, std::move(json));
       }
       metrics.rejected_invalid++;
       send_error(res, 415, "unsupported_media_type",
@@ -168,7 +162,7 @@ struct BridgeServer::Impl {
         metrics.rejected_invalid++;
         return send_error(res, 400, "invalid_encoding", error);
       }
-      accept_event(req, res, std::move(json));
+      accept_event(res, std::move(json));
     });
 
     server.Get(R"(/v1/calls/([^/]+))", [this](const httplib::Request& req, httplib::Response& res) {

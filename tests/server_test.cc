@@ -83,6 +83,14 @@ rules:
       body: '{"app": 1, "record": {"call": {"value": "{ID}"}, "n": {"value": "{N}"}}}'
 )y";
 
+// App 1 of the fake kintone, and a bridge whose `step` events each create a record there.
+void setup_record_app(FakeKintone& kintone, Bridge& bridge, const std::string& rule_extra = "",
+                      const std::string& config_extra = "") {
+  kintone.add_app(1, "record_no");
+  kintone.add_api_token(1, "app-token-1234");
+  bridge.write_config(replace_all(kRecordRule, "{KINTONE}", kintone.base_url()) + rule_extra, config_extra);
+}
+
 }  // namespace
 
 TEST_CASE("a RemoTEL call sent as HTTP events lands in kintone", "[server][kintone]") {
@@ -184,11 +192,8 @@ TEST_CASE("tokens - bad input and the documented errors", "[server][security]") 
 
 TEST_CASE("200 interleaved calls keep per-call order", "[server][order]") {
   FakeKintone kintone;
-  kintone.add_app(1, "record_no");
-  kintone.add_api_token(1, "app-token-1234");
   Bridge bridge;
-  bridge.write_config(replace_all(kRecordRule, "{KINTONE}", kintone.base_url()),
-                      "dispatcher:\n  workers: 8\n");
+  setup_record_app(kintone, bridge, "", "dispatcher:\n  workers: 8\n");
   bridge.start();
   constexpr int kCalls = 200, kSteps = 4, kClients = 4;
   std::vector<std::thread> clients;
@@ -221,12 +226,8 @@ TEST_CASE("200 interleaved calls keep per-call order", "[server][order]") {
 
 TEST_CASE("a CRM that is down gets every action once it is back", "[server][retry]") {
   FakeKintone kintone;
-  kintone.add_app(1, "record_no");
-  kintone.add_api_token(1, "app-token-1234");
   Bridge bridge;
-  std::string rules = replace_all(kRecordRule, "{KINTONE}", kintone.base_url());
-  rules += "    retry: { attempts: 20, backoff_ms: 20, max_backoff_ms: 100, on: [connect, 5xx] }\n";
-  bridge.write_config(rules);
+  setup_record_app(kintone, bridge, "    retry: { attempts: 20, backoff_ms: 20, max_backoff_ms: 100, on: [connect, 5xx] }\n");
   kintone.fail_next(15, 503, R"({"code":"CB_SM01","id":"x","message":"maintenance"})");
   bridge.start();
   for (int i = 0; i < 5; ++i) {
@@ -248,13 +249,9 @@ TEST_CASE("a CRM that is down gets every action once it is back", "[server][retr
 TEST_CASE("a POST that timed out is recorded as unknown - not repeated - replay re-runs dead letters",
           "[server][retry]") {
   FakeKintone kintone;
-  kintone.add_app(1, "record_no");
-  kintone.add_api_token(1, "app-token-1234");
   Bridge bridge;
-  std::string rules = replace_all(kRecordRule, "{KINTONE}", kintone.base_url());
-  rules += "    retry: { attempts: 2, backoff_ms: 10 }\n";
-  rules = replace_all(rules, "      body:", "      timeout: 1\n      body:");
-  bridge.write_config(rules);
+  setup_record_app(kintone, bridge, "    retry: { attempts: 2, backoff_ms: 10 }\n");
+  bridge.dir.write("callbridge.yaml", replace_all(read_file(bridge.config_path), "      body:", "      timeout: 1\n      body:"));
   bridge.start();
   kintone.set_response_delay(std::chrono::milliseconds(1500));
   REQUIRE(bridge.post_event({{"event", "step"}, {"call_id", "U-1"}, {"vars", {{"N", "0"}}}})->status == 202);
@@ -282,10 +279,8 @@ TEST_CASE("a POST that timed out is recorded as unknown - not repeated - replay 
 
 TEST_CASE("kill -9 under load loses no acknowledged event and duplicates nothing", "[server][crash]") {
   FakeKintone kintone;
-  kintone.add_app(1, "record_no");
-  kintone.add_api_token(1, "app-token-1234");
   Bridge bridge;
-  bridge.write_config(replace_all(kRecordRule, "{KINTONE}", kintone.base_url()));
+  setup_record_app(kintone, bridge);
   bridge.start();
   kintone.set_response_delay(std::chrono::milliseconds(2));
   std::atomic<bool> stop{false};
@@ -367,11 +362,8 @@ TEST_CASE("SIGHUP reloads rules - an invalid file keeps the old ones", "[server]
 
 TEST_CASE("a full queue answers 503 with Retry-After", "[server][backpressure]") {
   FakeKintone kintone;
-  kintone.add_app(1, "record_no");
-  kintone.add_api_token(1, "app-token-1234");
   Bridge bridge;
-  bridge.write_config(replace_all(kRecordRule, "{KINTONE}", kintone.base_url()),
-                      "dispatcher:\n  workers: 1\n  queue_capacity: 2\n");
+  setup_record_app(kintone, bridge, "", "dispatcher:\n  workers: 1\n  queue_capacity: 2\n");
   kintone.set_response_delay(std::chrono::milliseconds(1000));
   bridge.start();
   int busy = 0;
