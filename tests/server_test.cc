@@ -246,6 +246,41 @@ TEST_CASE("a CRM that is down gets every action once it is back", "[server][retr
   CHECK(actions[actions.size() - 1]["state"] == "succeeded");
 }
 
+TEST_CASE("a CRM that refuses connections is retried by default until it is up", "[server][retry]") {
+  int port;
+  {
+    FakeKintone probe;  // learn a free port, then leave it closed
+    port = probe.port();
+  }
+  Bridge bridge;
+  std::string rule = replace_all(kRecordRule, "{KINTONE}", "http://127.0.0.1:" + std::to_string(port));
+  bridge.write_config(rule + "    retry: { backoff_ms: 50, max_backoff_ms: 200 }\n");
+  bridge.start();
+  for (int i = 0; i < 3; ++i)
+    REQUIRE(bridge.post_event({{"event", "step"}, {"call_id", "P-" + std::to_string(i)}, {"vars", {{"N", "0"}}}})->status == 202);
+  // Every call has failed at least once before the CRM comes up.
+  for (int i = 0; i < 3; ++i) {
+    bool failed_once = false;
+    for (int n = 0; n < 1000 && !failed_once; ++n) {
+      json call = bridge.call("P-" + std::to_string(i));
+      failed_once = call.is_object() && !call["events"][0]["actions"].empty();
+      if (!failed_once) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    REQUIRE(failed_once);
+  }
+  FakeKintone kintone(port);
+  REQUIRE(kintone.port() == port);
+  kintone.add_app(1, "record_no");
+  kintone.add_api_token(1, "app-token-1234");
+  for (int i = 0; i < 3; ++i) {
+    json call = bridge.wait_done("P-" + std::to_string(i), 1);
+    auto actions = call["events"][0]["actions"];
+    CHECK(actions[0]["state"] == "retrying");
+    CHECK(actions[actions.size() - 1]["state"] == "succeeded");
+  }
+  CHECK(kintone.records(1).size() == 3);
+}
+
 TEST_CASE("a POST that timed out is recorded as unknown - not repeated - replay re-runs dead letters",
           "[server][retry]") {
   FakeKintone kintone;

@@ -572,7 +572,7 @@ struct FakeKintone::Impl {
   }
 };
 
-FakeKintone::FakeKintone() : impl_(std::make_unique<Impl>()) {
+FakeKintone::FakeKintone(int port) : impl_(std::make_unique<Impl>()) {
   auto& s = impl_->server;
   s.new_task_queue = [] { return new httplib::ThreadPool(16); };
   s.set_tcp_nodelay(true);
@@ -634,7 +634,8 @@ FakeKintone::FakeKintone() : impl_(std::make_unique<Impl>()) {
   s.Get(pattern, handler);
   s.Post(pattern, handler);
   s.Put(pattern, handler);
-  impl_->port = s.bind_to_any_port("127.0.0.1");
+  if (port == 0) impl_->port = s.bind_to_any_port("127.0.0.1");
+  else impl_->port = s.bind_to_port("127.0.0.1", port) ? port : -1;
   impl_->thread = std::thread([this] { impl_->server.listen_after_bind(); });
   while (!impl_->server.is_running()) std::this_thread::yield();
 }

@@ -22,7 +22,8 @@ struct KintoneRequestLog {
 
 class FakeKintone {
  public:
-  FakeKintone();  // listening when it returns
+  // Listening when it returns; port 0 picks a free one.
+  explicit FakeKintone(int port = 0);
   ~FakeKintone();
   FakeKintone(const FakeKintone&) = delete;
   FakeKintone& operator=(const FakeKintone&) = delete;
