@@ -110,7 +110,10 @@ int simulate(const std::string& path, const std::vector<std::string>& event_file
       std::cout << "-- rule " << o.rule << ": "
                 << (o.status == rules::RuleStatus::skipped && !o.request ? "skipped, " : "runs, ")
                 << o.gate << "\n";
-      if (o.request) std::cout << indent(render_command(*o.request, format), "   ") << "\n";
+      if (o.request && o.request->url.rfind("response://", 0) == 0)
+        std::cout << "   local response (no request is sent)\n";
+      else if (o.request)
+        std::cout << indent(render_command(*o.request, format), "   ") << "\n";
       if (!o.undefined.empty()) {
         std::cout << "   warning: undefined variables rendered empty:";
         for (const auto& name : o.undefined) std::cout << " {" << name << "}";

@@ -133,3 +133,12 @@ TEST_CASE("simulate --send replays a whole call against kintone", "[cli][kintone
     CHECK(json.out.find("\"method\": \"POST\"") != std::string::npos);
   }
 }
+
+TEST_CASE("the quickstart runs offline from the command line", "[cli]") {
+  auto r = run_process({kBinary, "simulate", "-c", kSamples + "/quickstart.yaml", "--event",
+                        kSamples + "/events/quickstart.json", "--send"});
+  INFO(r.out << r.err);
+  CHECK(r.exit_code == 0);
+  CHECK(r.out.find("local response (no request is sent)") != std::string::npos);
+  CHECK(r.out.find("RESPONSE_NOTE=missed call Q-0001 from 0312345678 (queue priority)") != std::string::npos);
+}
