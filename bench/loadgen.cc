@@ -30,6 +30,7 @@ struct Options {
   int rate = 1000;           // events/s for the latency run
   double latency_seconds = 10;
   bool fsync = true;
+  int workers = 16;
 };
 
 double percentile(std::vector<double> v, double p) {
@@ -177,6 +178,7 @@ int main(int argc, char** argv) {
     else if (k == "--rate") o.rate = std::stoi(v);
     else if (k == "--latency-seconds") o.latency_seconds = std::stod(v);
     else if (k == "--fsync") o.fsync = v == "true";
+    else if (k == "--workers") o.workers = std::stoi(v);
     else {
       std::fprintf(stderr, "unknown option %s\n", k.c_str());
       return 2;
@@ -218,7 +220,7 @@ int main(int argc, char** argv) {
   std::ofstream(config) << "server:\n  listen: 127.0.0.1:0\n  tokens: [\"" << token
                         << "\"]\n  threads: " << o.connections + 8 << "\n  keep_alive_max_count: 1000000\nstorage:\n  path: " << dir
                         << "/journal.db\n  fsync: " << (o.fsync ? "true" : "false")
-                        << "\ndispatcher:\n  workers: 16\n  queue_capacity: 1000000\n"
+                        << "\ndispatcher:\n  workers: " << o.workers << "\n  queue_capacity: 1000000\n"
                         << "rules:\n  - name: to-crm\n    event: bench\n    request:\n"
                         << "      method: POST\n      url: http://127.0.0.1:" << sink.port
                         << "/k/v1/record.json\n"
