@@ -27,7 +27,7 @@ struct Options {
   std::string binary = "build/bridge/callbridge";
   int connections = 32;
   double seconds = 10;
-  int rate = 1000;           // events/s for the latency run
+  int rate = 1000;  // events/s for the latency run
   double latency_seconds = 10;
   bool fsync = true;
   int workers = 16;
@@ -36,7 +36,8 @@ struct Options {
 double percentile(std::vector<double> v, double p) {
   if (v.empty()) return 0;
   std::sort(v.begin(), v.end());
-  std::size_t i = std::min(v.size() - 1, static_cast<std::size_t>(p / 100.0 * static_cast<double>(v.size())));
+  std::size_t i =
+      std::min(v.size() - 1, static_cast<std::size_t>(p / 100.0 * static_cast<double>(v.size())));
   return v[i];
 }
 
@@ -72,7 +73,8 @@ WrkResult run_wrk(int port, const Options& o, const std::string& script) {
       v.erase(v.find_last_not_of(" \t\n") + 1);
       return v;
     };
-    if (l.find("Requests/sec:") != std::string::npos) r.rate = std::atof(field("Requests/sec:").c_str());
+    if (l.find("Requests/sec:") != std::string::npos)
+      r.rate = std::atof(field("Requests/sec:").c_str());
     if (l.find(" 50%") == 0 || l.find("     50%") != std::string::npos) r.p50 = field("50%");
     if (l.find("     99%") != std::string::npos) r.p99 = field("99%");
     if (l.find("Non-2xx") != std::string::npos || l.find("Socket errors") != std::string::npos)
@@ -83,14 +85,16 @@ WrkResult run_wrk(int port, const Options& o, const std::string& script) {
 }
 
 void write_script(const std::string& path, const std::string& event, const std::string& token) {
-  std::ofstream(path) << "counter = 0\n"
-                      << "request = function()\n"
-                      << "  counter = counter + 1\n"
-                      << "  local body = '{\"event\":\"" << event
-                      << "\",\"call_id\":\"w' .. counter .. '-' .. math.random(1, 1000000000) .. '\",\"tel\":\"0312345678\"}'\n"
-                      << "  return wrk.format(\"POST\", \"/v1/events\", {[\"Content-Type\"]=\"application/json\", "
-                      << "[\"Authorization\"]=\"Bearer " << token << "\"}, body)\n"
-                      << "end\n";
+  std::ofstream(path)
+      << "counter = 0\n"
+      << "request = function()\n"
+      << "  counter = counter + 1\n"
+      << "  local body = '{\"event\":\"" << event
+      << "\",\"call_id\":\"w' .. counter .. '-' .. math.random(1, 1000000000) .. "
+         "'\",\"tel\":\"0312345678\"}'\n"
+      << "  return wrk.format(\"POST\", \"/v1/events\", {[\"Content-Type\"]=\"application/json\", "
+      << "[\"Authorization\"]=\"Bearer " << token << "\"}, body)\n"
+      << "end\n";
 }
 
 // The CRM: records when each call's request arrived.
@@ -108,7 +112,9 @@ struct Sink {
     server.Post("/k/v1/record.json", [this](const httplib::Request& req, httplib::Response& res) {
       auto now = Clock::now();
       auto at = req.body.find("\"value\":\"");
-      std::string id = at == std::string::npos ? "" : req.body.substr(at + 9, req.body.find('"', at + 9) - at - 9);
+      std::string id = at == std::string::npos
+                           ? ""
+                           : req.body.substr(at + 9, req.body.find('"', at + 9) - at - 9);
       {
         std::lock_guard lock(mutex);
         arrived.emplace(id, now);
@@ -172,13 +178,20 @@ int main(int argc, char** argv) {
   Options o;
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string k = argv[i], v = argv[i + 1];
-    if (k == "--binary") o.binary = v;
-    else if (k == "--connections") o.connections = std::stoi(v);
-    else if (k == "--seconds") o.seconds = std::stod(v);
-    else if (k == "--rate") o.rate = std::stoi(v);
-    else if (k == "--latency-seconds") o.latency_seconds = std::stod(v);
-    else if (k == "--fsync") o.fsync = v == "true";
-    else if (k == "--workers") o.workers = std::stoi(v);
+    if (k == "--binary")
+      o.binary = v;
+    else if (k == "--connections")
+      o.connections = std::stoi(v);
+    else if (k == "--seconds")
+      o.seconds = std::stod(v);
+    else if (k == "--rate")
+      o.rate = std::stoi(v);
+    else if (k == "--latency-seconds")
+      o.latency_seconds = std::stod(v);
+    else if (k == "--fsync")
+      o.fsync = v == "true";
+    else if (k == "--workers")
+      o.workers = std::stoi(v);
     else {
       std::fprintf(stderr, "unknown option %s\n", k.c_str());
       return 2;
@@ -211,16 +224,18 @@ int main(int argc, char** argv) {
     trivial_rate = r.rate;
     trivial.stop();
     t.join();
-    std::printf("trivial handler:   %9.0f req/s   p50 %s  p99 %s  %s\n", r.rate, r.p50.c_str(), r.p99.c_str(),
-                r.errors.c_str());
+    std::printf("trivial handler:   %9.0f req/s   p50 %s  p99 %s  %s\n", r.rate, r.p50.c_str(),
+                r.p99.c_str(), r.errors.c_str());
   }
 
   Sink sink;
   std::string config = dir + "/bench.yaml";
   std::ofstream(config) << "server:\n  listen: 127.0.0.1:0\n  tokens: [\"" << token
-                        << "\"]\n  threads: " << o.connections + 8 << "\n  keep_alive_max_count: 1000000\nstorage:\n  path: " << dir
+                        << "\"]\n  threads: " << o.connections + 8
+                        << "\n  keep_alive_max_count: 1000000\nstorage:\n  path: " << dir
                         << "/journal.db\n  fsync: " << (o.fsync ? "true" : "false")
-                        << "\ndispatcher:\n  workers: " << o.workers << "\n  queue_capacity: 1000000\n"
+                        << "\ndispatcher:\n  workers: " << o.workers
+                        << "\n  queue_capacity: 1000000\n"
                         << "rules:\n  - name: to-crm\n    event: bench\n    request:\n"
                         << "      method: POST\n      url: http://127.0.0.1:" << sink.port
                         << "/k/v1/record.json\n"
@@ -234,8 +249,8 @@ int main(int argc, char** argv) {
   }
   // Events with no rules: the cost of accepting and making durable alone.
   auto durable = run_wrk(bridge.port, o, script_norule);
-  std::printf("durable intake:    %9.0f ev/s    p50 %s  p99 %s  %s\n", durable.rate, durable.p50.c_str(),
-              durable.p99.c_str(), durable.errors.c_str());
+  std::printf("durable intake:    %9.0f ev/s    p50 %s  p99 %s  %s\n", durable.rate,
+              durable.p50.c_str(), durable.p99.c_str(), durable.errors.c_str());
   std::printf("intake / trivial:  %9.1f %%\n", 100.0 * durable.rate / trivial_rate);
   // Events whose rule posts to the CRM: intake while the dispatcher works on the same 2 cores.
   long before = sink.count;
@@ -271,11 +286,14 @@ int main(int argc, char** argv) {
           std::this_thread::sleep_until(due);
           std::string id = "L-" + std::to_string(i);
           auto t0 = Clock::now();
-          auto r = client.Post("/v1/events", R"({"event":"bench","call_id":")" + id + R"("})", "application/json");
-          if (r && r->status == 202) mine.emplace_back(id, t0);
+          auto r = client.Post("/v1/events", R"({"event":"bench","call_id":")" + id + R"("})",
+                               "application/json");
+          if (r && r->status == 202)
+            mine.emplace_back(id, t0);
           else if (failures++ == 0)
-            std::fprintf(stderr, "latency run: %s\n", r ? (std::to_string(r->status) + " " + r->body).c_str()
-                                                          : httplib::to_string(r.error()).c_str());
+            std::fprintf(stderr, "latency run: %s\n",
+                         r ? (std::to_string(r->status) + " " + r->body).c_str()
+                           : httplib::to_string(r.error()).c_str());
         }
         std::lock_guard lock(mutex);
         sent.insert(sent.end(), mine.begin(), mine.end());
@@ -287,7 +305,8 @@ int main(int argc, char** argv) {
     std::thread sampler([&] {
       while (sampling) {
         rss.push_back(rss_kb(bridge.pid, "VmRSS:"));
-        for (int i = 0; i < 100 && sampling; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+        for (int i = 0; i < 100 && sampling; ++i)
+          std::this_thread::sleep_for(std::chrono::milliseconds(100));
       }
     });
     for (auto& t : threads) t.join();
@@ -296,8 +315,9 @@ int main(int argc, char** argv) {
     if (rss.size() >= 2) {
       std::printf("RSS during the %d ev/s run (every 10 s, KiB):", o.rate);
       for (long r : rss) std::printf(" %ld", r);
-      std::printf("\nRSS change from 1st to last sample: %+.1f %%\n",
-                  100.0 * static_cast<double>(rss.back() - rss.front()) / static_cast<double>(rss.front()));
+      std::printf(
+          "\nRSS change from 1st to last sample: %+.1f %%\n",
+          100.0 * static_cast<double>(rss.back() - rss.front()) / static_cast<double>(rss.front()));
     }
     for (int i = 0; i < 1000; ++i) {
       {
@@ -313,15 +333,19 @@ int main(int argc, char** argv) {
       std::lock_guard lock(sink.mutex);
       for (const auto& [id, t0] : sent) {
         auto it = sink.arrived.find(id);
-        if (it != sink.arrived.end()) ms.push_back(std::chrono::duration<double, std::milli>(it->second - t0).count());
+        if (it != sink.arrived.end())
+          ms.push_back(std::chrono::duration<double, std::milli>(it->second - t0).count());
       }
     }
-    std::printf("event -> CRM request at %d ev/s (%zu events): p50 %.2f ms  p99 %.2f ms  p99.9 %.2f ms  max %.2f ms\n",
-                o.rate, ms.size(), percentile(ms, 50), percentile(ms, 99), percentile(ms, 99.9),
-                ms.empty() ? 0.0 : *std::max_element(ms.begin(), ms.end()));
+    std::printf(
+        "event -> CRM request at %d ev/s (%zu events): p50 %.2f ms  p99 %.2f ms  p99.9 %.2f ms  "
+        "max %.2f ms\n",
+        o.rate, ms.size(), percentile(ms, 50), percentile(ms, 99), percentile(ms, 99.9),
+        ms.empty() ? 0.0 : *std::max_element(ms.begin(), ms.end()));
   }
   std::printf("bridge peak RSS:   %9ld KiB (now %ld KiB)\n", rss_kb(bridge.pid, "VmHWM:"),
               rss_kb(bridge.pid, "VmRSS:"));
-  std::printf("journal fsync:     %s\n", o.fsync ? "on (synchronous=FULL)" : "off (synchronous=NORMAL)");
+  std::printf("journal fsync:     %s\n",
+              o.fsync ? "on (synchronous=FULL)" : "off (synchronous=NORMAL)");
   return 0;
 }

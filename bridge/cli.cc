@@ -1,16 +1,14 @@
 #include "bridge/cli.h"
 
-#include <CLI/CLI.hpp>
-#include <nlohmann/json.hpp>
-
-#include <fstream>
-#include <iostream>
-#include <sstream>
-
 #include <signal.h>
 #include <unistd.h>
 
+#include <CLI/CLI.hpp>
 #include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <nlohmann/json.hpp>
+#include <sstream>
 #include <thread>
 
 #include "bridge/command_format.h"
@@ -51,7 +49,8 @@ int validate(const std::string& path) {
 }
 
 // Reads one event object, an array of events, or {"events": [...]}.
-std::optional<std::vector<rules::EventInput>> read_events(const std::string& path, std::ostream& err) {
+std::optional<std::vector<rules::EventInput>> read_events(const std::string& path,
+                                                          std::ostream& err) {
   std::ifstream in(path, std::ios::binary);
   if (!in) {
     err << path << ": error: cannot read event file\n";
@@ -96,8 +95,8 @@ int simulate(const std::string& path, const std::vector<std::string>& event_file
     if (!more) return kBadConfig;
     events.insert(events.end(), more->begin(), more->end());
   }
-  http::HttpClient client({config->http.verify_tls, config->http.ca_file,
-                           config->http.max_response_bytes, 8});
+  http::HttpClient client(
+      {config->http.verify_tls, config->http.ca_file, config->http.max_response_bytes, 8});
   rules::Engine engine(config->rules, config->secrets, send ? &client : nullptr);
   std::map<std::string, rules::CallContext> calls;
   bool failed = false;
@@ -126,8 +125,8 @@ int simulate(const std::string& path, const std::vector<std::string>& event_file
         line.setf(std::ios::fixed);
         line.precision(1);
         if (r.kind == http::OutcomeKind::response) {
-          line << "   -> " << r.status << " in " << ms << " ms: "
-               << config->secrets->redact(r.body.substr(0, 300))
+          line << "   -> " << r.status << " in " << ms
+               << " ms: " << config->secrets->redact(r.body.substr(0, 300))
                << (r.body.size() > 300 ? "..." : "");
         } else {
           line << "   -> " << o.error << " after " << ms << " ms";
@@ -160,7 +159,8 @@ http::ClientOptions client_options(const rules::Config& config) {
 std::unique_ptr<bridge::Journal> open_journal(const rules::Config& config) {
   std::string error;
   auto journal = bridge::Journal::open({config.storage.path, config.storage.fsync, 512}, error);
-  if (!journal) std::cerr << config.storage.path << ": error: cannot open journal: " << error << "\n";
+  if (!journal)
+    std::cerr << config.storage.path << ": error: cannot open journal: " << error << "\n";
   return journal;
 }
 
@@ -173,13 +173,17 @@ void supervise(const std::string& path, bool have_file, bridge::ConfigHolder& ho
     if (std::chrono::steady_clock::now() - last_prune > std::chrono::hours(1)) {
       last_prune = std::chrono::steady_clock::now();
       auto days = holder.get()->storage.retention_days;
-      std::size_t pruned = journal.prune(std::chrono::system_clock::now() - std::chrono::hours(24 * days));
-      if (pruned > 0) bridge::log(bridge::LogLevel::info, "pruned old calls", {{"calls", std::to_string(pruned)}});
+      std::size_t pruned =
+          journal.prune(std::chrono::system_clock::now() - std::chrono::hours(24 * days));
+      if (pruned > 0)
+        bridge::log(bridge::LogLevel::info, "pruned old calls",
+                    {{"calls", std::to_string(pruned)}});
     }
     timespec timeout{1, 0};
     int sig = sigtimedwait(&signals, nullptr, &timeout);
     if (sig == SIGTERM || sig == SIGINT) {
-      bridge::log(bridge::LogLevel::info, "shutting down", {{"signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"}});
+      bridge::log(bridge::LogLevel::info, "shutting down",
+                  {{"signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"}});
       return;
     }
     if (sig != SIGHUP) continue;
@@ -239,7 +243,8 @@ int serve(const std::string& path, bool path_given) {
     return static_cast<double>(journal->last_commit_time().count()) / 1e6;
   };
   std::size_t recovered = dispatcher.recover();
-  dispatcher.start(config.dispatcher.workers, static_cast<std::size_t>(config.dispatcher.queue_capacity));
+  dispatcher.start(config.dispatcher.workers,
+                   static_cast<std::size_t>(config.dispatcher.queue_capacity));
 
   bridge::BridgeServer server(holder, *journal, dispatcher, metrics);
   std::string error;
@@ -250,8 +255,10 @@ int serve(const std::string& path, bool path_given) {
   }
   std::thread http_thread([&] { server.run(); });
   bridge::log(bridge::LogLevel::info, "listening",
-              {{"listen", config.server.listen}, {"port", std::to_string(server.port())},
-               {"journal", config.storage.path}, {"rules", std::to_string(config.rules->all().size())},
+              {{"listen", config.server.listen},
+               {"port", std::to_string(server.port())},
+               {"journal", config.storage.path},
+               {"rules", std::to_string(config.rules->all().size())},
                {"recovered_events", std::to_string(recovered)}});
 
   supervise(path, have_file, holder, *journal, signals);
@@ -265,7 +272,8 @@ int serve(const std::string& path, bool path_given) {
     std::fflush(nullptr);
     _exit(0);
   }
-  bridge::log(bridge::LogLevel::info, "stopped", {{"unfinished_events", std::to_string(dispatcher.depth())}});
+  bridge::log(bridge::LogLevel::info, "stopped",
+              {{"unfinished_events", std::to_string(dispatcher.depth())}});
   return kOk;
 }
 
@@ -289,7 +297,8 @@ int history(const std::string& path, const std::string& call_id, bool failures, 
   for (const auto& c : calls) {
     char line[256];
     std::snprintf(line, sizeof line, "%-29s %-25s %6d  %6d  %7d\n", c.call_id.c_str(),
-                  bridge::ms_to_iso(c.last_at_ms).c_str(), c.events, c.failed_actions, c.pending_events);
+                  bridge::ms_to_iso(c.last_at_ms).c_str(), c.events, c.failed_actions,
+                  c.pending_events);
     std::cout << line;
   }
   if (failures) {
@@ -297,8 +306,8 @@ int history(const std::string& path, const std::string& call_id, bool failures, 
     if (!dead.empty()) std::cout << "\nDEAD LETTERS (callbridge replay re-runs them)\n";
     for (const auto& a : dead) {
       auto event = journal->event(a.event_seq);
-      std::cout << (event ? event->event_id : "?") << "  " << a.rule << "  attempt " << a.attempt << "  "
-                << bridge::to_string(a.state) << "  " << a.error << "\n";
+      std::cout << (event ? event->event_id : "?") << "  " << a.rule << "  attempt " << a.attempt
+                << "  " << bridge::to_string(a.state) << "  " << a.error << "\n";
     }
   }
   return kOk;
@@ -329,12 +338,14 @@ int replay(const std::string& path, const std::string& event_id, const std::stri
   for (const auto& a : dead) {
     auto event = journal->event(a.event_seq);
     if (!event) continue;
-    if (!all && (event->event_id != event_id || (!rule_name.empty() && a.rule != rule_name))) continue;
+    if (!all && (event->event_id != event_id || (!rule_name.empty() && a.rule != rule_name)))
+      continue;
     const rules::Rule* rule = nullptr;
     for (const auto& r : config->rules->all())
       if (r.name == a.rule) rule = &r;
     if (!rule) {
-      std::cerr << event->event_id << " " << a.rule << ": no rule of that name in the configuration\n";
+      std::cerr << event->event_id << " " << a.rule
+                << ": no rule of that name in the configuration\n";
       ++failed;
       continue;
     }
@@ -355,7 +366,8 @@ int replay(const std::string& path, const std::string& event_id, const std::stri
       if (other.rule == a.rule) attempt = std::max(attempt, other.attempt);
     ++attempt;
     auto started = std::chrono::system_clock::now();
-    auto started_ms = std::chrono::duration_cast<std::chrono::milliseconds>(started.time_since_epoch()).count();
+    auto started_ms =
+        std::chrono::duration_cast<std::chrono::milliseconds>(started.time_since_epoch()).count();
     bridge::ActionRecord record;
     record.event_seq = a.event_seq;
     record.rule = a.rule;
@@ -363,15 +375,19 @@ int replay(const std::string& path, const std::string& event_id, const std::stri
     record.started_at_ms = started_ms;
     auto outcome = engine.run_rule(*rule, call, [&](const http::Request& shown) {
       record.state = bridge::ActionState::started;
-      record.request = nlohmann::json({{"method", shown.method}, {"url", shown.url}, {"body", shown.body}}).dump();
+      record.request =
+          nlohmann::json({{"method", shown.method}, {"url", shown.url}, {"body", shown.body}})
+              .dump();
       return journal->record_action(record, error);
     });
     record.state = outcome.status == rules::RuleStatus::succeeded ? bridge::ActionState::succeeded
                    : outcome.status == rules::RuleStatus::skipped ? bridge::ActionState::skipped
-                   : outcome.status == rules::RuleStatus::http_error ? bridge::ActionState::http_error
-                                                                     : bridge::ActionState::failed;
+                   : outcome.status == rules::RuleStatus::http_error
+                       ? bridge::ActionState::http_error
+                       : bridge::ActionState::failed;
     record.finished_at_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-        std::chrono::system_clock::now().time_since_epoch()).count();
+                                std::chrono::system_clock::now().time_since_epoch())
+                                .count();
     record.gate = outcome.gate;
     if (outcome.response) {
       record.status = outcome.response->status;
@@ -391,7 +407,8 @@ int replay(const std::string& path, const std::string& event_id, const std::stri
       ++failed;
     }
     std::cout << event->event_id << "  " << a.rule << "  attempt " << attempt << "  "
-              << bridge::to_string(record.state) << (record.error.empty() ? "" : "  " + record.error) << "\n";
+              << bridge::to_string(record.state)
+              << (record.error.empty() ? "" : "  " + record.error) << "\n";
   }
   std::cout << replayed << " replayed, " << failed << " failed\n";
   return failed > 0 ? kRuntimeFailure : kOk;
@@ -405,16 +422,20 @@ int run_cli(int argc, char** argv) {
   app.set_version_flag("--version", "callbridge 0.1.0");
   std::string config_path = "callbridge.yaml";
 
-  auto* validate_cmd = app.add_subcommand("validate", "Check a configuration file and report every error");
+  auto* validate_cmd =
+      app.add_subcommand("validate", "Check a configuration file and report every error");
   validate_cmd->add_option("-c,--config", config_path, "Configuration file")->capture_default_str();
 
   auto* simulate_cmd = app.add_subcommand(
-      "simulate", "Show which rules an event runs and the requests they make (--send performs them)");
+      "simulate",
+      "Show which rules an event runs and the requests they make (--send performs them)");
   std::vector<std::string> event_files;
   bool send = false;
   std::string format_name = "curl";
   simulate_cmd->add_option("-c,--config", config_path, "Configuration file")->capture_default_str();
-  simulate_cmd->add_option("-e,--event", event_files, "Event JSON file (an object or an array of events); repeatable")
+  simulate_cmd
+      ->add_option("-e,--event", event_files,
+                   "Event JSON file (an object or an array of events); repeatable")
       ->required();
   simulate_cmd->add_flag("--send", send, "Perform the requests and extract variables");
   simulate_cmd->add_option("-f,--format", format_name, "How requests are shown")
@@ -422,17 +443,20 @@ int run_cli(int argc, char** argv) {
       ->capture_default_str();
 
   auto* serve_cmd = app.add_subcommand("serve", "Run the bridge: HTTP intake, journal, dispatcher");
-  auto* serve_config = serve_cmd->add_option("-c,--config", config_path,
-                                             "Configuration file; without one, embedded defaults")
+  auto* serve_config = serve_cmd
+                           ->add_option("-c,--config", config_path,
+                                        "Configuration file; without one, embedded defaults")
                            ->capture_default_str();
 
-  auto* history_cmd = app.add_subcommand("history", "Recent calls, one call in detail, or failures");
+  auto* history_cmd =
+      app.add_subcommand("history", "Recent calls, one call in detail, or failures");
   std::string call_id;
   bool failures = false;
   std::size_t limit = 50;
   history_cmd->add_option("-c,--config", config_path, "Configuration file")->capture_default_str();
   history_cmd->add_option("--call", call_id, "Show one call in detail (JSON)");
-  history_cmd->add_flag("--failures", failures, "Only calls with failed actions, and the dead letters");
+  history_cmd->add_flag("--failures", failures,
+                        "Only calls with failed actions, and the dead letters");
   history_cmd->add_option("-n,--limit", limit, "How many calls")->capture_default_str();
 
   auto* replay_cmd = app.add_subcommand("replay", "Re-run dead-lettered actions");
@@ -453,7 +477,8 @@ int run_cli(int argc, char** argv) {
   if (validate_cmd->parsed()) return validate(config_path);
   if (serve_cmd->parsed()) return serve(config_path, serve_config->count() > 0);
   if (history_cmd->parsed()) return history(config_path, call_id, failures, limit);
-  if (replay_cmd->parsed()) return replay(config_path, event_id, rule_name, replay_all, replay_list);
+  if (replay_cmd->parsed())
+    return replay(config_path, event_id, rule_name, replay_all, replay_list);
   if (simulate_cmd->parsed()) {
     CommandFormat format = format_name == "powershell" ? CommandFormat::powershell
                            : format_name == "json"     ? CommandFormat::json

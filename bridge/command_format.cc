@@ -50,7 +50,8 @@ std::string render_command(const http::Request& request, CommandFormat format) {
       if (!headers.empty()) out += " `\n  -Headers @{ " + headers + " }";
       if (!content_type.empty()) out += " `\n  -ContentType " + ps_quote(content_type);
       if (!request.body.empty())
-        out += " `\n  -Body ([System.Text.Encoding]::UTF8.GetBytes(" + ps_quote(request.body) + "))";
+        out +=
+            " `\n  -Body ([System.Text.Encoding]::UTF8.GetBytes(" + ps_quote(request.body) + "))";
       return out;
     }
     case CommandFormat::json: {

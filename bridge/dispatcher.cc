@@ -1,9 +1,8 @@
 #include "bridge/dispatcher.h"
 
-#include <nlohmann/json.hpp>
-
 #include <strings.h>
 
+#include <nlohmann/json.hpp>
 #include <random>
 
 #include "bridge/event_input.h"
@@ -67,7 +66,9 @@ RetryDecision decide_retry(const rules::Rule& rule, const rules::RetryPolicy& po
   bool wanted = false;
   switch (response->kind) {
     case http::OutcomeKind::connect_error:
-    case http::OutcomeKind::tls_error: wanted = on_connect; break;
+    case http::OutcomeKind::tls_error:
+      wanted = on_connect;
+      break;
     case http::OutcomeKind::timeout:
     case http::OutcomeKind::io_error:
       if (!response->maybe_sent) {
@@ -79,10 +80,13 @@ RetryDecision decide_retry(const rules::Rule& rule, const rules::RetryPolicy& po
       }
       break;
     case http::OutcomeKind::response:
-      if (response->status == 429) wanted = policy.on_429.value_or(safe);
-      else if (response->status >= 500) wanted = policy.on_5xx.value_or(safe);
+      if (response->status == 429)
+        wanted = policy.on_429.value_or(safe);
+      else if (response->status >= 500)
+        wanted = policy.on_5xx.value_or(safe);
       break;
-    default: break;
+    default:
+      break;
   }
   if (!wanted) return RetryDecision::final;
   return attempt < policy.attempts ? RetryDecision::retry : RetryDecision::final;
@@ -129,7 +133,9 @@ Dispatcher::Dispatcher(Journal& journal, const ConfigHolder& config, http::Trans
                        Metrics& metrics)
     : journal_(journal), config_(config), transport_(transport), metrics_(metrics) {}
 
-Dispatcher::~Dispatcher() { stop(std::chrono::milliseconds(0)); }
+Dispatcher::~Dispatcher() {
+  stop(std::chrono::milliseconds(0));
+}
 
 void Dispatcher::start(int workers, std::size_t capacity) {
   capacity_ = capacity;
@@ -144,7 +150,9 @@ bool Dispatcher::reserve() {
   return true;
 }
 
-void Dispatcher::cancel_reservation() { in_flight_.fetch_sub(1); }
+void Dispatcher::cancel_reservation() {
+  in_flight_.fetch_sub(1);
+}
 
 void Dispatcher::submit(StoredEvent event) {
   auto work = std::make_unique<EventWork>();
@@ -223,7 +231,8 @@ void Dispatcher::worker_loop() {
       result = step(*work, retry_at);
     } catch (const std::exception& e) {
       // A bug must not take the bridge down; the event stays pending and is retried.
-      log(LogLevel::error, "event step failed", {{"event_id", work->stored.event_id}, {"error", e.what()}});
+      log(LogLevel::error, "event step failed",
+          {{"event_id", work->stored.event_id}, {"error", e.what()}});
       retry_at = Clock::now() + std::chrono::seconds(5);
     }
 
@@ -233,8 +242,10 @@ void Dispatcher::worker_loop() {
     if (result == StepResult::done) {
       queue.events.pop_front();
       in_flight_.fetch_sub(1);
-      if (queue.events.empty()) calls_.erase(call_id);
-      else ready_.push_back(call_id);
+      if (queue.events.empty())
+        calls_.erase(call_id);
+      else
+        ready_.push_back(call_id);
     } else {
       timers_.emplace(retry_at, call_id);
     }
@@ -248,11 +259,13 @@ bool Dispatcher::prepare(EventWork& work) {
   auto json = nlohmann::json::parse(work.stored.body, nullptr, false);
   auto input = event_from_json(json, error);
   work.config = config_.get();
-  work.engine = std::make_unique<rules::Engine>(work.config->rules, work.config->secrets, &transport_);
+  work.engine =
+      std::make_unique<rules::Engine>(work.config->rules, work.config->secrets, &transport_);
   work.call.call_id = work.stored.call_id;
   if (auto saved = journal_.call_vars(work.stored.call_id)) work.call.vars = vars_from_json(*saved);
   if (!input) {
-    log(LogLevel::error, "stored event unreadable", {{"event_id", work.stored.event_id}, {"error", error}});
+    log(LogLevel::error, "stored event unreadable",
+        {{"event_id", work.stored.event_id}, {"error", error}});
     return false;
   }
   rules::Engine::apply_event(*input, work.call);
@@ -311,7 +324,8 @@ bool Dispatcher::record(EventWork& work, const rules::Rule& rule, ActionState st
   if (!outcome.undefined.empty()) {
     std::string names;
     for (const auto& n : outcome.undefined) names += (names.empty() ? "" : ", ") + n;
-    a.error += (a.error.empty() ? "" : "; ") + std::string("undefined variables rendered empty: ") + names;
+    a.error +=
+        (a.error.empty() ? "" : "; ") + std::string("undefined variables rendered empty: ") + names;
   }
   a.error = work.config->secrets->redact(a.error);
   std::string error;
@@ -331,8 +345,8 @@ Dispatcher::StepResult Dispatcher::step(EventWork& work, Clock::time_point& retr
     auto before_send = [&](const http::Request& shown) {
       if (!work.first_request_seen && !work.recovered) {
         work.first_request_seen = true;
-        metrics_.event_to_request.observe(std::chrono::duration_cast<std::chrono::microseconds>(
-            Clock::now() - work.accepted));
+        metrics_.event_to_request.observe(
+            std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - work.accepted));
       }
       ActionRecord a;
       a.event_seq = work.stored.seq;
@@ -350,14 +364,23 @@ Dispatcher::StepResult Dispatcher::step(EventWork& work, Clock::time_point& retr
       work.call.vars = std::move(before);
       return StepResult::wait;
     }
-    if (outcome.response && outcome.sent) metrics_.action_latency.observe(outcome.response->latency);
+    if (outcome.response && outcome.sent)
+      metrics_.action_latency.observe(outcome.response->latency);
 
     ActionState state = ActionState::failed;
     switch (outcome.status) {
-      case rules::RuleStatus::skipped: state = ActionState::skipped; break;
-      case rules::RuleStatus::succeeded: state = ActionState::succeeded; break;
-      case rules::RuleStatus::http_error: state = ActionState::http_error; break;
-      case rules::RuleStatus::failed: state = ActionState::failed; break;
+      case rules::RuleStatus::skipped:
+        state = ActionState::skipped;
+        break;
+      case rules::RuleStatus::succeeded:
+        state = ActionState::succeeded;
+        break;
+      case rules::RuleStatus::http_error:
+        state = ActionState::http_error;
+        break;
+      case rules::RuleStatus::failed:
+        state = ActionState::failed;
+        break;
     }
     if (state == ActionState::http_error || state == ActionState::failed) {
       const rules::RetryPolicy& policy = rule.retry ? *rule.retry : work.config->dispatcher.retry;
@@ -373,7 +396,8 @@ Dispatcher::StepResult Dispatcher::step(EventWork& work, Clock::time_point& retr
           work.call.vars = std::move(before);
           ++work.attempt;
           log_limited("retry:" + rule.name, LogLevel::warn, "action failed, will retry",
-                      {{"rule", rule.name}, {"call_id", work.stored.call_id},
+                      {{"rule", rule.name},
+                       {"call_id", work.stored.call_id},
                        {"error", work.config->secrets->redact(outcome.error)},
                        {"attempt", std::to_string(work.attempt - 1)}});
           return StepResult::wait;
@@ -390,18 +414,32 @@ Dispatcher::StepResult Dispatcher::step(EventWork& work, Clock::time_point& retr
       return StepResult::wait;
     }
     switch (state) {
-      case ActionState::succeeded: metrics_.actions_succeeded++; break;
-      case ActionState::skipped: metrics_.actions_skipped++; break;
-      case ActionState::http_error: metrics_.actions_http_error++; break;
-      case ActionState::failed: metrics_.actions_failed++; break;
-      case ActionState::unknown: metrics_.actions_unknown++; break;
-      case ActionState::dead: metrics_.actions_dead++; break;
-      default: break;
+      case ActionState::succeeded:
+        metrics_.actions_succeeded++;
+        break;
+      case ActionState::skipped:
+        metrics_.actions_skipped++;
+        break;
+      case ActionState::http_error:
+        metrics_.actions_http_error++;
+        break;
+      case ActionState::failed:
+        metrics_.actions_failed++;
+        break;
+      case ActionState::unknown:
+        metrics_.actions_unknown++;
+        break;
+      case ActionState::dead:
+        metrics_.actions_dead++;
+        break;
+      default:
+        break;
     }
-    if (state == ActionState::dead || state == ActionState::unknown || state == ActionState::failed ||
-        state == ActionState::http_error)
+    if (state == ActionState::dead || state == ActionState::unknown ||
+        state == ActionState::failed || state == ActionState::http_error)
       log_limited("action:" + rule.name, LogLevel::warn, "action did not succeed",
-                  {{"rule", rule.name}, {"call_id", work.stored.call_id},
+                  {{"rule", rule.name},
+                   {"call_id", work.stored.call_id},
                    {"state", std::string(to_string(state))},
                    {"error", work.config->secrets->redact(outcome.error)}});
     ++work.next;

@@ -42,7 +42,8 @@ std::optional<rules::EventInput> event_from_json(const nlohmann::json& json, std
   event.event = *canonical;
   auto call = json.find("call_id");
   std::optional<std::string> call_id;
-  if (call != json.end() && (call->is_string() || call->is_number_integer())) call_id = as_text(*call);
+  if (call != json.end() && (call->is_string() || call->is_number_integer()))
+    call_id = as_text(*call);
   if (!call_id || call_id->empty() || call_id->size() > 128) {
     error = "\"call_id\" is required: a string of 1 to 128 characters";
     return std::nullopt;
@@ -61,8 +62,10 @@ std::optional<rules::EventInput> event_from_json(const nlohmann::json& json, std
       event.answered = answered->get<bool>();
     } else if (answered->is_number_integer() || answered->is_string()) {
       std::string text = *as_text(*answered);
-      if (text == "1" || text == "true") event.answered = true;
-      else if (text == "0" || text == "false") event.answered = false;
+      if (text == "1" || text == "true")
+        event.answered = true;
+      else if (text == "0" || text == "false")
+        event.answered = false;
     }
     if (!event.answered) {
       error = "\"answered\" must be true, false, 1 or 0";

@@ -1,8 +1,7 @@
 #include "bridge/history.h"
 
-#include <nlohmann/json.hpp>
-
 #include <ctime>
+#include <nlohmann/json.hpp>
 
 namespace callbridge::bridge {
 

@@ -5,9 +5,9 @@
 #include <atomic>
 #include <condition_variable>
 #include <deque>
-#include <map>
 #include <functional>
 #include <future>
+#include <map>
 #include <mutex>
 #include <thread>
 
@@ -58,7 +58,9 @@ std::int64_t now_ms() {
       .count();
 }
 
-std::string errmsg(sqlite3* db) { return db ? sqlite3_errmsg(db) : "out of memory"; }
+std::string errmsg(sqlite3* db) {
+  return db ? sqlite3_errmsg(db) : "out of memory";
+}
 
 // A connection with its prepared statements: preparing costs more than running these small
 // statements, so each is prepared once. Used by one thread at a time.
@@ -73,8 +75,8 @@ struct Connection {
     auto it = cache.find(sql);
     if (it != cache.end()) return it->second;
     sqlite3_stmt* stmt = nullptr;
-    if (sqlite3_prepare_v3(db, sql.data(), static_cast<int>(sql.size()), SQLITE_PREPARE_PERSISTENT, &stmt,
-                           nullptr) != SQLITE_OK)
+    if (sqlite3_prepare_v3(db, sql.data(), static_cast<int>(sql.size()), SQLITE_PREPARE_PERSISTENT,
+                           &stmt, nullptr) != SQLITE_OK)
       return nullptr;
     cache.emplace(std::string(sql), stmt);
     return stmt;
@@ -110,7 +112,8 @@ class Statement {
   std::int64_t integer(int col) const { return sqlite3_column_int64(stmt_, col); }
   std::string text(int col) const {
     auto p = sqlite3_column_text(stmt_, col);
-    return p ? std::string(reinterpret_cast<const char*>(p), static_cast<std::size_t>(sqlite3_column_bytes(stmt_, col)))
+    return p ? std::string(reinterpret_cast<const char*>(p),
+                           static_cast<std::size_t>(sqlite3_column_bytes(stmt_, col)))
              : std::string();
   }
   std::string error() const { return errmsg(db_); }
@@ -170,24 +173,36 @@ constexpr const char* kActionColumns =
 
 std::string_view to_string(EventState state) {
   switch (state) {
-    case EventState::pending: return "pending";
-    case EventState::done: return "done";
-    case EventState::dead: return "dead";
+    case EventState::pending:
+      return "pending";
+    case EventState::done:
+      return "done";
+    case EventState::dead:
+      return "dead";
   }
   return "pending";
 }
 
 std::string_view to_string(ActionState state) {
   switch (state) {
-    case ActionState::started: return "started";
-    case ActionState::retrying: return "retrying";
-    case ActionState::succeeded: return "succeeded";
-    case ActionState::http_error: return "http_error";
-    case ActionState::failed: return "failed";
-    case ActionState::skipped: return "skipped";
-    case ActionState::unknown: return "unknown";
-    case ActionState::dead: return "dead";
-    case ActionState::replayed: return "replayed";
+    case ActionState::started:
+      return "started";
+    case ActionState::retrying:
+      return "retrying";
+    case ActionState::succeeded:
+      return "succeeded";
+    case ActionState::http_error:
+      return "http_error";
+    case ActionState::failed:
+      return "failed";
+    case ActionState::skipped:
+      return "skipped";
+    case ActionState::unknown:
+      return "unknown";
+    case ActionState::dead:
+      return "dead";
+    case ActionState::replayed:
+      return "replayed";
   }
   return "failed";
 }
@@ -303,17 +318,19 @@ std::unique_ptr<Journal> Journal::open(const JournalOptions& options, std::strin
   sqlite3_busy_timeout(impl->writer.db, 5000);
   std::string pragmas = std::string("PRAGMA journal_mode=WAL; PRAGMA synchronous=") +
                         (options.fsync_each_commit ? "FULL" : "NORMAL") + ";";
-  if (!exec(impl->writer.db, pragmas.c_str(), error) || !exec(impl->writer.db, kSchema, error)) return nullptr;
+  if (!exec(impl->writer.db, pragmas.c_str(), error) || !exec(impl->writer.db, kSchema, error))
+    return nullptr;
   {
     Statement version(impl->writer, "PRAGMA user_version");
     if (version.step() == SQLITE_ROW && version.integer(0) > kSchemaVersion) {
-      error = "journal schema " + std::to_string(version.integer(0)) + " is newer than this callbridge";
+      error =
+          "journal schema " + std::to_string(version.integer(0)) + " is newer than this callbridge";
       return nullptr;
     }
   }
   exec(impl->writer.db, ("PRAGMA user_version=" + std::to_string(kSchemaVersion)).c_str(), error);
-  if (sqlite3_open_v2(options.path.c_str(), &impl->reader.db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX,
-                      nullptr) != SQLITE_OK) {
+  if (sqlite3_open_v2(options.path.c_str(), &impl->reader.db,
+                      SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, nullptr) != SQLITE_OK) {
     error = errmsg(impl->reader.db);
     return nullptr;
   }
@@ -325,8 +342,9 @@ std::unique_ptr<Journal> Journal::open(const JournalOptions& options, std::strin
 Journal::Journal(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Journal::~Journal() = default;
 
-std::optional<StoredEvent> Journal::append_event(const std::string& call_id, const std::string& event,
-                                                 const std::string& body, std::string& error) {
+std::optional<StoredEvent> Journal::append_event(const std::string& call_id,
+                                                 const std::string& event, const std::string& body,
+                                                 std::string& error) {
   StoredEvent stored;
   stored.call_id = call_id;
   stored.event = event;
@@ -335,7 +353,8 @@ std::optional<StoredEvent> Journal::append_event(const std::string& call_id, con
   bool ok = impl_->submit(
       [&](Connection& db, std::string& e) {
         Statement s(db,
-                    "INSERT INTO events (call_id, event, body, received_at, state) VALUES (?, ?, ?, ?, 'pending')");
+                    "INSERT INTO events (call_id, event, body, received_at, state) VALUES (?, ?, "
+                    "?, ?, 'pending')");
         s.bind(1, call_id).bind(2, event).bind(3, body).bind(4, stored.received_at_ms);
         if (s.step() != SQLITE_DONE) {
           e = s.error();
@@ -354,11 +373,19 @@ bool Journal::record_action(const ActionRecord& a, std::string& error) {
   return impl_->submit(
       [&](Connection& db, std::string& e) {
         Statement s(db,
-                    "INSERT OR REPLACE INTO actions (event_seq, rule, attempt, state, started_at, finished_at, "
-                    "gate, request, status, latency_us, extracted, error) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)");
-        s.bind(1, a.event_seq).bind(2, a.rule).bind(3, std::int64_t{a.attempt}).bind(4, to_string(a.state));
+                    "INSERT OR REPLACE INTO actions (event_seq, rule, attempt, state, started_at, "
+                    "finished_at, "
+                    "gate, request, status, latency_us, extracted, error) VALUES "
+                    "(?,?,?,?,?,?,?,?,?,?,?,?)");
+        s.bind(1, a.event_seq)
+            .bind(2, a.rule)
+            .bind(3, std::int64_t{a.attempt})
+            .bind(4, to_string(a.state));
         s.bind(5, a.started_at_ms).bind(6, a.finished_at_ms).bind(7, a.gate).bind(8, a.request);
-        s.bind(9, std::int64_t{a.status}).bind(10, a.latency_us).bind(11, a.extracted).bind(12, a.error);
+        s.bind(9, std::int64_t{a.status})
+            .bind(10, a.latency_us)
+            .bind(11, a.extracted)
+            .bind(12, a.error);
         if (s.step() == SQLITE_DONE) return true;
         e = s.error();
         return false;
@@ -379,7 +406,8 @@ bool Journal::finish_event(std::int64_t seq, EventState state, const std::string
         }
         Statement v(db,
                     "INSERT INTO calls (call_id, vars, updated_at) VALUES (?, ?, ?) "
-                    "ON CONFLICT (call_id) DO UPDATE SET vars = excluded.vars, updated_at = excluded.updated_at");
+                    "ON CONFLICT (call_id) DO UPDATE SET vars = excluded.vars, updated_at = "
+                    "excluded.updated_at");
         v.bind(1, call_id).bind(2, vars_json).bind(3, now);
         if (v.step() != SQLITE_DONE) {
           e = v.error();
@@ -393,7 +421,9 @@ bool Journal::finish_event(std::int64_t seq, EventState state, const std::string
 std::vector<StoredEvent> Journal::pending_events() {
   return impl_->read([](Connection& db) {
     std::vector<StoredEvent> out;
-    Statement s(db, (std::string("SELECT ") + kEventColumns + " FROM events WHERE state = 'pending' ORDER BY seq").c_str());
+    Statement s(db, (std::string("SELECT ") + kEventColumns +
+                     " FROM events WHERE state = 'pending' ORDER BY seq")
+                        .c_str());
     while (s.step() == SQLITE_ROW) out.push_back(read_event(s));
     return out;
   });
@@ -402,7 +432,9 @@ std::vector<StoredEvent> Journal::pending_events() {
 std::vector<ActionRecord> Journal::actions_of(std::int64_t event_seq) {
   return impl_->read([&](Connection& db) {
     std::vector<ActionRecord> out;
-    Statement s(db, (std::string("SELECT ") + kActionColumns + " FROM actions WHERE event_seq = ? ORDER BY rowid").c_str());
+    Statement s(db, (std::string("SELECT ") + kActionColumns +
+                     " FROM actions WHERE event_seq = ? ORDER BY rowid")
+                        .c_str());
     s.bind(1, event_seq);
     while (s.step() == SQLITE_ROW) out.push_back(read_action(s));
     return out;
@@ -421,7 +453,9 @@ std::optional<std::string> Journal::call_vars(const std::string& call_id) {
 std::vector<StoredEvent> Journal::events_of_call(const std::string& call_id) {
   return impl_->read([&](Connection& db) {
     std::vector<StoredEvent> out;
-    Statement s(db, (std::string("SELECT ") + kEventColumns + " FROM events WHERE call_id = ? ORDER BY seq").c_str());
+    Statement s(
+        db, (std::string("SELECT ") + kEventColumns + " FROM events WHERE call_id = ? ORDER BY seq")
+                .c_str());
     s.bind(1, call_id);
     while (s.step() == SQLITE_ROW) out.push_back(read_event(s));
     return out;
@@ -430,7 +464,8 @@ std::vector<StoredEvent> Journal::events_of_call(const std::string& call_id) {
 
 std::optional<StoredEvent> Journal::event(std::int64_t seq) {
   return impl_->read([&](Connection& db) -> std::optional<StoredEvent> {
-    Statement s(db, (std::string("SELECT ") + kEventColumns + " FROM events WHERE seq = ?").c_str());
+    Statement s(db,
+                (std::string("SELECT ") + kEventColumns + " FROM events WHERE seq = ?").c_str());
     s.bind(1, seq);
     if (s.step() == SQLITE_ROW) return read_event(s);
     return std::nullopt;
@@ -445,7 +480,10 @@ std::vector<CallSummary> Journal::recent_calls(std::size_t limit, bool failures_
         "COUNT(a.rule) FILTER (WHERE a.state IN ('http_error','failed','unknown','dead')), "
         "COUNT(DISTINCT e.seq) FILTER (WHERE e.state = 'pending') "
         "FROM events e LEFT JOIN actions a ON a.event_seq = e.seq GROUP BY e.call_id ";
-    if (failures_only) sql += "HAVING COUNT(a.rule) FILTER (WHERE a.state IN ('http_error','failed','unknown','dead')) > 0 ";
+    if (failures_only)
+      sql +=
+          "HAVING COUNT(a.rule) FILTER (WHERE a.state IN ('http_error','failed','unknown','dead')) "
+          "> 0 ";
     sql += "ORDER BY MAX(e.seq) DESC LIMIT ?";
     Statement s(db, sql.c_str());
     s.bind(1, static_cast<std::int64_t>(limit));
@@ -487,7 +525,8 @@ std::size_t Journal::prune(std::chrono::system_clock::time_point older_than) {
             "DELETE FROM old_calls",
             "INSERT INTO old_calls SELECT call_id FROM events GROUP BY call_id "
             "HAVING MAX(received_at) < ?1 AND SUM(state = 'pending') = 0",
-            "DELETE FROM actions WHERE event_seq IN (SELECT seq FROM events WHERE call_id IN old_calls)",
+            "DELETE FROM actions WHERE event_seq IN (SELECT seq FROM events WHERE call_id IN "
+            "old_calls)",
             "DELETE FROM events WHERE call_id IN old_calls",
             "DELETE FROM calls WHERE call_id IN old_calls",
         };
@@ -498,7 +537,8 @@ std::size_t Journal::prune(std::chrono::system_clock::time_point older_than) {
             e = s.error();
             return false;
           }
-          if (std::string_view(sql).rfind("INSERT INTO old_calls", 0) == 0) pruned = static_cast<std::size_t>(sqlite3_changes(db.db));
+          if (std::string_view(sql).rfind("INSERT INTO old_calls", 0) == 0)
+            pruned = static_cast<std::size_t>(sqlite3_changes(db.db));
         }
         return true;
       },
@@ -506,7 +546,9 @@ std::size_t Journal::prune(std::chrono::system_clock::time_point older_than) {
   return error.empty() ? pruned : 0;
 }
 
-std::uint64_t Journal::commits() const { return impl_->commits.load(); }
+std::uint64_t Journal::commits() const {
+  return impl_->commits.load();
+}
 
 std::chrono::microseconds Journal::last_commit_time() const {
   return std::chrono::microseconds(impl_->last_commit_us.load());

@@ -23,7 +23,15 @@ enum class EventState { pending, done, dead };
 // non-idempotent request may have reached the server. retrying: failed, another attempt is
 // due. dead: retries exhausted (dead letter).
 enum class ActionState {
-  started, retrying, succeeded, http_error, failed, skipped, unknown, dead, replayed
+  started,
+  retrying,
+  succeeded,
+  http_error,
+  failed,
+  skipped,
+  unknown,
+  dead,
+  replayed
 };
 
 std::string_view to_string(EventState state);
@@ -31,11 +39,11 @@ std::string_view to_string(ActionState state);
 std::optional<ActionState> action_state_from(std::string_view text);
 
 struct StoredEvent {
-  std::int64_t seq = 0;       // arrival order, global
-  std::string event_id;       // "ev-<seq>" style public ID
+  std::int64_t seq = 0;  // arrival order, global
+  std::string event_id;  // "ev-<seq>" style public ID
   std::string call_id;
-  std::string event;          // canonical event name
-  std::string body;           // the event as JSON (see bridge/event_input.h)
+  std::string event;                // canonical event name
+  std::string body;                 // the event as JSON (see bridge/event_input.h)
   std::int64_t received_at_ms = 0;  // unix epoch milliseconds
   EventState state = EventState::pending;
 };
@@ -47,11 +55,11 @@ struct ActionRecord {
   ActionState state = ActionState::started;
   std::int64_t started_at_ms = 0;
   std::int64_t finished_at_ms = 0;
-  std::string gate;          // why it ran
-  std::string request;       // rendered request as JSON, secrets already redacted
-  int status = 0;            // HTTP status, 0 when none
+  std::string gate;     // why it ran
+  std::string request;  // rendered request as JSON, secrets already redacted
+  int status = 0;       // HTTP status, 0 when none
   std::int64_t latency_us = 0;
-  std::string extracted;     // JSON object of RESPONSE_* set by this attempt
+  std::string extracted;  // JSON object of RESPONSE_* set by this attempt
   std::string error;
 };
 
@@ -79,8 +87,8 @@ class Journal {
                     const std::string& vars_json, std::string& error);
 
   // Reads (from any thread; readers do not block the writer in WAL mode).
-  std::vector<StoredEvent> pending_events();                       // by seq
-  std::vector<ActionRecord> actions_of(std::int64_t event_seq);    // by rule, attempt
+  std::vector<StoredEvent> pending_events();                         // by seq
+  std::vector<ActionRecord> actions_of(std::int64_t event_seq);      // by rule, attempt
   std::optional<std::string> call_vars(const std::string& call_id);  // JSON object
   std::vector<StoredEvent> events_of_call(const std::string& call_id);
   std::vector<CallSummary> recent_calls(std::size_t limit, bool failures_only);

@@ -1,11 +1,10 @@
 #include "bridge/log.h"
 
-#include <nlohmann/json.hpp>
-
 #include <atomic>
 #include <cstdio>
 #include <map>
 #include <mutex>
+#include <nlohmann/json.hpp>
 
 namespace callbridge::bridge {
 
@@ -16,10 +15,14 @@ std::mutex g_mutex;
 
 std::string_view level_name(LogLevel level) {
   switch (level) {
-    case LogLevel::debug: return "debug";
-    case LogLevel::info: return "info";
-    case LogLevel::warn: return "warn";
-    case LogLevel::error: return "error";
+    case LogLevel::debug:
+      return "debug";
+    case LogLevel::info:
+      return "info";
+    case LogLevel::warn:
+      return "warn";
+    case LogLevel::error:
+      return "error";
   }
   return "info";
 }
@@ -29,7 +32,8 @@ void write(LogLevel level, std::string_view message,
            std::uint64_t suppressed) {
   nlohmann::ordered_json line;
   auto now = std::chrono::system_clock::now();
-  line["ts"] = std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count();
+  line["ts"] =
+      std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count();
   line["level"] = level_name(level);
   line["msg"] = message;
   for (const auto& [key, value] : fields) line[std::string(key)] = value;
@@ -41,7 +45,9 @@ void write(LogLevel level, std::string_view message,
 
 }  // namespace
 
-void set_log_level(LogLevel level) { g_level = level; }
+void set_log_level(LogLevel level) {
+  g_level = level;
+}
 
 void log(LogLevel level, std::string_view message,
          std::initializer_list<std::pair<std::string_view, std::string>> fields) {

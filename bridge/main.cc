@@ -1,3 +1,5 @@
 #include "bridge/cli.h"
 
-int main(int argc, char** argv) { return callbridge::run_cli(argc, argv); }
+int main(int argc, char** argv) {
+  return callbridge::run_cli(argc, argv);
+}

@@ -39,48 +39,61 @@ std::string Metrics::render() const {
   std::string out;
   auto counter = [&](const char* name, const char* help, const char* labels, std::uint64_t value,
                      bool header = true) {
-    if (header) out += std::string("# HELP ") + name + " " + help + "\n# TYPE " + name + " counter\n";
+    if (header)
+      out += std::string("# HELP ") + name + " " + help + "\n# TYPE " + name + " counter\n";
     out += std::string(name) + labels + " " + std::to_string(value) + "\n";
   };
   counter("callbridge_events_accepted_total", "Events made durable and acknowledged.", "",
           events_accepted.load());
-  counter("callbridge_events_rejected_total", "Events refused, by reason.", "{reason=\"unauthorized\"}",
-          rejected_unauthorized.load());
-  counter("callbridge_events_rejected_total", "", "{reason=\"invalid\"}", rejected_invalid.load(), false);
-  counter("callbridge_events_rejected_total", "", "{reason=\"too_large\"}", rejected_too_large.load(), false);
+  counter("callbridge_events_rejected_total", "Events refused, by reason.",
+          "{reason=\"unauthorized\"}", rejected_unauthorized.load());
+  counter("callbridge_events_rejected_total", "", "{reason=\"invalid\"}", rejected_invalid.load(),
+          false);
+  counter("callbridge_events_rejected_total", "", "{reason=\"too_large\"}",
+          rejected_too_large.load(), false);
   counter("callbridge_events_rejected_total", "", "{reason=\"busy\"}", rejected_busy.load(), false);
-  counter("callbridge_events_rejected_total", "", "{reason=\"journal\"}", rejected_journal.load(), false);
+  counter("callbridge_events_rejected_total", "", "{reason=\"journal\"}", rejected_journal.load(),
+          false);
   counter("callbridge_events_processed_total", "Events whose rules all finished.", "",
           events_processed.load());
   counter("callbridge_actions_total", "Rule attempts, by outcome.", "{outcome=\"succeeded\"}",
           actions_succeeded.load());
-  counter("callbridge_actions_total", "", "{outcome=\"http_error\"}", actions_http_error.load(), false);
+  counter("callbridge_actions_total", "", "{outcome=\"http_error\"}", actions_http_error.load(),
+          false);
   counter("callbridge_actions_total", "", "{outcome=\"failed\"}", actions_failed.load(), false);
   counter("callbridge_actions_total", "", "{outcome=\"skipped\"}", actions_skipped.load(), false);
   counter("callbridge_actions_total", "", "{outcome=\"retried\"}", actions_retried.load(), false);
   counter("callbridge_actions_total", "", "{outcome=\"unknown\"}", actions_unknown.load(), false);
   counter("callbridge_actions_total", "", "{outcome=\"dead\"}", actions_dead.load(), false);
-  out += "# HELP callbridge_action_latency_seconds Request sent to response received.\n"
-         "# TYPE callbridge_action_latency_seconds histogram\n";
+  out +=
+      "# HELP callbridge_action_latency_seconds Request sent to response received.\n"
+      "# TYPE callbridge_action_latency_seconds histogram\n";
   action_latency.render(out, "callbridge_action_latency_seconds");
-  out += "# HELP callbridge_event_to_request_seconds Event accepted to its first request sent.\n"
-         "# TYPE callbridge_event_to_request_seconds histogram\n";
+  out +=
+      "# HELP callbridge_event_to_request_seconds Event accepted to its first request sent.\n"
+      "# TYPE callbridge_event_to_request_seconds histogram\n";
   event_to_request.render(out, "callbridge_event_to_request_seconds");
-  out += "# HELP callbridge_intake_latency_seconds Event received to acknowledged (durable).\n"
-         "# TYPE callbridge_intake_latency_seconds histogram\n";
+  out +=
+      "# HELP callbridge_intake_latency_seconds Event received to acknowledged (durable).\n"
+      "# TYPE callbridge_intake_latency_seconds histogram\n";
   intake_latency.render(out, "callbridge_intake_latency_seconds");
   if (queue_depth)
-    out += "# HELP callbridge_queue_depth Accepted events not yet finished.\n"
-           "# TYPE callbridge_queue_depth gauge\ncallbridge_queue_depth " +
-           std::to_string(queue_depth()) + "\n";
+    out +=
+        "# HELP callbridge_queue_depth Accepted events not yet finished.\n"
+        "# TYPE callbridge_queue_depth gauge\ncallbridge_queue_depth " +
+        std::to_string(queue_depth()) + "\n";
   if (journal_commits)
-    counter("callbridge_journal_commits_total", "Journal transactions committed.", "", journal_commits());
+    counter("callbridge_journal_commits_total", "Journal transactions committed.", "",
+            journal_commits());
   if (journal_last_commit_seconds) {
     char line[128];
     std::snprintf(line, sizeof line, "callbridge_journal_last_commit_seconds %.6f\n",
                   journal_last_commit_seconds());
-    out += "# HELP callbridge_journal_last_commit_seconds Duration of the last commit, fsync included.\n"
-           "# TYPE callbridge_journal_last_commit_seconds gauge\n" + std::string(line);
+    out +=
+        "# HELP callbridge_journal_last_commit_seconds Duration of the last commit, fsync "
+        "included.\n"
+        "# TYPE callbridge_journal_last_commit_seconds gauge\n" +
+        std::string(line);
   }
   return out;
 }

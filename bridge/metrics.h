@@ -14,7 +14,7 @@ class Histogram {
  public:
   // Upper bounds in seconds.
   static constexpr std::array<double, 14> kBounds{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
-                                                  0.1,    0.25,  0.5,    1,     2.5,   5,     10};
+                                                  0.1,    0.25,  0.5,    1,     2.5,  5,     10};
   void observe(std::chrono::microseconds value);
   void render(std::string& out, const std::string& name, const std::string& labels = "") const;
 
@@ -32,9 +32,9 @@ struct Metrics {
   std::atomic<std::uint64_t> actions_succeeded{0}, actions_http_error{0}, actions_failed{0},
       actions_skipped{0}, actions_retried{0}, actions_unknown{0}, actions_dead{0};
   std::atomic<std::uint64_t> events_processed{0};
-  Histogram action_latency;     // request sent to response
-  Histogram event_to_request;   // event accepted to its first request sent
-  Histogram intake_latency;     // request received to 202 (includes the journal commit)
+  Histogram action_latency;    // request sent to response
+  Histogram event_to_request;  // event accepted to its first request sent
+  Histogram intake_latency;    // request received to 202 (includes the journal commit)
 
   // Gauges read at render time.
   std::function<std::int64_t()> queue_depth;

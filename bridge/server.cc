@@ -14,7 +14,8 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-void send_error(httplib::Response& res, int status, std::string_view code, std::string_view message) {
+void send_error(httplib::Response& res, int status, std::string_view code,
+                std::string_view message) {
   nlohmann::ordered_json body;
   body["error"]["code"] = code;
   body["error"]["message"] = message;
@@ -56,8 +57,10 @@ nlohmann::json event_from_params(const httplib::Params& params, std::string& err
       return nullptr;
     }
     if (key == "token") continue;
-    if (key.rfind("var.", 0) == 0) j["vars"][key.substr(4)] = value;
-    else j[key] = value;
+    if (key.rfind("var.", 0) == 0)
+      j["vars"][key.substr(4)] = value;
+    else
+      j[key] = value;
   }
   return j;
 }
@@ -98,13 +101,16 @@ struct BridgeServer::Impl {
       res.set_header("Retry-After", "1");
       return send_error(res, 503, "busy", "too many events waiting; retry later");
     }
-    auto stored = journal.append_event(event->call_id, event->event, event_to_json_text(*event), error);
+    auto stored =
+        journal.append_event(event->call_id, event->event, event_to_json_text(*event), error);
     if (!stored) {
       dispatcher.cancel_reservation();
       metrics.rejected_journal++;
-      log_limited("intake-journal", LogLevel::error, "cannot make event durable", {{"error", error}});
+      log_limited("intake-journal", LogLevel::error, "cannot make event durable",
+                  {{"error", error}});
       res.set_header("Retry-After", "1");
-      return send_error(res, 503, "journal_unavailable", "the event could not be made durable; retry later");
+      return send_error(res, 503, "journal_unavailable",
+                        "the event could not be made durable; retry later");
     }
     nlohmann::ordered_json body;
     body["event_id"] = stored->event_id;
@@ -187,18 +193,26 @@ struct BridgeServer::Impl {
     server.set_error_handler([this](const httplib::Request&, httplib::Response& res) {
       if (!res.body.empty()) return;
       switch (res.status) {
-        case 404: send_error(res, 404, "not_found", "no such endpoint"); break;
+        case 404:
+          send_error(res, 404, "not_found", "no such endpoint");
+          break;
         case 413:
           metrics.rejected_too_large++;
-          send_error(res, 413, "too_large", "the request body is larger than server.max_body_bytes");
+          send_error(res, 413, "too_large",
+                     "the request body is larger than server.max_body_bytes");
           break;
-        case 405: send_error(res, 405, "method_not_allowed", "method not allowed here"); break;
-        default: send_error(res, res.status, "http_error", "request failed"); break;
+        case 405:
+          send_error(res, 405, "method_not_allowed", "method not allowed here");
+          break;
+        default:
+          send_error(res, res.status, "http_error", "request failed");
+          break;
       }
     });
-    server.set_exception_handler([](const httplib::Request&, httplib::Response& res, std::exception_ptr) {
-      send_error(res, 500, "internal", "internal error");
-    });
+    server.set_exception_handler(
+        [](const httplib::Request&, httplib::Response& res, std::exception_ptr) {
+          send_error(res, 500, "internal", "internal error");
+        });
   }
 };
 
@@ -206,13 +220,16 @@ BridgeServer::BridgeServer(const ConfigHolder& config, Journal& journal, Dispatc
                            Metrics& metrics)
     : impl_(std::make_unique<Impl>(config, journal, dispatcher, metrics)) {}
 
-BridgeServer::~BridgeServer() { stop(); }
+BridgeServer::~BridgeServer() {
+  stop();
+}
 
 bool BridgeServer::bind(const std::string& listen, std::string& error) {
   auto cfg = impl_->config.get();
   auto colon = listen.rfind(':');
   std::string host = listen.substr(0, colon);
-  if (host.size() > 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+  if (host.size() > 2 && host.front() == '[' && host.back() == ']')
+    host = host.substr(1, host.size() - 2);
   int port = std::stoi(listen.substr(colon + 1));
   if (cfg->server.tokens.empty()) {
     if (!is_loopback(host)) {
@@ -220,11 +237,14 @@ bool BridgeServer::bind(const std::string& listen, std::string& error) {
       return false;
     }
     impl_->open_access = true;
-    log(LogLevel::warn, "no server.tokens configured: accepting unauthenticated requests on loopback only");
+    log(LogLevel::warn,
+        "no server.tokens configured: accepting unauthenticated requests on loopback only");
   }
   auto& s = impl_->server;
   int threads = cfg->server.threads;
-  s.new_task_queue = [threads] { return new httplib::ThreadPool(static_cast<std::size_t>(threads)); };
+  s.new_task_queue = [threads] {
+    return new httplib::ThreadPool(static_cast<std::size_t>(threads));
+  };
   s.set_tcp_nodelay(true);
   s.set_keep_alive_max_count(static_cast<std::size_t>(cfg->server.keep_alive_max_count));
   s.set_keep_alive_timeout(cfg->server.keep_alive_timeout_seconds);
@@ -244,9 +264,13 @@ bool BridgeServer::bind(const std::string& listen, std::string& error) {
   return true;
 }
 
-int BridgeServer::port() const { return impl_->port; }
+int BridgeServer::port() const {
+  return impl_->port;
+}
 
-void BridgeServer::run() { impl_->server.listen_after_bind(); }
+void BridgeServer::run() {
+  impl_->server.listen_after_bind();
+}
 
 void BridgeServer::stop() {
   if (impl_->server.is_running()) impl_->server.stop();

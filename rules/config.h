@@ -88,14 +88,14 @@ struct ServerConfig {
 
 struct StorageConfig {
   std::string path = "callbridge.db";
-  bool fsync = true;       // fsync every group commit (survives power loss, not just a crash)
-  int retention_days = 30; // calls older than this are pruned
+  bool fsync = true;        // fsync every group commit (survives power loss, not just a crash)
+  int retention_days = 30;  // calls older than this are pruned
 };
 
 struct DispatcherConfig {
-  int workers = 16;             // concurrent actions
-  int queue_capacity = 10000;   // accepted, unfinished events; beyond it intake answers 503
-  RetryPolicy retry;            // default for rules without their own
+  int workers = 16;            // concurrent actions
+  int queue_capacity = 10000;  // accepted, unfinished events; beyond it intake answers 503
+  RetryPolicy retry;           // default for rules without their own
   std::chrono::milliseconds shutdown_grace{10000};
 };
 
@@ -131,7 +131,6 @@ std::optional<std::string> process_env(std::string_view name);
 
 LoadResult load_config_text(std::string_view yaml, const std::string& file,
                             const Template::EnvLookup& env = process_env);
-LoadResult load_config_file(const std::string& path,
-                            const Template::EnvLookup& env = process_env);
+LoadResult load_config_file(const std::string& path, const Template::EnvLookup& env = process_env);
 
 }  // namespace callbridge::rules

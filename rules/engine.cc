@@ -17,16 +17,22 @@ bool is_kintone_api(std::string_view url) {
   return p.rfind("/k/v1/", 0) == 0 || p.rfind("/k/guest/", 0) == 0;
 }
 
-std::string quoted(std::string_view s) { return "\"" + std::string(s) + "\""; }
+std::string quoted(std::string_view s) {
+  return "\"" + std::string(s) + "\"";
+}
 
 }  // namespace
 
 std::string_view to_string(RuleStatus status) {
   switch (status) {
-    case RuleStatus::skipped: return "skipped";
-    case RuleStatus::succeeded: return "succeeded";
-    case RuleStatus::http_error: return "http_error";
-    case RuleStatus::failed: return "failed";
+    case RuleStatus::skipped:
+      return "skipped";
+    case RuleStatus::succeeded:
+      return "succeeded";
+    case RuleStatus::http_error:
+      return "http_error";
+    case RuleStatus::failed:
+      return "failed";
   }
   return "unknown";
 }
@@ -96,7 +102,8 @@ RuleOutcome Engine::run_rule(const Rule& rule, CallContext& call,
   if (spec.pseudo_response) shown.url = "response://" + shown.url;
   for (const HeaderSpec& h : spec.headers) {
     request.headers.emplace_back(h.name, h.value.render(call.vars, report));
-    shown.headers.emplace_back(h.name, h.secret ? "[secret]" : h.value.render(call.vars, report, true));
+    shown.headers.emplace_back(h.name,
+                               h.secret ? "[secret]" : h.value.render(call.vars, report, true));
   }
   request.body = spec.body.render(call.vars, report);
   shown.body = spec.body.render(call.vars, report, true);
@@ -137,12 +144,12 @@ RuleOutcome Engine::run_rule(const Rule& rule, CallContext& call,
     call.vars["RESPONSE_STATUS"] = std::to_string(response.status);
     out.status = response.status >= 200 && response.status < 300 ? RuleStatus::succeeded
                                                                  : RuleStatus::http_error;
-    if (out.status == RuleStatus::http_error)
-      out.error = "HTTP " + std::to_string(response.status);
+    if (out.status == RuleStatus::http_error) out.error = "HTTP " + std::to_string(response.status);
   } else {
     call.vars["RESPONSE_STATUS"] = "0";
     out.status = RuleStatus::failed;
-    out.error = std::string(http::to_string(response.kind)) + ": " + secrets_->redact(response.error);
+    out.error =
+        std::string(http::to_string(response.kind)) + ": " + secrets_->redact(response.error);
   }
 
   if (rule.extract && response.kind == http::OutcomeKind::response) {
@@ -151,7 +158,8 @@ RuleOutcome Engine::run_rule(const Rule& rule, CallContext& call,
       out.status = RuleStatus::failed;
       out.error = "extract: " + m.error;
     } else if (m.matched) {
-      for (const std::string& group : rule.extract->group_names()) call.vars.erase("RESPONSE_" + group);
+      for (const std::string& group : rule.extract->group_names())
+        call.vars.erase("RESPONSE_" + group);
       for (auto& [group, value] : m.groups) {
         call.vars["RESPONSE_" + group] = value;
         out.extracted["RESPONSE_" + group] = value;

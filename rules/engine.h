@@ -38,11 +38,11 @@ std::string_view to_string(RuleStatus status);
 struct RuleOutcome {
   std::string rule;
   RuleStatus status = RuleStatus::skipped;
-  std::string gate;  // why it ran or not, secrets redacted
+  std::string gate;                      // why it ran or not, secrets redacted
   std::optional<http::Request> request;  // as sent, secrets redacted
   std::optional<http::Outcome> response;
-  bool sent = false;           // false in a dry run
-  Variables extracted;         // RESPONSE_* set by this rule
+  bool sent = false;                   // false in a dry run
+  Variables extracted;                 // RESPONSE_* set by this rule
   std::vector<std::string> undefined;  // variables rendered empty
   std::string error;
 };
@@ -62,12 +62,12 @@ class Engine {
   // One attempt of one rule. `before_send` sees the redacted request just before it goes out
   // (the journal records it there); returning false aborts the attempt as failed.
   using BeforeSend = std::function<bool(const http::Request& shown)>;
-  RuleOutcome run_rule(const Rule& rule, CallContext& call, const BeforeSend& before_send = {}) const;
+  RuleOutcome run_rule(const Rule& rule, CallContext& call,
+                       const BeforeSend& before_send = {}) const;
 
   const RuleSet& rules() const { return *rules_; }
 
  private:
-
   std::shared_ptr<const RuleSet> rules_;
   std::shared_ptr<const SecretSet> secrets_;
   http::Transport* transport_;

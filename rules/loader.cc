@@ -176,8 +176,9 @@ class Loader {
     RegexError err;
     auto regex = Regex::compile(*raw, err);
     if (!regex) {
-      error(node, "\"" + what + "\": bad pattern at offset " + std::to_string(err.offset) + ": " +
-                      err.message,
+      error(node,
+            "\"" + what + "\": bad pattern at offset " + std::to_string(err.offset) + ": " +
+                err.message,
             err.offset);
     }
     return regex;
@@ -185,8 +186,9 @@ class Loader {
 
   void load_server(const YAML::Node& node, ServerConfig& out) {
     if (!expect_map(node, "server")) return;
-    check_keys(node, {"listen", "tokens", "threads", "max_body_bytes", "keep_alive_max_count",
-                      "keep_alive_timeout_seconds"},
+    check_keys(node,
+               {"listen", "tokens", "threads", "max_body_bytes", "keep_alive_max_count",
+                "keep_alive_timeout_seconds"},
                "server");
     if (auto n = node["threads"])
       if (auto v = integer(n, "server.threads", 2, 1024)) out.threads = static_cast<int>(*v);
@@ -237,7 +239,8 @@ class Loader {
     if (auto n = node["fsync"])
       if (auto v = boolean(n, "storage.fsync")) out.fsync = *v;
     if (auto n = node["retention_days"])
-      if (auto v = integer(n, "storage.retention_days", 1, 3650)) out.retention_days = static_cast<int>(*v);
+      if (auto v = integer(n, "storage.retention_days", 1, 3650))
+        out.retention_days = static_cast<int>(*v);
   }
 
   void load_dispatcher(const YAML::Node& node, DispatcherConfig& out) {
@@ -263,7 +266,8 @@ class Loader {
     if (auto n = node["attempts"])
       if (auto v = integer(n, what + ".attempts", 1, 100)) policy.attempts = static_cast<int>(*v);
     if (auto n = node["backoff_ms"])
-      if (auto v = integer(n, what + ".backoff_ms", 1, 3600000)) policy.backoff = std::chrono::milliseconds(*v);
+      if (auto v = integer(n, what + ".backoff_ms", 1, 3600000))
+        policy.backoff = std::chrono::milliseconds(*v);
     if (auto n = node["max_backoff_ms"])
       if (auto v = integer(n, what + ".max_backoff_ms", 1, 3600000))
         policy.max_backoff = std::chrono::milliseconds(*v);
@@ -274,11 +278,16 @@ class Loader {
         policy.on_connect = policy.on_timeout = policy.on_429 = policy.on_5xx = false;
         for (const auto& item : n) {
           std::string v = item.Scalar();
-          if (v == "connect") policy.on_connect = true;
-          else if (v == "timeout") policy.on_timeout = true;
-          else if (v == "429") policy.on_429 = true;
-          else if (v == "5xx") policy.on_5xx = true;
-          else error(item, "unknown retry condition \"" + v + "\"; known: connect, timeout, 429, 5xx");
+          if (v == "connect")
+            policy.on_connect = true;
+          else if (v == "timeout")
+            policy.on_timeout = true;
+          else if (v == "429")
+            policy.on_429 = true;
+          else if (v == "5xx")
+            policy.on_5xx = true;
+          else
+            error(item, "unknown retry condition \"" + v + "\"; known: connect, timeout, 429, 5xx");
         }
       }
     }
@@ -377,8 +386,8 @@ class Loader {
         std::string m = *v;
         std::transform(m.begin(), m.end(), m.begin(), ::toupper);
         if (std::find(std::begin(kMethods), std::end(kMethods), m) == std::end(kMethods)) {
-          error(n, "\"request.method\": must be one of GET, POST, PUT, PATCH, DELETE, got \"" +
-                       *v + "\"");
+          error(n, "\"request.method\": must be one of GET, POST, PUT, PATCH, DELETE, got \"" + *v +
+                       "\"");
         }
         out.method = m;
       }
@@ -393,7 +402,8 @@ class Loader {
           std::string name = it->first.as<std::string>("");
           std::string lower = name;
           std::transform(lower.begin(), lower.end(), lower.begin(), ::tolower);
-          if (name.empty() || name.find_first_of(" \t\r\n:()<>@,;\\\"/[]?={}") != std::string::npos) {
+          if (name.empty() ||
+              name.find_first_of(" \t\r\n:()<>@,;\\\"/[]?={}") != std::string::npos) {
             error(it->first, "invalid header name \"" + name + "\"");
             continue;
           }
@@ -440,15 +450,14 @@ class Loader {
         if (!json_body && !form_body && first != std::string::npos &&
             ((*raw)[first] == '{' || (*raw)[first] == '['))
           json_body = true;
-        Destination d = json_body ? Destination::json
+        Destination d = json_body   ? Destination::json
                         : form_body ? Destination::form
                                     : Destination::text;
         if (auto t = template_setting(n, "request.body", d)) out.body = std::move(*t);
       }
     }
     if (auto n = node["timeout"]) {
-      if (auto v = integer(n, "request.timeout", 1, 300))
-        out.timeout = std::chrono::seconds(*v);
+      if (auto v = integer(n, "request.timeout", 1, 300)) out.timeout = std::chrono::seconds(*v);
     }
   }
 
@@ -464,7 +473,8 @@ class Loader {
     auto field = [&](const char* key) -> std::optional<std::string> {
       auto n = node[key];
       if (!n) {
-        error(node, "\"request.auth\" of type " + *type + " is missing required key \"" + key + "\"");
+        error(node,
+              "\"request.auth\" of type " + *type + " is missing required key \"" + key + "\"");
         return std::nullopt;
       }
       auto v = string_setting(n, std::string("request.auth.") + key);

@@ -43,20 +43,30 @@ std::optional<Regex> Regex::compile(std::string_view literal, RegexError& error,
   }
   std::size_t close = literal.rfind(static_cast<char>(delimiter));
   if (close == 0) {
-    error = {"pattern has no closing delimiter '" + std::string(1, static_cast<char>(delimiter)) +
-                 "'",
-             literal.size()};
+    error = {
+        "pattern has no closing delimiter '" + std::string(1, static_cast<char>(delimiter)) + "'",
+        literal.size()};
     return std::nullopt;
   }
   // UTF-8 always; invalid UTF-8 in a subject simply does not match instead of failing.
   std::uint32_t options = PCRE2_UTF | PCRE2_MATCH_INVALID_UTF;
   for (std::size_t i = close + 1; i < literal.size(); ++i) {
     switch (literal[i]) {
-      case 'i': options |= PCRE2_CASELESS; break;
-      case 'm': options |= PCRE2_MULTILINE; break;
-      case 's': options |= PCRE2_DOTALL; break;
-      case 'x': options |= PCRE2_EXTENDED; break;
-      case 'u': options |= PCRE2_UCP; break;
+      case 'i':
+        options |= PCRE2_CASELESS;
+        break;
+      case 'm':
+        options |= PCRE2_MULTILINE;
+        break;
+      case 's':
+        options |= PCRE2_DOTALL;
+        break;
+      case 'x':
+        options |= PCRE2_EXTENDED;
+        break;
+      case 'u':
+        options |= PCRE2_UCP;
+        break;
       default:
         error = {"unknown pattern flag '" + std::string(1, literal[i]) + "'; known: i m s x u", i};
         return std::nullopt;
@@ -65,9 +75,8 @@ std::optional<Regex> Regex::compile(std::string_view literal, RegexError& error,
   std::string_view pattern = literal.substr(1, close - 1);
   int code = 0;
   PCRE2_SIZE offset = 0;
-  pcre2_code* compiled =
-      pcre2_compile(reinterpret_cast<PCRE2_SPTR>(pattern.data()), pattern.size(), options, &code,
-                    &offset, nullptr);
+  pcre2_code* compiled = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(pattern.data()), pattern.size(),
+                                       options, &code, &offset, nullptr);
   if (compiled == nullptr) {
     error = {pcre2_message(code), offset + 1};
     return std::nullopt;
@@ -116,7 +125,8 @@ RegexMatch Regex::match(std::string_view subject) const {
   for (const auto& [group, name] : compiled_->named) {
     if (group >= pairs || ovector[2 * group] == PCRE2_UNSET) continue;
     result.groups.emplace_back(
-        name, std::string(subject.substr(ovector[2 * group], ovector[2 * group + 1] - ovector[2 * group])));
+        name, std::string(
+                  subject.substr(ovector[2 * group], ovector[2 * group + 1] - ovector[2 * group])));
   }
   return result;
 }

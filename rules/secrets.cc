@@ -22,8 +22,7 @@ void SecretSet::add(std::string value) {
 std::string SecretSet::redact(std::string_view text) const {
   std::string out(text);
   for (const std::string& secret : values_) {
-    for (std::size_t at = out.find(secret); at != std::string::npos;
-         at = out.find(secret, at + 8))
+    for (std::size_t at = out.find(secret); at != std::string::npos; at = out.find(secret, at + 8))
       out.replace(at, secret.size(), "[secret]");
   }
   return out;

@@ -1,8 +1,7 @@
 #include "rules/template.h"
 
-#include <nlohmann/json.hpp>
-
 #include <algorithm>
+#include <nlohmann/json.hpp>
 
 namespace callbridge::rules {
 
@@ -11,7 +10,9 @@ namespace {
 bool is_name_start(char c) {
   return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || c == '_';
 }
-bool is_name_char(char c) { return is_name_start(c) || (c >= '0' && c <= '9'); }
+bool is_name_char(char c) {
+  return is_name_start(c) || (c >= '0' && c <= '9');
+}
 
 // Length of the valid UTF-8 sequence at s[i], or 0 if invalid.
 std::size_t utf8_sequence(std::string_view s, std::size_t i) {
@@ -54,13 +55,27 @@ std::string json_escape(std::string_view value) {
       continue;
     }
     switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
-      case '\b': out += "\\b"; break;
-      case '\f': out += "\\f"; break;
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
+      case '\b':
+        out += "\\b";
+        break;
+      case '\f':
+        out += "\\f";
+        break;
       default:
         if (c < 0x20 || c == 0x7F) {
           char buf[8];
@@ -260,9 +275,12 @@ Template Template::compile(std::string_view text, Destination destination, const
       for (std::size_t k = 0; k < s.text.size(); ++k) {
         char c = s.text[k];
         if (in_string) {
-          if (escaped) escaped = false;
-          else if (c == '\\') escaped = true;
-          else if (c == '"') in_string = false;
+          if (escaped)
+            escaped = false;
+          else if (c == '\\')
+            escaped = true;
+          else if (c == '"')
+            in_string = false;
         } else if (c == '"') {
           in_string = true;
         }
@@ -275,7 +293,7 @@ Template Template::compile(std::string_view text, Destination destination, const
       (void)parsed;
     } catch (const nlohmann::json::parse_error& e) {
       std::size_t at = e.byte == 0 ? 0 : std::min<std::size_t>(e.byte - 1, probe.size());
-      std::size_t source = probe_source.empty() ? 0
+      std::size_t source = probe_source.empty()       ? 0
                            : at < probe_source.size() ? probe_source[at]
                                                       : probe_source.back() + 1;
       std::string message = "body is not valid JSON (checked with placeholder values)";
@@ -305,10 +323,17 @@ void Template::append_value(std::string& out, const Segment& s, std::string valu
                             RenderReport& report) const {
   for (Filter f : s.filters) {
     switch (f) {
-      case Filter::query: value = kintone_query_literal(value); break;
-      case Filter::base64: value = base64_encode(value); break;
-      case Filter::url: value = percent_encode(value); break;
-      case Filter::raw: break;
+      case Filter::query:
+        value = kintone_query_literal(value);
+        break;
+      case Filter::base64:
+        value = base64_encode(value);
+        break;
+      case Filter::url:
+        value = percent_encode(value);
+        break;
+      case Filter::raw:
+        break;
     }
   }
   if (destination_ == Destination::header &&
@@ -322,9 +347,13 @@ void Template::append_value(std::string& out, const Segment& s, std::string valu
   }
   switch (destination_) {
     case Destination::text:
-    case Destination::header: out += value; break;
+    case Destination::header:
+      out += value;
+      break;
     case Destination::url:
-    case Destination::form: out += percent_encode(value); break;
+    case Destination::form:
+      out += percent_encode(value);
+      break;
     case Destination::json:
       if (s.context == Context::json_string) {
         out += json_escape(value);
@@ -343,13 +372,16 @@ std::string Template::render(const Variables& vars, RenderReport& report, bool r
   std::string out;
   for (const Segment& s : segments_) {
     switch (s.kind) {
-      case Kind::literal: out += s.text; break;
-      case Kind::secret: out += redacted ? "[secret]" : s.text; break;
+      case Kind::literal:
+        out += s.text;
+        break;
+      case Kind::secret:
+        out += redacted ? "[secret]" : s.text;
+        break;
       case Kind::variable: {
         auto it = vars.find(s.text);
-        if (it == vars.end() &&
-            std::find(report.undefined.begin(), report.undefined.end(), s.text) ==
-                report.undefined.end())
+        if (it == vars.end() && std::find(report.undefined.begin(), report.undefined.end(),
+                                          s.text) == report.undefined.end())
           report.undefined.push_back(s.text);
         append_value(out, s, it == vars.end() ? std::string() : it->second, report);
         break;

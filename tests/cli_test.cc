@@ -46,7 +46,8 @@ TEST_CASE("validate prints every error located - exits 2", "[cli]") {
   CHECK(count_lines(r.err) == 5);
   CHECK(r.err.find(file + ":3:12: error: unknown event \"着信中\"") != std::string::npos);
   CHECK(r.err.find(file + ":4:53: error: \"request.method\"") != std::string::npos);
-  CHECK(r.err.find(file + ":7:46: error: \"when.pattern\": bad pattern at offset 10") != std::string::npos);
+  CHECK(r.err.find(file + ":7:46: error: \"when.pattern\": bad pattern at offset 10") !=
+        std::string::npos);
   CHECK(r.err.find("\"request.timeout\": must be between 1 and 300, got 900") != std::string::npos);
   CHECK(r.err.find("unknown key \"rule.extrakt\"") != std::string::npos);
 }
@@ -76,10 +77,9 @@ TEST_CASE("simulate --send replays a whole call against kintone", "[cli][kintone
   kintone.add_app(7, "record_no");
   kintone.add_api_token(7, "cli-token-0123456789");
   TempDir dir;
-  std::string config = dir.write(
-      "callbridge.yaml",
-      replace_all(read_file(kSamples + "/remotel-api-token.yaml"), "https://example.cybozu.com",
-                  kintone.base_url()));
+  std::string config =
+      dir.write("callbridge.yaml", replace_all(read_file(kSamples + "/remotel-api-token.yaml"),
+                                               "https://example.cybozu.com", kintone.base_url()));
   std::string events = kSamples + "/events/remotel-api-token.answered.json";
 
   SECTION("dry run sends nothing") {
@@ -102,11 +102,13 @@ TEST_CASE("simulate --send replays a whole call against kintone", "[cli][kintone
     CHECK(records[0]["電話番号"]["value"] == "0312345678");
     auto comments = kintone.comments(7, "1");
     REQUIRE(comments.size() == 1);
-    CHECK(comments[0]["text"] == "通話がありました。https://pbx.example.jp:8000/monitor_link/20261122-0001");
+    CHECK(comments[0]["text"] ==
+          "通話がありました。https://pbx.example.jp:8000/monitor_link/20261122-0001");
     CHECK(r.out.find("-> 200 in ") != std::string::npos);
     CHECK(r.out.find("extracted RESPONSE_COUNT=0") != std::string::npos);
     CHECK(r.out.find("extracted RESPONSE_ID=1") != std::string::npos);
-    CHECK(r.out.find("skipped, \"1\" does not match /^0$/") != std::string::npos);  // comment-missed
+    CHECK(r.out.find("skipped, \"1\" does not match /^0$/") !=
+          std::string::npos);  // comment-missed
     CHECK(r.out.find("cli-token-0123456789") == std::string::npos);
   }
 
@@ -126,10 +128,13 @@ TEST_CASE("simulate --send replays a whole call against kintone", "[cli][kintone
   }
 
   SECTION("PowerShell and JSON command formats") {
-    auto ps = run_process({kBinary, "simulate", "-c", config, "--event", events, "-f", "powershell"}, kEnv);
-    CHECK(ps.out.find("Invoke-RestMethod -Method POST -Uri '" + kintone.base_url()) != std::string::npos);
+    auto ps = run_process(
+        {kBinary, "simulate", "-c", config, "--event", events, "-f", "powershell"}, kEnv);
+    CHECK(ps.out.find("Invoke-RestMethod -Method POST -Uri '" + kintone.base_url()) !=
+          std::string::npos);
     CHECK(ps.out.find("-ContentType 'application/json'") != std::string::npos);
-    auto json = run_process({kBinary, "simulate", "-c", config, "--event", events, "-f", "json"}, kEnv);
+    auto json =
+        run_process({kBinary, "simulate", "-c", config, "--event", events, "-f", "json"}, kEnv);
     CHECK(json.out.find("\"method\": \"POST\"") != std::string::npos);
   }
 }
@@ -140,5 +145,6 @@ TEST_CASE("the quickstart runs offline from the command line", "[cli]") {
   INFO(r.out << r.err);
   CHECK(r.exit_code == 0);
   CHECK(r.out.find("local response (no request is sent)") != std::string::npos);
-  CHECK(r.out.find("RESPONSE_NOTE=missed call Q-0001 from 0312345678 (queue priority)") != std::string::npos);
+  CHECK(r.out.find("RESPONSE_NOTE=missed call Q-0001 from 0312345678 (queue priority)") !=
+        std::string::npos);
 }

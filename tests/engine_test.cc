@@ -1,9 +1,8 @@
-#include <catch2/catch.hpp>
+#include "rules/engine.h"
 
+#include <catch2/catch.hpp>
 #include <functional>
 #include <mutex>
-
-#include "rules/engine.h"
 
 using namespace callbridge;
 using namespace callbridge::rules;
@@ -91,7 +90,8 @@ TEST_CASE("gates see earlier extractions - variables carry to later events", "[e
   t.answer = [](const http::Request& r) {
     if (r.url.find("records.json") != std::string::npos)
       return reply(200, R"({"records":[],"totalCount":"0"})");
-    if (r.url.find("record.json") != std::string::npos) return reply(200, R"({"id":"41","revision":"1"})");
+    if (r.url.find("record.json") != std::string::npos)
+      return reply(200, R"({"id":"41","revision":"1"})");
     return reply(200, R"({"id":"1"})");
   };
   Engine engine(rules, secrets, &t);
@@ -109,7 +109,8 @@ TEST_CASE("gates see earlier extractions - variables carry to later events", "[e
   CHECK(t.seen[0].method == "POST");
   CHECK(t.seen[0].body == R"({"app": 7, "query": "電話番号 = \"0312345678\""})");
   bool override_found = false;
-  for (const auto& [n, v] : t.seen[0].headers) override_found |= n == "X-HTTP-Method-Override" && v == "GET";
+  for (const auto& [n, v] : t.seen[0].headers)
+    override_found |= n == "X-HTTP-Method-Override" && v == "GET";
   CHECK(override_found);
   // The shown request hides the token; the sent one carries it.
   CHECK(first[0].request->headers[0].second == "[secret]");
@@ -127,7 +128,9 @@ TEST_CASE("a known caller skips creation", "[engine]") {
   auto rules = rules_from(kFlow);
   ScriptedTransport t;
   t.answer = [](const http::Request&) {
-    return reply(200, R"({"records":[{"record_no":{"type":"RECORD_NUMBER","value":"12"}}],"totalCount":"1"})");
+    return reply(
+        200,
+        R"({"records":[{"record_no":{"type":"RECORD_NUMBER","value":"12"}}],"totalCount":"1"})");
   };
   Engine engine(rules, std::make_shared<SecretSet>(), &t);
   CallContext call;

@@ -1,15 +1,15 @@
-#include <catch2/catch.hpp>
+#include "connectors/http/http_client.h"
+
 #include <httplib.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <atomic>
+#include <catch2/catch.hpp>
 #include <mutex>
 #include <set>
 #include <thread>
-
-#include "connectors/http/http_client.h"
 
 using namespace callbridge::http;
 
@@ -59,7 +59,9 @@ struct TestServer {
     server.stop();
     thread.join();
   }
-  std::string url(const std::string& path) const { return "http://127.0.0.1:" + std::to_string(port) + path; }
+  std::string url(const std::string& path) const {
+    return "http://127.0.0.1:" + std::to_string(port) + path;
+  }
 };
 
 Request request(std::string method, std::string url, std::string body = "") {
@@ -89,7 +91,8 @@ TEST_CASE("methods, headers and bodies arrive as given", "[http]") {
   TestServer server;
   HttpClient client;
   for (const char* method : {"GET", "POST", "PUT", "PATCH", "DELETE"}) {
-    Request r = request(method, server.url("/echo?q=%E9%9B%BB"), std::string(method) == "GET" ? "" : "{\"電話\":\"03\"}");
+    Request r = request(method, server.url("/echo?q=%E9%9B%BB"),
+                        std::string(method) == "GET" ? "" : "{\"電話\":\"03\"}");
     r.headers = {{"X-Cybozu-API-Token", "abc"}, {"Content-Type", "application/json"}};
     Outcome o = client.perform(r);
     INFO(method << " " << o.error);
@@ -115,7 +118,8 @@ TEST_CASE("any status is a response; failures are values with latency", "[http]"
   CHECK(fail.body == "boom");
   CHECK_FALSE(fail.ok());
 
-  Outcome refused = client.perform(request("POST", "http://127.0.0.1:" + std::to_string(free_port()) + "/x", "{}"));
+  Outcome refused = client.perform(
+      request("POST", "http://127.0.0.1:" + std::to_string(free_port()) + "/x", "{}"));
   CHECK(refused.kind == OutcomeKind::connect_error);
   CHECK_FALSE(refused.maybe_sent);
 
@@ -150,7 +154,8 @@ TEST_CASE("connections are kept alive and reused per origin", "[http]") {
   TestServer server;
   HttpClient client;
   std::set<std::string> ports;
-  for (int i = 0; i < 5; ++i) ports.insert(client.perform(request("GET", server.url("/port"))).body);
+  for (int i = 0; i < 5; ++i)
+    ports.insert(client.perform(request("GET", server.url("/port"))).body);
   CHECK(ports.size() == 1);
 }
 

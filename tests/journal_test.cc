@@ -1,10 +1,10 @@
-#include <catch2/catch.hpp>
+#include "bridge/journal.h"
 
 #include <atomic>
+#include <catch2/catch.hpp>
 #include <set>
 #include <thread>
 
-#include "bridge/journal.h"
 #include "tests/fakes/subprocess.h"
 
 using namespace callbridge::bridge;

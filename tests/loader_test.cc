@@ -13,7 +13,9 @@ std::optional<std::string> test_env(std::string_view name) {
   return std::nullopt;
 }
 
-LoadResult load(std::string_view yaml) { return load_config_text(yaml, "test.yaml", test_env); }
+LoadResult load(std::string_view yaml) {
+  return load_config_text(yaml, "test.yaml", test_env);
+}
 
 std::vector<std::string> messages(const LoadResult& r) {
   std::vector<std::string> out;
@@ -92,16 +94,20 @@ TEST_CASE("five different mistakes give five located errors", "[loader]") {
   CHECK_FALSE(r.config);
   auto m = messages(r);
   REQUIRE(m.size() == 5);
-  CHECK(m[0].rfind("test.yaml:3:12: error: unknown event \"着信中\"; known: inbound (着信)", 0) == 0);
+  CHECK(m[0].rfind("test.yaml:3:12: error: unknown event \"着信中\"; known: inbound (着信)", 0) ==
+        0);
   CHECK(m[1] == "test.yaml:7:52: error: \"request.timeout\": must be between 1 and 300, got 0");
   CHECK(m[2].rfind("test.yaml:8:", 0) == 0);
   CHECK(m[2].find("bad pattern at offset 14: missing closing parenthesis") != std::string::npos);
-  CHECK(m[3].rfind("test.yaml:11:5: error: unknown key \"rule.colour\"; known: name, event", 0) == 0);
-  CHECK(m[4] == "test.yaml:12:40: error: \"request.url\": environment variable ${NOT_SET} is not set");
+  CHECK(m[3].rfind("test.yaml:11:5: error: unknown key \"rule.colour\"; known: name, event", 0) ==
+        0);
+  CHECK(m[4] ==
+        "test.yaml:12:40: error: \"request.url\": environment variable ${NOT_SET} is not set");
   // Missing name is the sixth kind; here it is one of many when keys are absent.
   auto missing = load("rules:\n  - event: inbound\n    request: { url: \"https://x.example/\" }\n");
   REQUIRE(missing.errors.size() == 1);
-  CHECK(missing.errors[0].format() == "test.yaml:2:5: error: rule is missing required key \"name\"");
+  CHECK(missing.errors[0].format() ==
+        "test.yaml:2:5: error: rule is missing required key \"name\"");
 }
 
 TEST_CASE("strictness: duplicates - methods - URLs - bodies - auth", "[loader]") {
@@ -126,7 +132,8 @@ rules:
   CHECK(all.find("a token must be at least 16 characters") != std::string::npos);
   CHECK(all.find("must start with http://, https:// or response://") != std::string::npos);
   CHECK(all.find("duplicate rule name \"a\"") != std::string::npos);
-  CHECK(all.find("must be one of GET, POST, PUT, PATCH, DELETE, got \"FETCH\"") != std::string::npos);
+  CHECK(all.find("must be one of GET, POST, PUT, PATCH, DELETE, got \"FETCH\"") !=
+        std::string::npos);
   CHECK(all.find("body is not valid JSON") != std::string::npos);
   CHECK(all.find("unknown auth type \"oauth\"") != std::string::npos);
   CHECK(all.find("\"when\" is missing required key \"pattern\"") != std::string::npos);

@@ -1,8 +1,7 @@
-#include <catch2/catch.hpp>
-
-#include <chrono>
-
 #include "rules/regex.h"
+
+#include <catch2/catch.hpp>
+#include <chrono>
 
 using callbridge::rules::Regex;
 using callbridge::rules::RegexError;
@@ -26,8 +25,10 @@ std::string group(const callbridge::rules::RegexMatch& m, const std::string& nam
 }  // namespace
 
 TEST_CASE("RemoTEL extraction pattern works on kintone's compact JSON", "[regex]") {
-  Regex r = must_compile(R"re(/("value":"(?P<ID>[0-9]+)"}}],)*"totalCount":"(?P<COUNT>[0-9]+)"/)re");
-  auto found = r.match(R"({"records":[{"record_no":{"type":"RECORD_NUMBER","value":"12"}}],"totalCount":"1"})");
+  Regex r =
+      must_compile(R"re(/("value":"(?P<ID>[0-9]+)"}}],)*"totalCount":"(?P<COUNT>[0-9]+)"/)re");
+  auto found = r.match(
+      R"({"records":[{"record_no":{"type":"RECORD_NUMBER","value":"12"}}],"totalCount":"1"})");
   REQUIRE(found.matched);
   CHECK(group(found, "ID") == "12");
   CHECK(group(found, "COUNT") == "1");

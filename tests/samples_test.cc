@@ -1,9 +1,8 @@
 // Every file in samples/ is a runnable specification: validated, and replayed against the fake
 // kintone with the resulting records and comments asserted.
 #include <catch2/catch.hpp>
-#include <nlohmann/json.hpp>
-
 #include <filesystem>
+#include <nlohmann/json.hpp>
 
 #include "bridge/event_input.h"
 #include "rules/config.h"
@@ -159,7 +158,8 @@ TEST_CASE("RemoTEL section 2: missed call", "[samples][kintone]") {
 TEST_CASE("RemoTEL section 3: known caller gets a linked inquiry", "[samples][kintone]") {
   FakeKintone kintone;
   setup_password_apps(kintone);
-  kintone.insert_record(8, {{"電話番号", {{"value", "0612345678"}}}, {"会社名", {{"value", "大阪商事"}}}});
+  kintone.insert_record(
+      8, {{"電話番号", {{"value", "0612345678"}}}, {"会社名", {{"value", "大阪商事"}}}});
   auto config = load_sample("remotel-password.yaml", &kintone);
   auto vars = replay(config, load_events("remotel-password.callcenter.json"));
   CHECK(vars["RESPONSE_COMPANY_NAME"] == "大阪商事");
@@ -176,7 +176,8 @@ TEST_CASE("RemoTEL section 3: known caller gets a linked inquiry", "[samples][ki
   }
 }
 
-TEST_CASE("RemoTEL section 3: unknown caller becomes a customer with a comment", "[samples][kintone]") {
+TEST_CASE("RemoTEL section 3: unknown caller becomes a customer with a comment",
+          "[samples][kintone]") {
   FakeKintone kintone;
   setup_password_apps(kintone);
   auto config = load_sample("remotel-password.yaml", &kintone);
@@ -187,7 +188,8 @@ TEST_CASE("RemoTEL section 3: unknown caller becomes a customer with a comment",
   CHECK(field(customers[0], "電話番号") == "0612345678");
   auto comments = kintone.comments(8, field(customers[0], "$id"));
   REQUIRE(comments.size() == 1);
-  CHECK(comments[0]["text"] == "通話がありました。https://pbx.example.jp:8000/monitor_link/20261122-0101");
+  CHECK(comments[0]["text"] ==
+        "通話がありました。https://pbx.example.jp:8000/monitor_link/20261122-0101");
 }
 
 TEST_CASE("hostile caller IDs land in kintone as literal text", "[samples][kintone][security]") {

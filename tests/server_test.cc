@@ -1,10 +1,10 @@
 // `callbridge serve` end to end: the real binary, real HTTP, the fake kintone, kill -9.
-#include <catch2/catch.hpp>
 #include <httplib.h>
-#include <nlohmann/json.hpp>
 #include <signal.h>
 
 #include <atomic>
+#include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
 #include <set>
 #include <thread>
 
@@ -26,8 +26,8 @@ struct Bridge {
   std::unique_ptr<ServerProcess> process;
 
   void write_config(const std::string& rules_yaml, const std::string& extra = "") {
-    config_path = dir.write("callbridge.yaml", "server:\n  listen: 127.0.0.1:0\n  tokens: [\"" + kToken +
-                                                   "\"]\nstorage:\n  path: " + dir.path() +
+    config_path = dir.write("callbridge.yaml", "server:\n  listen: 127.0.0.1:0\n  tokens: [\"" +
+                                                   kToken + "\"]\nstorage:\n  path: " + dir.path() +
                                                    "/journal.db\n" + extra + rules_yaml);
   }
   void start(const std::map<std::string, std::string>& env = {}) {
@@ -88,7 +88,8 @@ void setup_record_app(FakeKintone& kintone, Bridge& bridge, const std::string& r
                       const std::string& config_extra = "") {
   kintone.add_app(1, "record_no");
   kintone.add_api_token(1, "app-token-1234");
-  bridge.write_config(replace_all(kRecordRule, "{KINTONE}", kintone.base_url()) + rule_extra, config_extra);
+  bridge.write_config(replace_all(kRecordRule, "{KINTONE}", kintone.base_url()) + rule_extra,
+                      config_extra);
 }
 
 }  // namespace
@@ -103,7 +104,8 @@ TEST_CASE("a RemoTEL call sent as HTTP events lands in kintone", "[server][kinto
   bridge.write_config(sample);
   bridge.start({{"KINTONE_CUSTOMER_TOKEN", "server-token-abcdef"}});
 
-  auto r1 = bridge.post_event({{"event", "着信"}, {"call_id", "S-1"}, {"tel", "0312345678"}, {"answered", false}});
+  auto r1 = bridge.post_event(
+      {{"event", "着信"}, {"call_id", "S-1"}, {"tel", "0312345678"}, {"answered", false}});
   REQUIRE(r1);
   CHECK(r1->status == 202);
   auto body = json::parse(r1->body);
@@ -151,17 +153,22 @@ TEST_CASE("tokens - bad input and the documented errors", "[server][security]") 
   CHECK(anonymous.Get("/metrics")->status == 401);
   httplib::Headers header_token = {{"X-Callbridge-Token", kToken}};
   CHECK(anonymous.Post("/v1/events", header_token, event, "application/json")->status == 202);
-  CHECK(anonymous.Post(("/v1/events?token=" + kToken).c_str(), event, "application/json")->status == 202);
+  CHECK(anonymous.Post(("/v1/events?token=" + kToken).c_str(), event, "application/json")->status ==
+        202);
 
   auto c = bridge.client();
   CHECK(error_code(c.Post("/v1/events", "{not json", "application/json")) == "invalid_json");
   CHECK(c.Post("/v1/events", "{not json", "application/json")->status == 400);
-  CHECK(c.Post("/v1/events", std::string("{\"event\":\"inbound\",\"call_id\":\"\xff\"}"), "application/json")->status == 400);
-  CHECK(c.Post("/v1/events", R"({"event":"着信中","call_id":"X"})", "application/json")->status == 400);
+  CHECK(c.Post("/v1/events", std::string("{\"event\":\"inbound\",\"call_id\":\"\xff\"}"),
+               "application/json")
+            ->status == 400);
+  CHECK(c.Post("/v1/events", R"({"event":"着信中","call_id":"X"})", "application/json")->status ==
+        400);
   CHECK(c.Post("/v1/events", R"({"event":"inbound"})", "application/json")->status == 400);
   CHECK(c.Post("/v1/events", R"([1,2])", "application/json")->status == 400);
   CHECK(c.Post("/v1/events", "event=inbound", "text/plain")->status == 415);
-  CHECK(c.Post("/v1/events", "event=inbound&call_id=%FF", "application/x-www-form-urlencoded")->status == 400);
+  CHECK(c.Post("/v1/events", "event=inbound&call_id=%FF", "application/x-www-form-urlencoded")
+            ->status == 400);
   auto big = c.Post("/v1/events", std::string(200000, 'x'), "application/json");
   REQUIRE(big);
   CHECK(big->status == 413);
@@ -170,11 +177,13 @@ TEST_CASE("tokens - bad input and the documented errors", "[server][security]") 
   CHECK(bridge.call("X").is_null());
 
   // Form-encoded and GET intake.
-  auto form = c.Post("/v1/events", "event=inbound&call_id=F-1&tel=0312345678&answered=1&var.AGENT=suzuki",
-                     "application/x-www-form-urlencoded");
+  auto form =
+      c.Post("/v1/events", "event=inbound&call_id=F-1&tel=0312345678&answered=1&var.AGENT=suzuki",
+             "application/x-www-form-urlencoded");
   REQUIRE(form);
   CHECK(form->status == 202);
-  auto get = c.Get(("/v1/events?event=hangup&call_id=F-1&var.REASON=normal&token=" + kToken).c_str());
+  auto get =
+      c.Get(("/v1/events?event=hangup&call_id=F-1&var.REASON=normal&token=" + kToken).c_str());
   REQUIRE(get);
   CHECK(get->status == 202);
   json call = bridge.wait_done("F-1", 2);
@@ -187,7 +196,8 @@ TEST_CASE("tokens - bad input and the documented errors", "[server][security]") 
   auto metrics = c.Get("/metrics");
   REQUIRE(metrics);
   CHECK(metrics->body.find("callbridge_events_accepted_total 4") != std::string::npos);
-  CHECK(metrics->body.find("callbridge_events_rejected_total{reason=\"unauthorized\"} 4") != std::string::npos);
+  CHECK(metrics->body.find("callbridge_events_rejected_total{reason=\"unauthorized\"} 4") !=
+        std::string::npos);
 }
 
 TEST_CASE("200 interleaved calls keep per-call order", "[server][order]") {
@@ -204,7 +214,8 @@ TEST_CASE("200 interleaved calls keep per-call order", "[server][order]") {
       c.set_keep_alive(true);
       for (int step = 0; step < kSteps; ++step)
         for (int call = t; call < kCalls; call += kClients) {
-          json e = {{"event", "step"}, {"call_id", "O-" + std::to_string(call)},
+          json e = {{"event", "step"},
+                    {"call_id", "O-" + std::to_string(call)},
                     {"vars", {{"N", std::to_string(step)}}}};
           auto r = c.Post("/v1/events", e.dump(), "application/json");
           if (r && r->status == 202) accepted++;
@@ -227,11 +238,14 @@ TEST_CASE("200 interleaved calls keep per-call order", "[server][order]") {
 TEST_CASE("a CRM that is down gets every action once it is back", "[server][retry]") {
   FakeKintone kintone;
   Bridge bridge;
-  setup_record_app(kintone, bridge, "    retry: { attempts: 20, backoff_ms: 20, max_backoff_ms: 100, on: [connect, 5xx] }\n");
+  setup_record_app(
+      kintone, bridge,
+      "    retry: { attempts: 20, backoff_ms: 20, max_backoff_ms: 100, on: [connect, 5xx] }\n");
   kintone.fail_next(15, 503, R"({"code":"CB_SM01","id":"x","message":"maintenance"})");
   bridge.start();
   for (int i = 0; i < 5; ++i) {
-    auto r = bridge.post_event({{"event", "step"}, {"call_id", "D-" + std::to_string(i)}, {"vars", {{"N", "0"}}}});
+    auto r = bridge.post_event(
+        {{"event", "step"}, {"call_id", "D-" + std::to_string(i)}, {"vars", {{"N", "0"}}}});
     INFO(bridge.process->log());
     REQUIRE(r);
     CHECK(r->status == 202);
@@ -246,18 +260,24 @@ TEST_CASE("a CRM that is down gets every action once it is back", "[server][retr
   CHECK(actions[actions.size() - 1]["state"] == "succeeded");
 }
 
-TEST_CASE("a CRM that refuses connections is retried by default until it is up", "[server][retry]") {
+TEST_CASE("a CRM that refuses connections is retried by default until it is up",
+          "[server][retry]") {
   int port;
   {
     FakeKintone probe;  // learn a free port, then leave it closed
     port = probe.port();
   }
   Bridge bridge;
-  std::string rule = replace_all(kRecordRule, "{KINTONE}", "http://127.0.0.1:" + std::to_string(port));
+  std::string rule =
+      replace_all(kRecordRule, "{KINTONE}", "http://127.0.0.1:" + std::to_string(port));
   bridge.write_config(rule + "    retry: { backoff_ms: 50, max_backoff_ms: 200 }\n");
   bridge.start();
   for (int i = 0; i < 3; ++i)
-    REQUIRE(bridge.post_event({{"event", "step"}, {"call_id", "P-" + std::to_string(i)}, {"vars", {{"N", "0"}}}})->status == 202);
+    REQUIRE(
+        bridge
+            .post_event(
+                {{"event", "step"}, {"call_id", "P-" + std::to_string(i)}, {"vars", {{"N", "0"}}}})
+            ->status == 202);
   // Every call has failed at least once before the CRM comes up.
   for (int i = 0; i < 3; ++i) {
     bool failed_once = false;
@@ -281,15 +301,19 @@ TEST_CASE("a CRM that refuses connections is retried by default until it is up",
   CHECK(kintone.records(1).size() == 3);
 }
 
-TEST_CASE("a POST that timed out is recorded as unknown - not repeated - replay re-runs dead letters",
-          "[server][retry]") {
+TEST_CASE(
+    "a POST that timed out is recorded as unknown - not repeated - replay re-runs dead letters",
+    "[server][retry]") {
   FakeKintone kintone;
   Bridge bridge;
   setup_record_app(kintone, bridge, "    retry: { attempts: 2, backoff_ms: 10 }\n");
-  bridge.dir.write("callbridge.yaml", replace_all(read_file(bridge.config_path), "      body:", "      timeout: 1\n      body:"));
+  bridge.dir.write("callbridge.yaml", replace_all(read_file(bridge.config_path),
+                                                  "      body:", "      timeout: 1\n      body:"));
   bridge.start();
   kintone.set_response_delay(std::chrono::milliseconds(1500));
-  REQUIRE(bridge.post_event({{"event", "step"}, {"call_id", "U-1"}, {"vars", {{"N", "0"}}}})->status == 202);
+  REQUIRE(
+      bridge.post_event({{"event", "step"}, {"call_id", "U-1"}, {"vars", {{"N", "0"}}}})->status ==
+      202);
   json call = bridge.wait_done("U-1", 1);
   auto actions = call["events"][0]["actions"];
   REQUIRE(actions.size() == 1);
@@ -312,7 +336,8 @@ TEST_CASE("a POST that timed out is recorded as unknown - not repeated - replay 
   CHECK(again.out.empty());
 }
 
-TEST_CASE("kill -9 under load loses no acknowledged event and duplicates nothing", "[server][crash]") {
+TEST_CASE("kill -9 under load loses no acknowledged event and duplicates nothing",
+          "[server][crash]") {
   FakeKintone kintone;
   Bridge bridge;
   setup_record_app(kintone, bridge);
@@ -328,7 +353,8 @@ TEST_CASE("kill -9 under load loses no acknowledged event and duplicates nothing
       c.set_keep_alive(true);
       for (int i = 0; !stop; ++i) {
         std::string id = "K-" + std::to_string(t) + "-" + std::to_string(i);
-        auto r = c.Post("/v1/events", json({{"event", "step"}, {"call_id", id}, {"vars", {{"N", "0"}}}}).dump(),
+        auto r = c.Post("/v1/events",
+                        json({{"event", "step"}, {"call_id", id}, {"vars", {{"N", "0"}}}}).dump(),
                         "application/json");
         if (!r) break;
         if (r->status == 202) {
@@ -375,10 +401,12 @@ TEST_CASE("kill -9 under load loses no acknowledged event and duplicates nothing
 
 TEST_CASE("SIGHUP reloads rules - an invalid file keeps the old ones", "[server][reload]") {
   Bridge bridge;
-  bridge.write_config("rules:\n  - { name: one, event: inbound, request: { url: \"response://one\" } }\n");
+  bridge.write_config(
+      "rules:\n  - { name: one, event: inbound, request: { url: \"response://one\" } }\n");
   bridge.start();
   std::string good = read_file(bridge.config_path);
-  bridge.dir.write("callbridge.yaml", good + "  - { name: broken, event: 着信中, request: { url: \"ftp://x\" } }\n");
+  bridge.dir.write("callbridge.yaml",
+                   good + "  - { name: broken, event: 着信中, request: { url: \"ftp://x\" } }\n");
   bridge.process->signal(SIGHUP);
   CHECK(bridge.process->wait_for_log("keeping the rules in force"));
   CHECK(bridge.process->log().find("unknown event") != std::string::npos);
@@ -386,7 +414,9 @@ TEST_CASE("SIGHUP reloads rules - an invalid file keeps the old ones", "[server]
   json call = bridge.wait_done("R-1", 1);
   REQUIRE(call["events"][0]["actions"].size() == 1);
 
-  bridge.dir.write("callbridge.yaml", good + "  - { name: two, event: inbound, order: 1, request: { url: \"response://two\" } }\n");
+  bridge.dir.write(
+      "callbridge.yaml",
+      good + "  - { name: two, event: inbound, order: 1, request: { url: \"response://two\" } }\n");
   bridge.process->signal(SIGHUP);
   CHECK(bridge.process->wait_for_log("rules reloaded"));
   REQUIRE(bridge.post_event({{"event", "inbound"}, {"call_id", "R-2"}})->status == 202);
@@ -403,7 +433,8 @@ TEST_CASE("a full queue answers 503 with Retry-After", "[server][backpressure]")
   bridge.start();
   int busy = 0;
   for (int i = 0; i < 4; ++i) {
-    auto r = bridge.post_event({{"event", "step"}, {"call_id", "B-" + std::to_string(i)}, {"vars", {{"N", "0"}}}});
+    auto r = bridge.post_event(
+        {{"event", "step"}, {"call_id", "B-" + std::to_string(i)}, {"vars", {{"N", "0"}}}});
     REQUIRE(r);
     if (r->status == 503) {
       ++busy;

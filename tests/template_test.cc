@@ -1,7 +1,7 @@
+#include "rules/template.h"
+
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
-
-#include "rules/template.h"
 
 using namespace callbridge::rules;
 
@@ -43,8 +43,8 @@ TEST_CASE("variables are substituted - other braces stay", "[template]") {
 }
 
 TEST_CASE("hostile values stay literal inside a JSON body", "[template][security]") {
-  Template t = must_compile(R"({"app": 7, "record": {"電話番号": {"value": "{TEL}"}}})",
-                            Destination::json);
+  Template t =
+      must_compile(R"({"app": 7, "record": {"電話番号": {"value": "{TEL}"}}})", Destination::json);
   for (const std::string& hostile : kHostile) {
     std::string body = render(t, {{"TEL", hostile}});
     auto json = nlohmann::json::parse(body);
@@ -131,7 +131,10 @@ TEST_CASE("template compile errors", "[template]") {
 }
 
 TEST_CASE("JSON escaping replaces invalid UTF-8", "[template]") {
-  CHECK(json_escape("a\xff" "b") == "a\xEF\xBF\xBD" "b");
+  CHECK(json_escape("a\xff"
+                    "b") ==
+        "a\xEF\xBF\xBD"
+        "b");
   CHECK(json_escape("日本") == "日本");
   CHECK(is_json_number("-1.5e3"));
   CHECK_FALSE(is_json_number("01"));

@@ -29,7 +29,8 @@ std::optional<Url> parse_url(const std::string& text) {
     return std::nullopt;
   }
   std::size_t path = text.find_first_of("/?#", rest);
-  std::string authority = text.substr(rest, path == std::string::npos ? std::string::npos : path - rest);
+  std::string authority =
+      text.substr(rest, path == std::string::npos ? std::string::npos : path - rest);
   url.path = path == std::string::npos ? "/" : text.substr(path);
   if (url.path.front() != '/') url.path = "/" + url.path;
   if (auto hash = url.path.find('#'); hash != std::string::npos) url.path.resize(hash);
@@ -45,7 +46,8 @@ std::optional<Url> parse_url(const std::string& text) {
   }
   if (colon != std::string::npos) {
     std::string port = authority.substr(colon + 1);
-    if (port.empty() || port.size() > 5 || port.find_first_not_of("0123456789") != std::string::npos)
+    if (port.empty() || port.size() > 5 ||
+        port.find_first_not_of("0123456789") != std::string::npos)
       return std::nullopt;
     url.port = std::stoi(port);
     if (url.port <= 0 || url.port > 65535) return std::nullopt;
@@ -90,13 +92,20 @@ std::pair<time_t, time_t> sec_usec(Duration d) {
 
 std::string_view to_string(OutcomeKind kind) {
   switch (kind) {
-    case OutcomeKind::response: return "response";
-    case OutcomeKind::timeout: return "timeout";
-    case OutcomeKind::connect_error: return "connect_error";
-    case OutcomeKind::tls_error: return "tls_error";
-    case OutcomeKind::too_large: return "too_large";
-    case OutcomeKind::invalid_request: return "invalid_request";
-    case OutcomeKind::io_error: return "io_error";
+    case OutcomeKind::response:
+      return "response";
+    case OutcomeKind::timeout:
+      return "timeout";
+    case OutcomeKind::connect_error:
+      return "connect_error";
+    case OutcomeKind::tls_error:
+      return "tls_error";
+    case OutcomeKind::too_large:
+      return "too_large";
+    case OutcomeKind::invalid_request:
+      return "invalid_request";
+    case OutcomeKind::io_error:
+      return "io_error";
   }
   return "unknown";
 }
@@ -117,15 +126,18 @@ struct HttpClient::Pool {
       }
     }
     std::string host = url.host.find(':') != std::string::npos ? "[" + url.host + "]" : url.host;
-    auto client = std::make_unique<httplib::Client>(url.scheme + "://" + host + ":" + std::to_string(url.port));
+    auto client = std::make_unique<httplib::Client>(url.scheme + "://" + host + ":" +
+                                                    std::to_string(url.port));
     client->set_tcp_nodelay(true);
     client->set_keep_alive(true);
     client->set_follow_location(false);
     client->set_url_encode(false);
     if (url.scheme == "https") {
       client->enable_server_certificate_verification(options.verify_tls);
-      if (!options.ca_file.empty()) client->set_ca_cert_path(options.ca_file);
-      else client->set_ca_cert_path("/etc/ssl/certs/ca-certificates.crt");
+      if (!options.ca_file.empty())
+        client->set_ca_cert_path(options.ca_file);
+      else
+        client->set_ca_cert_path("/etc/ssl/certs/ca-certificates.crt");
     }
     return client;
   }

@@ -40,17 +40,17 @@ struct Outcome {
   std::string body;
   Headers headers;  // response headers, names as received
   std::chrono::microseconds latency{0};
-  std::string error;          // human-readable detail when kind != response
-  bool maybe_sent = false;    // false only when the request surely never reached the server
+  std::string error;        // human-readable detail when kind != response
+  bool maybe_sent = false;  // false only when the request surely never reached the server
 
   bool ok() const { return kind == OutcomeKind::response && status >= 200 && status < 300; }
 };
 
 struct ClientOptions {
   bool verify_tls = true;
-  std::string ca_file;                         // empty: the system's trust store
-  std::size_t max_response_bytes = 4u << 20;   // larger bodies give OutcomeKind::too_large
-  std::size_t max_idle_per_origin = 8;         // kept-alive connections per scheme://host:port
+  std::string ca_file;                        // empty: the system's trust store
+  std::size_t max_response_bytes = 4u << 20;  // larger bodies give OutcomeKind::too_large
+  std::size_t max_idle_per_origin = 8;        // kept-alive connections per scheme://host:port
 };
 
 // Performs requests; reuses kept-alive connections per origin. Thread-safe.

@@ -56,7 +56,8 @@ std::string error_body(const KintoneError& e) {
 }
 
 std::string decode_base64(const std::string& in) {
-  static const std::string chars = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  static const std::string chars =
+      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
   std::string out;
   int value = 0, bits = -8;
   for (char c : in) {
@@ -99,27 +100,56 @@ std::vector<Token> tokenize(const std::string& q, std::string& error) {
   std::size_t i = 0;
   while (i < q.size()) {
     char c = q[i];
-    if (c == ' ' || c == '\t' || c == '\n' || c == '\r') { ++i; continue; }
-    if (c == '(') { out.push_back({Token::lparen, "("}); ++i; continue; }
-    if (c == ')') { out.push_back({Token::rparen, ")"}); ++i; continue; }
-    if (c == ',') { out.push_back({Token::comma, ","}); ++i; continue; }
+    if (c == ' ' || c == '\t' || c == '\n' || c == '\r') {
+      ++i;
+      continue;
+    }
+    if (c == '(') {
+      out.push_back({Token::lparen, "("});
+      ++i;
+      continue;
+    }
+    if (c == ')') {
+      out.push_back({Token::rparen, ")"});
+      ++i;
+      continue;
+    }
+    if (c == ',') {
+      out.push_back({Token::comma, ","});
+      ++i;
+      continue;
+    }
     if (c == '"') {
       std::string s;
       ++i;
       bool closed = false;
       while (i < q.size()) {
-        if (q[i] == '\\' && i + 1 < q.size()) { s += q[i + 1]; i += 2; continue; }
-        if (q[i] == '"') { closed = true; ++i; break; }
+        if (q[i] == '\\' && i + 1 < q.size()) {
+          s += q[i + 1];
+          i += 2;
+          continue;
+        }
+        if (q[i] == '"') {
+          closed = true;
+          ++i;
+          break;
+        }
         s += q[i++];
       }
-      if (!closed) { error = "unterminated string"; return {}; }
+      if (!closed) {
+        error = "unterminated string";
+        return {};
+      }
       out.push_back({Token::string, s});
       continue;
     }
     if (c == '=' || c == '!' || c == '<' || c == '>') {
       std::string op(1, c);
       if (i + 1 < q.size() && q[i + 1] == '=') op += '=';
-      if (op == "!") { error = "unexpected !"; return {}; }
+      if (op == "!") {
+        error = "unexpected !";
+        return {};
+      }
       out.push_back({Token::op, op});
       i += op.size();
       continue;
@@ -141,7 +171,8 @@ struct Query {
   int limit = 100, offset = 0;
 };
 
-std::string field_value(const Record& r, const std::string& field, const std::string& number_field) {
+std::string field_value(const Record& r, const std::string& field,
+                        const std::string& number_field) {
   if (field == "$id" || field == number_field) return r.id;
   if (field == "$revision") return std::to_string(r.revision);
   if (!r.fields.contains(field)) return "";
@@ -166,7 +197,8 @@ class Parser {
   std::optional<Query> parse(std::string& error) {
     Query q;
     q.where = [](const Record&) { return true; };
-    if (!at_keyword("order") && !at_keyword("limit") && !at_keyword("offset") && peek().kind != Token::end)
+    if (!at_keyword("order") && !at_keyword("limit") && !at_keyword("offset") &&
+        peek().kind != Token::end)
       q.where = expr();
     while (error_.empty() && peek().kind != Token::end) {
       if (take_keyword("order")) {
@@ -175,8 +207,10 @@ class Parser {
           Token f = next();
           if (f.kind != Token::word) fail("expected a field after order by");
           bool desc = false;
-          if (take_keyword("desc")) desc = true;
-          else take_keyword("asc");
+          if (take_keyword("desc"))
+            desc = true;
+          else
+            take_keyword("asc");
           q.order.emplace_back(f.text, desc);
         } while (error_.empty() && peek().kind == Token::comma && (next(), true));
       } else if (take_keyword("limit")) {
@@ -211,7 +245,8 @@ class Parser {
   }
   int number() {
     Token n = next();
-    if (n.kind != Token::word || n.text.find_first_not_of("0123456789") != std::string::npos || n.text.empty()) {
+    if (n.kind != Token::word || n.text.find_first_not_of("0123456789") != std::string::npos ||
+        n.text.empty()) {
       fail("expected a number");
       return 0;
     }
@@ -314,10 +349,14 @@ struct FakeKintone::Impl {
   ojson render(const App& app, const Record& r, const std::vector<std::string>& fields) const {
     ojson out = ojson::object();
     auto add = [&](const std::string& code) {
-      if (code == app.record_number_field) out[code] = {{"type", "RECORD_NUMBER"}, {"value", r.id}};
-      else if (code == "$id") out[code] = {{"type", "__ID__"}, {"value", r.id}};
-      else if (code == "$revision") out[code] = {{"type", "__REVISION__"}, {"value", std::to_string(r.revision)}};
-      else if (r.fields.contains(code)) out[code] = r.fields[code];
+      if (code == app.record_number_field)
+        out[code] = {{"type", "RECORD_NUMBER"}, {"value", r.id}};
+      else if (code == "$id")
+        out[code] = {{"type", "__ID__"}, {"value", r.id}};
+      else if (code == "$revision")
+        out[code] = {{"type", "__REVISION__"}, {"value", std::to_string(r.revision)}};
+      else if (r.fields.contains(code))
+        out[code] = r.fields[code];
     };
     if (!fields.empty()) {
       for (const auto& f : fields) add(f);
@@ -335,7 +374,8 @@ struct FakeKintone::Impl {
     for (const auto& [code, value] : record.items()) {
       nlohmann::json v = value.is_object() && value.contains("value") ? value["value"] : value;
       std::string type = v.is_array() ? "CHECK_BOX" : "SINGLE_LINE_TEXT";
-      fields[code] = {{"type", type}, {"value", v.is_string() || v.is_array() ? v : nlohmann::json(as_text(v))}};
+      fields[code] = {{"type", type},
+                      {"value", v.is_string() || v.is_array() ? v : nlohmann::json(as_text(v))}};
     }
     return fields;
   }
@@ -357,7 +397,8 @@ struct FakeKintone::Impl {
       std::size_t start = 0;
       while (start <= all.size()) {
         std::size_t comma = all.find(',', start);
-        std::string token = all.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+        std::string token =
+            all.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
         for (const auto& [id, a] : apps) {
           if (std::find(a.tokens.begin(), a.tokens.end(), token) == a.tokens.end()) continue;
           known = true;
@@ -367,7 +408,8 @@ struct FakeKintone::Impl {
         start = comma + 1;
       }
       if (!known) return KintoneError{401, "GAIA_IA02", "指定したAPIトークンが不正です。", nullptr};
-      return KintoneError{403, "GAIA_NO01", "Using this API token, you cannot run the specified API.", nullptr};
+      return KintoneError{403, "GAIA_NO01",
+                          "Using this API token, you cannot run the specified API.", nullptr};
     }
     return KintoneError{401, "CB_AU01", "ログインしてください。", nullptr};
   }
@@ -384,13 +426,17 @@ struct FakeKintone::Impl {
     }
     // Parameters come from the query string for GET, from the body otherwise.
     auto param = [&](const std::string& key) -> nlohmann::json {
-      if (method == "GET") return req.has_param(key) ? nlohmann::json(req.get_param_value(key)) : nlohmann::json();
+      if (method == "GET")
+        return req.has_param(key) ? nlohmann::json(req.get_param_value(key)) : nlohmann::json();
       return body.contains(key) ? body[key] : nlohmann::json();
     };
     auto app_id = as_int(param("app"));
     if (!app_id) {
       status = 400;
-      return error_body({400, "CB_VA01", "入力内容が正しくありません。", {{"app", {{"messages", {"必須です。"}}}}}});
+      return error_body({400,
+                         "CB_VA01",
+                         "入力内容が正しくありません。",
+                         {{"app", {{"messages", {"必須です。"}}}}}});
     }
     auto app_it = apps.find(*app_id);
     if (auto e = authenticate(req, *app_id)) {
@@ -399,7 +445,9 @@ struct FakeKintone::Impl {
     }
     if (app_it == apps.end()) {
       status = 404;
-      return error_body({404, "GAIA_AP01", "指定したアプリ（id: " + std::to_string(*app_id) + "）が見つかりません。", nullptr});
+      return error_body({404, "GAIA_AP01",
+                         "指定したアプリ（id: " + std::to_string(*app_id) + "）が見つかりません。",
+                         nullptr});
     }
     App& app = app_it->second;
     auto find = [&](const std::string& id) -> Record* {
@@ -409,7 +457,8 @@ struct FakeKintone::Impl {
     };
     auto not_found = [&](const std::string& id) {
       status = 404;
-      return error_body({404, "GAIA_RE01", "指定したレコード（id: " + id + "）が見つかりません。", nullptr});
+      return error_body(
+          {404, "GAIA_RE01", "指定したレコード（id: " + id + "）が見つかりません。", nullptr});
     };
     auto create = [&](const nlohmann::json& record) -> Record& {
       Record r;
@@ -424,13 +473,17 @@ struct FakeKintone::Impl {
         r = find(as_text(item["id"]));
         if (!r) error = not_found(as_text(item["id"]));
       } else if (item.contains("updateKey")) {
-        std::string field = as_text(item["updateKey"]["field"]), value = as_text(item["updateKey"]["value"]);
+        std::string field = as_text(item["updateKey"]["field"]),
+                    value = as_text(item["updateKey"]["value"]);
         for (auto& rec : app.records)
           if (field_value(rec, field, app.record_number_field) == value) r = &rec;
         if (!r) error = not_found(value);
       } else {
         status = 400;
-        error = error_body({400, "CB_VA01", "入力内容が正しくありません。", {{"id", {{"messages", {"必須です。"}}}}}});
+        error = error_body({400,
+                            "CB_VA01",
+                            "入力内容が正しくありません。",
+                            {{"id", {{"messages", {"必須です。"}}}}}});
         return nullptr;
       }
       if (r && item.contains("revision") && as_int(item["revision"]).value_or(-1) != -1 &&
@@ -449,7 +502,8 @@ struct FakeKintone::Impl {
 
     if (api == "records" && method == "GET") {
       std::vector<std::string> fields;
-      nlohmann::json f = method == "GET" && req.has_param("fields[0]") ? nlohmann::json::array() : param("fields");
+      nlohmann::json f =
+          method == "GET" && req.has_param("fields[0]") ? nlohmann::json::array() : param("fields");
       for (int i = 0; req.has_param("fields[" + std::to_string(i) + "]"); ++i)
         f.push_back(req.get_param_value("fields[" + std::to_string(i) + "]"));
       if (f.is_array())
@@ -468,7 +522,8 @@ struct FakeKintone::Impl {
       if (q->order.empty()) q->order.emplace_back("$id", true);  // kintone's default order
       std::stable_sort(matched.begin(), matched.end(), [&](const Record* a, const Record* b) {
         for (const auto& [field, desc] : q->order) {
-          int c = compare(field_value(*a, field, app.record_number_field), field_value(*b, field, app.record_number_field));
+          int c = compare(field_value(*a, field, app.record_number_field),
+                          field_value(*b, field, app.record_number_field));
           if (c != 0) return desc ? c > 0 : c < 0;
         }
         return false;
@@ -560,7 +615,9 @@ struct FakeKintone::Impl {
       out["comments"] = ojson::array();
       auto& list = app.comments[id];
       for (auto it = list.rbegin(); it != list.rend(); ++it)
-        out["comments"].push_back({{"id", it->id}, {"text", it->text}, {"createdAt", "2026-11-22T00:00:00Z"},
+        out["comments"].push_back({{"id", it->id},
+                                   {"text", it->text},
+                                   {"createdAt", "2026-11-22T00:00:00Z"},
                                    {"creator", {{"code", "callbridge"}, {"name", "callbridge"}}},
                                    {"mentions", it->mentions}});
       out["older"] = false;
@@ -601,7 +658,8 @@ FakeKintone::FakeKintone(int port) : impl_(std::make_unique<Impl>()) {
       return;
     }
     std::string method = req.method;
-    if (method == "POST" && req.get_header_value("X-HTTP-Method-Override") == "GET") method = "GET-BODY";
+    if (method == "POST" && req.get_header_value("X-HTTP-Method-Override") == "GET")
+      method = "GET-BODY";
     std::string api = req.matches[2];
     int status = 200;
     std::string body;
@@ -617,7 +675,8 @@ FakeKintone::FakeKintone(int port) : impl_(std::make_unique<Impl>()) {
         as_get.params.clear();
         for (const auto& [k, v] : json.items()) {
           if (k == "fields" && v.is_array()) {
-            for (std::size_t i = 0; i < v.size(); ++i) as_get.params.emplace("fields[" + std::to_string(i) + "]", as_text(v[i]));
+            for (std::size_t i = 0; i < v.size(); ++i)
+              as_get.params.emplace("fields[" + std::to_string(i) + "]", as_text(v[i]));
           } else {
             as_get.params.emplace(k, as_text(v));
           }
@@ -630,12 +689,15 @@ FakeKintone::FakeKintone(int port) : impl_(std::make_unique<Impl>()) {
     res.status = status;
     res.set_content(body, "application/json; charset=utf-8");
   };
-  const char* pattern = R"(/k/(guest/\d+/)?v1/(records|record|record/comment|record/comments)\.json)";
+  const char* pattern =
+      R"(/k/(guest/\d+/)?v1/(records|record|record/comment|record/comments)\.json)";
   s.Get(pattern, handler);
   s.Post(pattern, handler);
   s.Put(pattern, handler);
-  if (port == 0) impl_->port = s.bind_to_any_port("127.0.0.1");
-  else impl_->port = s.bind_to_port("127.0.0.1", port) ? port : -1;
+  if (port == 0)
+    impl_->port = s.bind_to_any_port("127.0.0.1");
+  else
+    impl_->port = s.bind_to_port("127.0.0.1", port) ? port : -1;
   impl_->thread = std::thread([this] { impl_->server.listen_after_bind(); });
   while (!impl_->server.is_running()) std::this_thread::yield();
 }
@@ -645,8 +707,12 @@ FakeKintone::~FakeKintone() {
   if (impl_->thread.joinable()) impl_->thread.join();
 }
 
-int FakeKintone::port() const { return impl_->port; }
-std::string FakeKintone::base_url() const { return "http://127.0.0.1:" + std::to_string(impl_->port); }
+int FakeKintone::port() const {
+  return impl_->port;
+}
+std::string FakeKintone::base_url() const {
+  return "http://127.0.0.1:" + std::to_string(impl_->port);
+}
 
 void FakeKintone::add_app(int app, std::string record_number_field) {
   std::lock_guard lock(impl_->mutex);
@@ -691,7 +757,9 @@ std::vector<nlohmann::json> FakeKintone::comments(int app, const std::string& re
   auto c = it->second.comments.find(record_id);
   if (c == it->second.comments.end()) return out;
   for (auto i = c->second.rbegin(); i != c->second.rend(); ++i)
-    out.push_back({{"id", i->id}, {"text", i->text}, {"mentions", nlohmann::json::parse(i->mentions.dump())}});
+    out.push_back({{"id", i->id},
+                   {"text", i->text},
+                   {"mentions", nlohmann::json::parse(i->mentions.dump())}});
   return out;
 }
 

@@ -2,11 +2,10 @@
 // compact JSON byte for byte where users' regexes depend on it. Records what it received.
 #pragma once
 
-#include <nlohmann/json.hpp>
-
 #include <chrono>
 #include <map>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
@@ -38,7 +37,8 @@ class FakeKintone {
   std::string insert_record(int app, const nlohmann::json& fields);
 
   std::vector<nlohmann::json> records(int app) const;  // as kintone returns them, by ID
-  std::vector<nlohmann::json> comments(int app, const std::string& record_id) const;  // newest first
+  std::vector<nlohmann::json> comments(int app,
+                                       const std::string& record_id) const;  // newest first
   std::vector<KintoneRequestLog> requests() const;
 
   // The next `count` API calls answer `status` with `body` and change nothing.
