@@ -11,6 +11,7 @@
 #include <sstream>
 #include <thread>
 
+#include "bridge/action_record.h"
 #include "bridge/command_format.h"
 #include "bridge/dispatcher.h"
 #include "bridge/event_input.h"
@@ -352,51 +353,19 @@ int replay(const std::string& path, const std::string& event_id, const std::stri
     std::string error;
     auto input = event_from_json(nlohmann::json::parse(event->body, nullptr, false), error);
     if (!input) continue;
-    rules::CallContext call;
-    call.call_id = event->call_id;
-    if (auto saved = journal->call_vars(event->call_id)) {
-      auto j = nlohmann::json::parse(*saved, nullptr, false);
-      if (j.is_object())
-        for (const auto& [k, v] : j.items())
-          if (v.is_string()) call.vars[k] = v.get<std::string>();
-    }
-    rules::Engine::apply_event(*input, call);
+    rules::CallContext call = bridge::call_context(*journal, event->call_id, &*input);
     int attempt = 0;
     for (const auto& other : journal->actions_of(a.event_seq))
       if (other.rule == a.rule) attempt = std::max(attempt, other.attempt);
     ++attempt;
-    auto started = std::chrono::system_clock::now();
-    auto started_ms =
-        std::chrono::duration_cast<std::chrono::milliseconds>(started.time_since_epoch()).count();
-    bridge::ActionRecord record;
-    record.event_seq = a.event_seq;
-    record.rule = a.rule;
-    record.attempt = attempt;
-    record.started_at_ms = started_ms;
+    std::int64_t started_ms = bridge::unix_ms_now();
     auto outcome = engine.run_rule(*rule, call, [&](const http::Request& shown) {
-      record.state = bridge::ActionState::started;
-      record.request =
-          nlohmann::json({{"method", shown.method}, {"url", shown.url}, {"body", shown.body}})
-              .dump();
-      return journal->record_action(record, error);
+      return journal->record_action(
+          bridge::started_record(a.event_seq, a.rule, attempt, started_ms, shown), error);
     });
-    record.state = outcome.status == rules::RuleStatus::succeeded ? bridge::ActionState::succeeded
-                   : outcome.status == rules::RuleStatus::skipped ? bridge::ActionState::skipped
-                   : outcome.status == rules::RuleStatus::http_error
-                       ? bridge::ActionState::http_error
-                       : bridge::ActionState::failed;
-    record.finished_at_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                                std::chrono::system_clock::now().time_since_epoch())
-                                .count();
-    record.gate = outcome.gate;
-    if (outcome.response) {
-      record.status = outcome.response->status;
-      record.latency_us = outcome.response->latency.count();
-    }
-    nlohmann::json extracted = nlohmann::json::object();
-    for (const auto& [k, v] : outcome.extracted) extracted[k] = v;
-    record.extracted = extracted.dump();
-    record.error = config->secrets->redact(outcome.error);
+    bridge::ActionRecord record =
+        bridge::finished_record(a.event_seq, a.rule, attempt, bridge::state_of(outcome.status),
+                                outcome, started_ms, *config->secrets);
     journal->record_action(record, error);
     if (record.state == bridge::ActionState::succeeded) {
       bridge::ActionRecord old = a;

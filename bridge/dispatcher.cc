@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 #include <random>
 
+#include "bridge/action_record.h"
 #include "bridge/event_input.h"
 #include "bridge/log.h"
 #include "rules/engine.h"
@@ -15,40 +16,8 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-std::int64_t now_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
 bool idempotent(const std::string& method) {
   return method == "GET" || method == "PUT" || method == "DELETE";
-}
-
-std::string request_json(const http::Request& request) {
-  nlohmann::ordered_json j;
-  j["method"] = request.method;
-  j["url"] = request.url;
-  j["headers"] = nlohmann::ordered_json::array();
-  for (const auto& [name, value] : request.headers) j["headers"].push_back({name, value});
-  j["body"] = request.body;
-  j["timeout_ms"] = request.timeout.count();
-  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-}
-
-std::string vars_json(const rules::Variables& vars) {
-  nlohmann::json j = nlohmann::json::object();
-  for (const auto& [k, v] : vars) j[k] = v;
-  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-}
-
-rules::Variables vars_from_json(const std::string& text) {
-  rules::Variables vars;
-  auto j = nlohmann::json::parse(text, nullptr, false);
-  if (j.is_object())
-    for (const auto& [k, v] : j.items())
-      if (v.is_string()) vars[k] = v.get<std::string>();
-  return vars;
 }
 
 bool is_final(ActionState state) {
@@ -261,14 +230,12 @@ bool Dispatcher::prepare(EventWork& work) {
   work.config = config_.get();
   work.engine =
       std::make_unique<rules::Engine>(work.config->rules, work.config->secrets, &transport_);
-  work.call.call_id = work.stored.call_id;
-  if (auto saved = journal_.call_vars(work.stored.call_id)) work.call.vars = vars_from_json(*saved);
   if (!input) {
     log(LogLevel::error, "stored event unreadable",
         {{"event_id", work.stored.event_id}, {"error", error}});
     return false;
   }
-  rules::Engine::apply_event(*input, work.call);
+  work.call = call_context(journal_, work.stored.call_id, &*input);
   work.rules = work.config->rules->for_event(input->event);
   if (work.recovered) {
     // Resume after a crash or stop: keep what finished, decide about what was interrupted.
@@ -280,7 +247,8 @@ bool Dispatcher::prepare(EventWork& work) {
         if (a.rule == rule.name && (!last || a.attempt >= last->attempt)) last = &a;
       if (!last) break;
       if (is_final(last->state)) {
-        for (const auto& [k, v] : vars_from_json(last->extracted.empty() ? "{}" : last->extracted))
+        for (const auto& [k, v] :
+             variables_from_json(last->extracted.empty() ? "{}" : last->extracted))
           work.call.vars[k] = v;
         if (last->status > 0) work.call.vars["RESPONSE_STATUS"] = std::to_string(last->status);
         ++work.next;
@@ -289,7 +257,7 @@ bool Dispatcher::prepare(EventWork& work) {
       if (last->state == ActionState::started && !idempotent(rule.request.method)) {
         ActionRecord unknown = *last;
         unknown.state = ActionState::unknown;
-        unknown.finished_at_ms = now_ms();
+        unknown.finished_at_ms = unix_ms_now();
         unknown.error = "interrupted after the request may have been sent; not repeated";
         if (!journal_.record_action(unknown, error)) return false;
         metrics_.actions_unknown++;
@@ -306,30 +274,11 @@ bool Dispatcher::prepare(EventWork& work) {
 
 bool Dispatcher::record(EventWork& work, const rules::Rule& rule, ActionState state,
                         const rules::RuleOutcome& outcome, std::int64_t started_ms) {
-  ActionRecord a;
-  a.event_seq = work.stored.seq;
-  a.rule = rule.name;
-  a.attempt = work.attempt;
-  a.state = state;
-  a.started_at_ms = started_ms;
-  a.finished_at_ms = now_ms();
-  a.gate = outcome.gate;
-  if (outcome.request) a.request = request_json(*outcome.request);
-  if (outcome.response) {
-    a.status = outcome.response->status;
-    a.latency_us = outcome.response->latency.count();
-  }
-  a.extracted = vars_json(outcome.extracted);
-  a.error = outcome.error;
-  if (!outcome.undefined.empty()) {
-    std::string names;
-    for (const auto& n : outcome.undefined) names += (names.empty() ? "" : ", ") + n;
-    a.error +=
-        (a.error.empty() ? "" : "; ") + std::string("undefined variables rendered empty: ") + names;
-  }
-  a.error = work.config->secrets->redact(a.error);
   std::string error;
-  if (journal_.record_action(a, error)) return true;
+  if (journal_.record_action(finished_record(work.stored.seq, rule.name, work.attempt, state,
+                                             outcome, started_ms, *work.config->secrets),
+                             error))
+    return true;
   log_limited("journal-action", LogLevel::error, "journal write failed", {{"error", error}});
   return false;
 }
@@ -340,7 +289,7 @@ Dispatcher::StepResult Dispatcher::step(EventWork& work, Clock::time_point& retr
   while (work.next < work.rules.size()) {
     const rules::Rule& rule = *work.rules[work.next];
     rules::Variables before = work.call.vars;
-    std::int64_t started_ms = now_ms();
+    std::int64_t started_ms = unix_ms_now();
     bool journal_failed = false;
     auto before_send = [&](const http::Request& shown) {
       if (!work.first_request_seen && !work.recovered) {
@@ -348,15 +297,9 @@ Dispatcher::StepResult Dispatcher::step(EventWork& work, Clock::time_point& retr
         metrics_.event_to_request.observe(
             std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - work.accepted));
       }
-      ActionRecord a;
-      a.event_seq = work.stored.seq;
-      a.rule = rule.name;
-      a.attempt = work.attempt;
-      a.state = ActionState::started;
-      a.started_at_ms = started_ms;
-      a.request = request_json(shown);
       std::string error;
-      journal_failed = !journal_.record_action(a, error);
+      journal_failed = !journal_.record_action(
+          started_record(work.stored.seq, rule.name, work.attempt, started_ms, shown), error);
       return !journal_failed;
     };
     rules::RuleOutcome outcome = work.engine->run_rule(rule, work.call, before_send);
@@ -367,21 +310,7 @@ Dispatcher::StepResult Dispatcher::step(EventWork& work, Clock::time_point& retr
     if (outcome.response && outcome.sent)
       metrics_.action_latency.observe(outcome.response->latency);
 
-    ActionState state = ActionState::failed;
-    switch (outcome.status) {
-      case rules::RuleStatus::skipped:
-        state = ActionState::skipped;
-        break;
-      case rules::RuleStatus::succeeded:
-        state = ActionState::succeeded;
-        break;
-      case rules::RuleStatus::http_error:
-        state = ActionState::http_error;
-        break;
-      case rules::RuleStatus::failed:
-        state = ActionState::failed;
-        break;
-    }
+    ActionState state = state_of(outcome.status);
     if (state == ActionState::http_error || state == ActionState::failed) {
       const rules::RetryPolicy& policy = rule.retry ? *rule.retry : work.config->dispatcher.retry;
       const http::Outcome* response = outcome.response ? &*outcome.response : nullptr;
@@ -447,7 +376,7 @@ Dispatcher::StepResult Dispatcher::step(EventWork& work, Clock::time_point& retr
   }
   std::string error;
   if (!journal_.finish_event(work.stored.seq, EventState::done, work.stored.call_id,
-                             vars_json(work.call.vars), error)) {
+                             variables_to_json(work.call.vars), error)) {
     log_limited("journal-finish", LogLevel::error, "journal write failed", {{"error", error}});
     return StepResult::wait;
   }

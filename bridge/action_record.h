@@ -1,0 +1,34 @@
+// Rule attempts as journal records, shared by the dispatcher and `callbridge replay`.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "bridge/journal.h"
+#include "connectors/http/http_client.h"
+#include "rules/engine.h"
+
+namespace callbridge::bridge {
+
+std::int64_t unix_ms_now();
+
+std::string request_to_json(const http::Request& request);
+std::string variables_to_json(const rules::Variables& vars);
+rules::Variables variables_from_json(const std::string& text);
+
+ActionState state_of(rules::RuleStatus status);
+
+// Written before the request leaves: a crash after this point leaves a trace to decide on.
+ActionRecord started_record(std::int64_t event_seq, const std::string& rule, int attempt,
+                            std::int64_t started_ms, const http::Request& shown);
+
+// The outcome of an attempt; errors are redacted and name undefined variables.
+ActionRecord finished_record(std::int64_t event_seq, const std::string& rule, int attempt,
+                             ActionState state, const rules::RuleOutcome& outcome,
+                             std::int64_t started_ms, const rules::SecretSet& secrets);
+
+// The call's variables as one of its events starts: what the journal holds, then the event's.
+rules::CallContext call_context(Journal& journal, const std::string& call_id,
+                                const rules::EventInput* event);
+
+}  // namespace callbridge::bridge
