@@ -172,3 +172,15 @@ TEST_CASE("concurrent use from many threads", "[http]") {
   for (auto& t : threads) t.join();
   CHECK(ok == 400);
 }
+
+TEST_CASE("a kept-alive connection the server closed is not used for the next request", "[http]") {
+  TestServer server;
+  server.server.set_keep_alive_timeout(1);  // the server drops idle connections after 1 s
+  HttpClient client;
+  std::string first_port = client.perform(request("GET", server.url("/port"))).body;
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));  // let the server close it
+  Outcome second = client.perform(request("POST", server.url("/echo"), "second"));
+  INFO(second.error);
+  CHECK(second.ok());  // a POST on the dead connection would have been an unknown outcome
+  CHECK(client.perform(request("GET", server.url("/port"))).body != first_port);
+}
