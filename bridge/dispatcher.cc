@@ -103,7 +103,10 @@ Dispatcher::Dispatcher(Journal& journal, const ConfigHolder& config, http::Trans
     : journal_(journal), config_(config), transport_(transport), metrics_(metrics) {}
 
 Dispatcher::~Dispatcher() {
-  stop(std::chrono::milliseconds(0));
+  // Requests have bounded timeouts, so running steps end; a thread still joinable here would
+  // terminate the process, so as a last resort it is let go.
+  if (!stop(std::chrono::minutes(10)))
+    for (auto& t : workers_) t.detach();
 }
 
 void Dispatcher::start(int workers, std::size_t capacity) {
