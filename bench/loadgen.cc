@@ -253,15 +253,20 @@ int main(int argc, char** argv) {
               durable.p50.c_str(), durable.p99.c_str(), durable.errors.c_str());
   std::printf("intake / trivial:  %9.1f %%\n", 100.0 * durable.rate / trivial_rate);
   // Events whose rule posts to the CRM: intake while the dispatcher works on the same 2 cores.
-  long before = sink.count;
   auto intake = run_wrk(bridge.port, o, script_rule);
   std::printf("intake with a CRM rule running: %9.0f ev/s    p50 %s  p99 %s  %s\n", intake.rate,
               intake.p50.c_str(), intake.p99.c_str(), intake.errors.c_str());
-  long expected = before + static_cast<long>(intake.rate * o.seconds * 0.99);
-  // Let the backlog drain before the latency run.
+  // Let the backlog of both runs drain (the bridge's queue depth reaches 0) before the latency run.
   auto drain_start = Clock::now();
-  for (int i = 0; i < 12000 && sink.count < expected; ++i)
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  {
+    httplib::Client health("127.0.0.1", bridge.port);
+    health.set_tcp_nodelay(true);
+    for (int i = 0; i < 30000; ++i) {
+      auto r = health.Get("/healthz");
+      if (r && r->body.find("\"queue_depth\":0}") != std::string::npos) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+  }
   std::printf("backlog drained in %.1f s (%ld CRM requests so far)\n",
               std::chrono::duration<double>(Clock::now() - drain_start).count(), sink.count.load());
 
