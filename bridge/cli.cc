@@ -18,6 +18,8 @@
 #include "bridge/history.h"
 #include "bridge/journal.h"
 #include "bridge/log.h"
+#include "bridge/connectors.h"
+#include "bridge/intake.h"
 #include "bridge/server.h"
 #include "rules/config.h"
 #include "rules/engine.h"
@@ -29,7 +31,7 @@ namespace {
 constexpr int kOk = 0, kRuntimeFailure = 1, kBadConfig = 2;
 
 std::optional<rules::Config> load_or_report(const std::string& path, std::ostream& err) {
-  rules::LoadResult result = rules::load_config_file(path);
+  rules::LoadResult result = rules::load_config_file(path, rules::process_env, bridge::connector_registry());
   for (const auto& d : result.errors) err << d.format() << "\n";
   return std::move(result.config);
 }
@@ -192,7 +194,7 @@ void supervise(const std::string& path, bool have_file, bridge::ConfigHolder& ho
       bridge::log(bridge::LogLevel::warn, "SIGHUP ignored: running on embedded defaults");
       continue;
     }
-    rules::LoadResult result = rules::load_config_file(path);
+    rules::LoadResult result = rules::load_config_file(path, rules::process_env, bridge::connector_registry());
     if (!result.config) {
       for (const auto& d : result.errors)
         bridge::log(bridge::LogLevel::error, "reload rejected", {{"error", d.format()}});
@@ -243,14 +245,24 @@ int serve(const std::string& path, bool path_given) {
   metrics.journal_last_commit_seconds = [&] {
     return static_cast<double>(journal->last_commit_time().count()) / 1e6;
   };
+  bridge::Intake intake(*journal, dispatcher, metrics);
+  bridge::JournalStore store(*journal);
+  std::vector<rules::Route> routes;
+  rules::Services services;
+  rules::Host host{store, intake, client, routes, services};
+  for (const auto& factory : bridge::connector_registry().services())
+    if (auto service = factory.make(config, host)) services.add(factory.name, std::move(service));
+  dispatcher.set_services(&services);
   std::size_t recovered = dispatcher.recover();
   dispatcher.start(config.dispatcher.workers,
                    static_cast<std::size_t>(config.dispatcher.queue_capacity));
+  for (const auto& [name, service] : services.all()) service->start();
 
-  bridge::BridgeServer server(holder, *journal, dispatcher, metrics);
+  bridge::BridgeServer server(holder, *journal, dispatcher, metrics, intake, routes, &services);
   std::string error;
   if (!server.bind(config.server.listen, error)) {
     bridge::log(bridge::LogLevel::error, "cannot start", {{"error", error}});
+    for (const auto& [name, service] : services.all()) service->stop();
     dispatcher.stop(std::chrono::milliseconds(0));
     return kRuntimeFailure;
   }
@@ -266,6 +278,7 @@ int serve(const std::string& path, bool path_given) {
 
   server.stop();
   http_thread.join();
+  for (const auto& [name, service] : services.all()) service->stop();
   if (!dispatcher.stop(holder.get()->dispatcher.shutdown_grace)) {
     // Unfinished actions stay journaled as started and follow the retry rules on restart.
     bridge::log(bridge::LogLevel::warn, "grace period over; pending work resumes on restart",

@@ -16,10 +16,6 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-bool idempotent(const std::string& method) {
-  return method == "GET" || method == "PUT" || method == "DELETE";
-}
-
 bool is_final(ActionState state) {
   return state != ActionState::started && state != ActionState::retrying;
 }
@@ -27,9 +23,14 @@ bool is_final(ActionState state) {
 }  // namespace
 
 RetryDecision decide_retry(const rules::Rule& rule, const rules::RetryPolicy& policy,
-                           const http::Outcome* response, int attempt) {
+                           const http::Outcome* response, int attempt,
+                           std::optional<bool> retryable) {
+  if (retryable) {
+    if (!*retryable) return RetryDecision::final;
+    return attempt < policy.attempts ? RetryDecision::retry : RetryDecision::final;
+  }
   if (response == nullptr) return RetryDecision::final;  // render or regex failure: deterministic
-  bool safe = idempotent(rule.request.method);
+  bool safe = rules::Engine::idempotent(rule);
   bool on_connect = policy.on_connect.value_or(true);
   bool on_timeout = policy.on_timeout.value_or(safe);
   bool wanted = false;
@@ -96,6 +97,7 @@ struct Dispatcher::EventWork {
   std::vector<const rules::Rule*> rules;
   std::size_t next = 0;
   int attempt = 1;
+  std::shared_ptr<rules::EventObserver> observer;
 };
 
 Dispatcher::Dispatcher(Journal& journal, const ConfigHolder& config, http::Transport& transport,
@@ -126,9 +128,10 @@ void Dispatcher::cancel_reservation() {
   in_flight_.fetch_sub(1);
 }
 
-void Dispatcher::submit(StoredEvent event) {
+void Dispatcher::submit(StoredEvent event, std::shared_ptr<rules::EventObserver> observer) {
   auto work = std::make_unique<EventWork>();
   work->stored = std::move(event);
+  work->observer = std::move(observer);
   work->accepted = Clock::now();
   enqueue(std::move(work));
 }
@@ -231,14 +234,24 @@ bool Dispatcher::prepare(EventWork& work) {
   auto json = nlohmann::json::parse(work.stored.body, nullptr, false);
   auto input = event_from_json(json, error);
   work.config = config_.get();
-  work.engine =
-      std::make_unique<rules::Engine>(work.config->rules, work.config->secrets, &transport_);
+  work.engine = std::make_unique<rules::Engine>(work.config->rules, work.config->secrets,
+                                                &transport_, services_);
   if (!input) {
     log(LogLevel::error, "stored event unreadable",
         {{"event_id", work.stored.event_id}, {"error", error}});
     return false;
   }
   work.call = call_context(journal_, work.stored.call_id, &*input);
+  if (services_) {
+    for (const auto& [name, service] : services_->all()) {
+      try {
+        service->enrich(*input, work.call.vars);
+      } catch (const std::exception& e) {
+        log_limited("enrich:" + name, LogLevel::error, "service failed to enrich an event",
+                    {{"service", name}, {"error", e.what()}});
+      }
+    }
+  }
   work.rules = work.config->rules->for_event(input->event);
   if (work.recovered) {
     // Resume after a crash or stop: keep what finished, decide about what was interrupted.
@@ -257,7 +270,7 @@ bool Dispatcher::prepare(EventWork& work) {
         ++work.next;
         continue;
       }
-      if (last->state == ActionState::started && !idempotent(rule.request.method)) {
+      if (last->state == ActionState::started && !rules::Engine::idempotent(rule)) {
         ActionRecord unknown = *last;
         unknown.state = ActionState::unknown;
         unknown.finished_at_ms = unix_ms_now();
@@ -317,7 +330,7 @@ Dispatcher::StepResult Dispatcher::step(EventWork& work, Clock::time_point& retr
     if (state == ActionState::http_error || state == ActionState::failed) {
       const rules::RetryPolicy& policy = rule.retry ? *rule.retry : work.config->dispatcher.retry;
       const http::Outcome* response = outcome.response ? &*outcome.response : nullptr;
-      switch (decide_retry(rule, policy, response, work.attempt)) {
+      switch (decide_retry(rule, policy, response, work.attempt, outcome.retryable)) {
         case RetryDecision::retry:
           if (!record(work, rule, ActionState::retrying, outcome, started_ms)) {
             work.call.vars = std::move(before);
@@ -374,6 +387,7 @@ Dispatcher::StepResult Dispatcher::step(EventWork& work, Clock::time_point& retr
                    {"call_id", work.stored.call_id},
                    {"state", std::string(to_string(state))},
                    {"error", work.config->secrets->redact(outcome.error)}});
+    if (work.observer) work.observer->on_rule(outcome, work.call.vars);
     ++work.next;
     work.attempt = 1;
   }
@@ -384,6 +398,7 @@ Dispatcher::StepResult Dispatcher::step(EventWork& work, Clock::time_point& retr
     return StepResult::wait;
   }
   metrics_.events_processed++;
+  if (work.observer) work.observer->on_finished(work.call.vars);
   return StepResult::done;
 }
 

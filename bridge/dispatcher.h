@@ -19,6 +19,7 @@
 #include "connectors/http/http_client.h"
 #include "rules/config.h"
 #include "rules/engine.h"
+#include "rules/host.h"
 
 namespace callbridge::bridge {
 
@@ -42,8 +43,10 @@ class ConfigHolder {
 
 // Whether a failed attempt is tried again, given the rule's policy and method.
 enum class RetryDecision { retry, unknown, final };
+// `retryable`: the action's own verdict (RuleOutcome::retryable), when it has one.
 RetryDecision decide_retry(const rules::Rule& rule, const rules::RetryPolicy& policy,
-                           const http::Outcome* response, int attempt);
+                           const http::Outcome* response, int attempt,
+                           std::optional<bool> retryable = std::nullopt);
 std::chrono::milliseconds backoff_delay(const rules::RetryPolicy& policy, int attempt,
                                         const http::Outcome* response);
 
@@ -53,11 +56,15 @@ class Dispatcher {
              Metrics& metrics);
   ~Dispatcher();
 
+  // Connector services: enrich events before their rules and serve typed actions. Set before
+  // start(); may stay null.
+  void set_services(const rules::Services* services) { services_ = services; }
   void start(int workers, std::size_t capacity);
   // Backpressure: take a slot before making an event durable; false means full (answer 503).
   bool reserve();
   void cancel_reservation();
-  void submit(StoredEvent event);  // uses a reserved slot
+  // Uses a reserved slot. `observer` (may be null) follows the event's rules.
+  void submit(StoredEvent event, std::shared_ptr<rules::EventObserver> observer = nullptr);
   // Queues every pending event of the journal (after a crash or a stop); returns the count.
   std::size_t recover();
   // Stops taking work; waits up to `grace` for running steps. True when all stopped in time.
@@ -83,6 +90,7 @@ class Dispatcher {
   const ConfigHolder& config_;
   http::Transport& transport_;
   Metrics& metrics_;
+  const rules::Services* services_ = nullptr;
 
   std::mutex mutex_;
   std::condition_variable wake_;

@@ -50,6 +50,13 @@ CREATE TABLE IF NOT EXISTS calls (
   vars TEXT NOT NULL,
   updated_at INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS kv (
+  ns TEXT NOT NULL,
+  key TEXT NOT NULL,
+  value TEXT NOT NULL,
+  updated_at INTEGER NOT NULL,
+  PRIMARY KEY (ns, key)
+) WITHOUT ROWID;
 )sql";
 
 std::int64_t now_ms() {
@@ -544,6 +551,53 @@ std::size_t Journal::prune(std::chrono::system_clock::time_point older_than) {
       },
       error);
   return error.empty() ? pruned : 0;
+}
+
+bool Journal::kv_put(std::string_view ns, std::string_view key, std::string_view value,
+                     std::string& error) {
+  return impl_->submit(
+      [&](Connection& db, std::string& e) {
+        Statement s(db,
+                    "INSERT INTO kv (ns, key, value, updated_at) VALUES (?, ?, ?, ?) ON CONFLICT "
+                    "(ns, key) DO UPDATE SET value = excluded.value, updated_at = "
+                    "excluded.updated_at");
+        s.bind(1, ns).bind(2, key).bind(3, value).bind(4, now_ms());
+        if (s.step() == SQLITE_DONE) return true;
+        e = s.error();
+        return false;
+      },
+      error);
+}
+
+bool Journal::kv_erase(std::string_view ns, std::string_view key, std::string& error) {
+  return impl_->submit(
+      [&](Connection& db, std::string& e) {
+        Statement s(db, "DELETE FROM kv WHERE ns = ? AND key = ?");
+        s.bind(1, ns).bind(2, key);
+        if (s.step() == SQLITE_DONE) return true;
+        e = s.error();
+        return false;
+      },
+      error);
+}
+
+std::optional<std::string> Journal::kv_get(std::string_view ns, std::string_view key) {
+  return impl_->read([&](Connection& db) -> std::optional<std::string> {
+    Statement s(db, "SELECT value FROM kv WHERE ns = ? AND key = ?");
+    s.bind(1, ns).bind(2, key);
+    if (s.step() == SQLITE_ROW) return s.text(0);
+    return std::nullopt;
+  });
+}
+
+std::vector<std::pair<std::string, std::string>> Journal::kv_scan(std::string_view ns) {
+  return impl_->read([&](Connection& db) {
+    std::vector<std::pair<std::string, std::string>> out;
+    Statement s(db, "SELECT key, value FROM kv WHERE ns = ? ORDER BY key");
+    s.bind(1, ns);
+    while (s.step() == SQLITE_ROW) out.emplace_back(s.text(0), s.text(1));
+    return out;
+  });
 }
 
 std::uint64_t Journal::commits() const {

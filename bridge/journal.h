@@ -8,6 +8,8 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
+#include <utility>
 #include <vector>
 
 namespace callbridge::bridge {
@@ -97,6 +99,13 @@ class Journal {
 
   // Deletes calls whose last event is older than `older_than`, with their events and actions.
   std::size_t prune(std::chrono::system_clock::time_point older_than);
+
+  // Connector state (rules::KeyValueStore): durable on return, group-committed like the rest.
+  bool kv_put(std::string_view ns, std::string_view key, std::string_view value,
+              std::string& error);
+  bool kv_erase(std::string_view ns, std::string_view key, std::string& error);
+  std::optional<std::string> kv_get(std::string_view ns, std::string_view key);
+  std::vector<std::pair<std::string, std::string>> kv_scan(std::string_view ns);
 
   // Statistics for /metrics.
   std::uint64_t commits() const;

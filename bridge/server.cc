@@ -3,6 +3,7 @@
 #include <httplib.h>
 
 #include <nlohmann/json.hpp>
+#include <regex>
 
 #include "bridge/event_input.h"
 #include "bridge/history.h"
@@ -40,6 +41,9 @@ std::string presented_token(const httplib::Request& req) {
   std::string auth = req.get_header_value("Authorization");
   if (auth.size() > 7 && strncasecmp(auth.c_str(), "Bearer ", 7) == 0) return auth.substr(7);
   if (req.has_header("X-Callbridge-Token")) return req.get_header_value("X-Callbridge-Token");
+  // Kompira Pigeon's clients send `X-Authorization: Token T`.
+  std::string pigeon = req.get_header_value("X-Authorization");
+  if (pigeon.size() > 6 && strncasecmp(pigeon.c_str(), "Token ", 6) == 0) return pigeon.substr(6);
   if (req.has_param("token")) return req.get_param_value("token");
   return {};
 }
@@ -65,6 +69,22 @@ nlohmann::json event_from_params(const httplib::Params& params, std::string& err
   return j;
 }
 
+rules::HttpRequest to_route_request(const httplib::Request& req) {
+  rules::HttpRequest out;
+  out.method = req.method;
+  out.path = req.path;
+  for (const auto& m : req.matches) out.matches.push_back(m.str());
+  for (const auto& [name, value] : req.headers) {
+    std::string lower = name;
+    std::transform(lower.begin(), lower.end(), lower.begin(), ::tolower);
+    out.headers.emplace(std::move(lower), value);
+  }
+  for (const auto& [name, value] : req.params) out.params.emplace(name, value);
+  out.body = req.body;
+  out.remote_addr = req.remote_addr;
+  return out;
+}
+
 }  // namespace
 
 struct BridgeServer::Impl {
@@ -72,12 +92,49 @@ struct BridgeServer::Impl {
   Journal& journal;
   Dispatcher& dispatcher;
   Metrics& metrics;
+  Intake& intake;
+  const std::vector<rules::Route>& extra_routes;
+  const rules::Services* services;
   httplib::Server server;
   int port = 0;
   bool open_access = false;  // no tokens configured and bound to loopback
+  std::vector<std::regex> public_paths;  // connector routes that authenticate by themselves
 
-  Impl(const ConfigHolder& c, Journal& j, Dispatcher& d, Metrics& m)
-      : config(c), journal(j), dispatcher(d), metrics(m) {}
+  Impl(const ConfigHolder& c, Journal& j, Dispatcher& d, Metrics& m, Intake& i,
+       const std::vector<rules::Route>& r, const rules::Services* s)
+      : config(c),
+        journal(j),
+        dispatcher(d),
+        metrics(m),
+        intake(i),
+        extra_routes(r),
+        services(s) {}
+
+  bool is_public(const httplib::Request& req) const {
+    if (req.path == "/healthz") return true;
+    for (const auto& re : public_paths)
+      if (std::regex_match(req.path, re)) return true;
+    return false;
+  }
+
+  void mount(const rules::Route& route) {
+    if (route.auth == rules::RouteAuth::none) public_paths.emplace_back(route.pattern);
+    auto handler = [handle = route.handler](const httplib::Request& req, httplib::Response& res) {
+      rules::HttpResponse out;
+      handle(to_route_request(req), out);
+      res.status = out.status;
+      for (const auto& [name, value] : out.headers) res.set_header(name, value);
+      res.set_content(out.body, out.content_type);
+    };
+    if (route.method == "GET")
+      server.Get(route.pattern, handler);
+    else if (route.method == "POST")
+      server.Post(route.pattern, handler);
+    else if (route.method == "PUT")
+      server.Put(route.pattern, handler);
+    else if (route.method == "DELETE")
+      server.Delete(route.pattern, handler);
+  }
 
   bool authorized(const httplib::Request& req) {
     auto cfg = config.get();
@@ -96,27 +153,15 @@ struct BridgeServer::Impl {
       metrics.rejected_invalid++;
       return send_error(res, 400, "invalid_event", error);
     }
-    if (!dispatcher.reserve()) {
-      metrics.rejected_busy++;
+    Intake::Rejection rejection;
+    auto submitted = intake.accept(*event, nullptr, rejection);
+    if (!submitted) {
       res.set_header("Retry-After", "1");
-      return send_error(res, 503, "busy", "too many events waiting; retry later");
-    }
-    auto stored =
-        journal.append_event(event->call_id, event->event, event_to_json_text(*event), error);
-    if (!stored) {
-      dispatcher.cancel_reservation();
-      metrics.rejected_journal++;
-      log_limited("intake-journal", LogLevel::error, "cannot make event durable",
-                  {{"error", error}});
-      res.set_header("Retry-After", "1");
-      return send_error(res, 503, "journal_unavailable",
-                        "the event could not be made durable; retry later");
+      return send_error(res, rejection.status, rejection.code, rejection.message);
     }
     nlohmann::ordered_json body;
-    body["event_id"] = stored->event_id;
-    body["call_id"] = stored->call_id;
-    dispatcher.submit(std::move(*stored));
-    metrics.events_accepted++;
+    body["event_id"] = submitted->event_id;
+    body["call_id"] = submitted->call_id;
     metrics.intake_latency.observe(
         std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - started));
     res.status = 202;
@@ -125,7 +170,7 @@ struct BridgeServer::Impl {
 
   void routes() {
     server.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
-      if (req.path == "/healthz") return httplib::Server::HandlerResponse::Unhandled;
+      if (is_public(req)) return httplib::Server::HandlerResponse::Unhandled;
       if (!authorized(req)) {
         metrics.rejected_unauthorized++;
         res.set_header("WWW-Authenticate", "Bearer");
@@ -187,8 +232,13 @@ struct BridgeServer::Impl {
     });
 
     server.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
-      res.set_content(metrics.render(), "text/plain; version=0.0.4");
+      std::string text = metrics.render();
+      if (services)
+        for (const auto& [name, service] : services->all()) service->metrics(text);
+      res.set_content(text, "text/plain; version=0.0.4");
     });
+
+    for (const auto& route : extra_routes) mount(route);
 
     server.set_error_handler([this](const httplib::Request&, httplib::Response& res) {
       if (!res.body.empty()) return;
@@ -217,8 +267,11 @@ struct BridgeServer::Impl {
 };
 
 BridgeServer::BridgeServer(const ConfigHolder& config, Journal& journal, Dispatcher& dispatcher,
-                           Metrics& metrics)
-    : impl_(std::make_unique<Impl>(config, journal, dispatcher, metrics)) {}
+                           Metrics& metrics, Intake& intake,
+                           const std::vector<rules::Route>& routes,
+                           const rules::Services* services)
+    : impl_(std::make_unique<Impl>(config, journal, dispatcher, metrics, intake, routes,
+                                   services)) {}
 
 BridgeServer::~BridgeServer() {
   stop();

@@ -4,16 +4,23 @@
 #include <memory>
 #include <string>
 
+#include <vector>
+
 #include "bridge/dispatcher.h"
+#include "bridge/intake.h"
 #include "bridge/journal.h"
 #include "bridge/metrics.h"
+#include "rules/host.h"
 
 namespace callbridge::bridge {
 
 class BridgeServer {
  public:
+  // `routes` are the connectors' endpoints, mounted beside the bridge's own; `services` add
+  // their lines to /metrics (may be null).
   BridgeServer(const ConfigHolder& config, Journal& journal, Dispatcher& dispatcher,
-               Metrics& metrics);
+               Metrics& metrics, Intake& intake, const std::vector<rules::Route>& routes = {},
+               const rules::Services* services = nullptr);
   ~BridgeServer();
 
   // Binds `host:port` (port 0: any free port). False with `error` when it cannot.

@@ -49,13 +49,23 @@ struct RetryPolicy {
   std::optional<bool> on_connect, on_timeout, on_429, on_5xx;
 };
 
+class Action;
+
+// A connector's top-level configuration section, validated once at load (see rules/registry.h).
+class Section {
+ public:
+  virtual ~Section() = default;
+};
+
 struct Rule {
   std::string name;
   std::string event;  // canonical
   int order = 0;
   std::size_t position = 0;  // index in the file, for ties
   std::optional<Gate> when;
-  RequestSpec request;
+  RequestSpec request;                  // used when `action` is null
+  std::shared_ptr<const Action> action;  // a typed action (kintone, decide, escalate...)
+  std::string action_key;                // the rule key it was written under
   std::optional<Regex> extract;
   std::optional<RetryPolicy> retry;
   std::string memo;
@@ -113,6 +123,14 @@ struct Config {
   DispatcherConfig dispatcher;
   std::shared_ptr<const RuleSet> rules = std::make_shared<RuleSet>();
   std::shared_ptr<const SecretSet> secrets = std::make_shared<SecretSet>();
+  // Connector sections by top-level key.
+  std::map<std::string, std::shared_ptr<const Section>, std::less<>> sections;
+
+  template <class T>
+  const T* section(std::string_view key) const {
+    auto it = sections.find(key);
+    return it == sections.end() ? nullptr : dynamic_cast<const T*>(it->second.get());
+  }
 };
 
 struct Diagnostic {
@@ -129,8 +147,14 @@ struct LoadResult {
 // Reads `${NAME}` from the process environment.
 std::optional<std::string> process_env(std::string_view name);
 
+class Registry;
+// The registry with no connectors: raw call actions only.
+const Registry& core_registry();
+
 LoadResult load_config_text(std::string_view yaml, const std::string& file,
-                            const Template::EnvLookup& env = process_env);
-LoadResult load_config_file(const std::string& path, const Template::EnvLookup& env = process_env);
+                            const Template::EnvLookup& env = process_env,
+                            const Registry& registry = core_registry());
+LoadResult load_config_file(const std::string& path, const Template::EnvLookup& env = process_env,
+                            const Registry& registry = core_registry());
 
 }  // namespace callbridge::rules

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "rules/action.h"
+
 namespace callbridge::rules {
 
 namespace {
@@ -21,6 +23,23 @@ std::string quoted(std::string_view s) {
   return "\"" + std::string(s) + "\"";
 }
 
+// Named groups that took part set RESPONSE_<GROUP>; groups that did not are unset.
+void apply_extract(const Regex& extract, const std::string& body, CallContext& call,
+                   RuleOutcome& out) {
+  RegexMatch m = extract.match(body);
+  if (!m.error.empty()) {
+    out.status = RuleStatus::failed;
+    out.error = "extract: " + m.error;
+    return;
+  }
+  if (!m.matched) return;
+  for (const std::string& group : extract.group_names()) call.vars.erase("RESPONSE_" + group);
+  for (auto& [group, value] : m.groups) {
+    call.vars["RESPONSE_" + group] = value;
+    out.extracted["RESPONSE_" + group] = value;
+  }
+}
+
 }  // namespace
 
 std::string_view to_string(RuleStatus status) {
@@ -38,8 +57,17 @@ std::string_view to_string(RuleStatus status) {
 }
 
 Engine::Engine(std::shared_ptr<const RuleSet> rules, std::shared_ptr<const SecretSet> secrets,
-               http::Transport* transport)
-    : rules_(std::move(rules)), secrets_(std::move(secrets)), transport_(transport) {}
+               http::Transport* transport, const Services* services)
+    : rules_(std::move(rules)),
+      secrets_(std::move(secrets)),
+      transport_(transport),
+      services_(services) {}
+
+bool Engine::idempotent(const Rule& rule) {
+  if (rule.action) return rule.action->idempotent();
+  const std::string& m = rule.request.method;
+  return m == "GET" || m == "PUT" || m == "DELETE";
+}
 
 void Engine::apply_event(const EventInput& event, CallContext& call) {
   call.call_id = event.call_id;
@@ -90,6 +118,18 @@ RuleOutcome Engine::run_rule(const Rule& rule, CallContext& call,
     if (!m.matched) return out;  // skipped
   } else {
     out.gate = "no gate";
+  }
+
+  if (rule.action) {
+    static const BeforeSend no_hook;
+    ActionContext context{call, *secrets_, transport_, services_,
+                          before_send ? before_send : no_hook};
+    rule.action->run(context, out);
+    if (out.response && out.response->kind == http::OutcomeKind::response)
+      call.vars["RESPONSE_STATUS"] = std::to_string(out.response->status);
+    if (rule.extract && out.response && out.response->kind == http::OutcomeKind::response)
+      apply_extract(*rule.extract, out.response->body, call, out);
+    return out;
   }
 
   const RequestSpec& spec = rule.request;
@@ -152,20 +192,8 @@ RuleOutcome Engine::run_rule(const Rule& rule, CallContext& call,
         std::string(http::to_string(response.kind)) + ": " + secrets_->redact(response.error);
   }
 
-  if (rule.extract && response.kind == http::OutcomeKind::response) {
-    RegexMatch m = rule.extract->match(response.body);
-    if (!m.error.empty()) {
-      out.status = RuleStatus::failed;
-      out.error = "extract: " + m.error;
-    } else if (m.matched) {
-      for (const std::string& group : rule.extract->group_names())
-        call.vars.erase("RESPONSE_" + group);
-      for (auto& [group, value] : m.groups) {
-        call.vars["RESPONSE_" + group] = value;
-        out.extracted["RESPONSE_" + group] = value;
-      }
-    }
-  }
+  if (rule.extract && response.kind == http::OutcomeKind::response)
+    apply_extract(*rule.extract, response.body, call, out);
   out.response = std::move(response);
   return out;
 }

@@ -13,6 +13,8 @@
 
 namespace callbridge::rules {
 
+class Services;
+
 struct EventInput {
   std::string event;  // canonical name
   std::string call_id;
@@ -45,19 +47,27 @@ struct RuleOutcome {
   Variables extracted;                 // RESPONSE_* set by this rule
   std::vector<std::string> undefined;  // variables rendered empty
   std::string error;
+  // Set by typed actions that know better than the HTTP status whether trying again can help
+  // (a kintone 429 applied nothing; a validation error never succeeds). Unset: by status.
+  std::optional<bool> retryable;
 };
 
 class Engine {
  public:
   // `transport` null: dry run; requests are rendered but not sent and nothing is extracted.
+  // `services`: the running bridge's connector services, for typed actions; null elsewhere.
   Engine(std::shared_ptr<const RuleSet> rules, std::shared_ptr<const SecretSet> secrets,
-         http::Transport* transport);
+         http::Transport* transport, const Services* services = nullptr);
 
   // Sets the built-in variables from `event`, then runs its rules in order.
   std::vector<RuleOutcome> run(const EventInput& event, CallContext& call) const;
 
   // Built-ins and event variables as they enter the call's variables.
   static void apply_event(const EventInput& event, CallContext& call);
+
+  // True when repeating the rule's action is harmless (GET/PUT/DELETE, or what a typed action
+  // says of itself): decides retries after timeouts and what crash recovery repeats.
+  static bool idempotent(const Rule& rule);
 
   // One attempt of one rule. `before_send` sees the redacted request just before it goes out
   // (the journal records it there); returning false aborts the attempt as failed.
@@ -71,6 +81,7 @@ class Engine {
   std::shared_ptr<const RuleSet> rules_;
   std::shared_ptr<const SecretSet> secrets_;
   http::Transport* transport_;
+  const Services* services_;
 };
 
 }  // namespace callbridge::rules

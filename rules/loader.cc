@@ -7,6 +7,8 @@
 #include <sstream>
 
 #include "rules/config.h"
+#include "rules/config_reader.h"
+#include "rules/registry.h"
 #include "rules/events.h"
 
 namespace callbridge::rules {
@@ -22,11 +24,10 @@ std::string join(const std::vector<std::string>& items) {
 }
 
 // Walks the YAML tree once, collecting every error with its position.
-class Loader {
+class Loader : public ConfigReader {
  public:
-  Loader(std::string file, const Template::EnvLookup& env) : file_(std::move(file)), env_(env) {
-    secrets_ = std::make_shared<SecretSet>();
-  }
+  Loader(std::string file, const Template::EnvLookup& env, const Registry& registry)
+      : ConfigReader(std::move(file), env), registry_(registry) {}
 
   LoadResult run(std::string_view text) {
     LoadResult result;
@@ -45,12 +46,20 @@ class Loader {
     } else if (!root.IsMap()) {
       error(root, "the configuration must be a mapping with keys server, storage, http, rules");
     } else {
-      check_keys(root, {"server", "storage", "http", "dispatcher", "rules"});
+      std::vector<std::string> keys{"server", "storage", "http", "dispatcher", "rules"};
+      for (const auto& section : registry_.sections()) keys.push_back(section.key);
+      check_keys(root, keys);
       if (auto n = root["server"]) load_server(n, config.server);
       if (auto n = root["storage"]) load_storage(n, config.storage);
       if (auto n = root["dispatcher"]) load_dispatcher(n, config.dispatcher);
       retry_default_ = config.dispatcher.retry;
       if (auto n = root["http"]) load_http(n, config.http);
+      for (const auto& section : registry_.sections()) {
+        auto n = root[section.key];
+        if (!n) continue;
+        if (auto loaded = section.load(n, *this)) sections_[section.key] = loaded;
+      }
+      config.sections = sections_;
       if (auto n = root["rules"]) config.rules = std::make_shared<RuleSet>(load_rules(n));
     }
     config.secrets = secrets_;
@@ -64,125 +73,6 @@ class Loader {
   }
 
  private:
-  SourceLocation where(const YAML::Node& node, std::size_t offset = 0) const {
-    YAML::Mark mark = node.Mark();
-    int column = mark.column + 1;
-    // Offsets inside single-line scalars point at the character; quoted scalars start one later.
-    if (node.IsScalar() && node.Scalar().find('\n') == std::string::npos) {
-      column += static_cast<int>(offset) + (node.Tag() == "!" ? 1 : 0);
-    }
-    return {file_, mark.line + 1, column};
-  }
-  void error(const YAML::Node& node, const std::string& message, std::size_t offset = 0) {
-    errors_.push_back({where(node, offset), secrets_->redact(message)});
-  }
-
-  // Reports unknown and duplicate keys; returns the keys present.
-  std::set<std::string> check_keys(const YAML::Node& map, const std::vector<std::string>& allowed,
-                                   const std::string& context = "") {
-    std::set<std::string> seen;
-    for (auto it = map.begin(); it != map.end(); ++it) {
-      std::string key = it->first.as<std::string>("");
-      std::string shown = context.empty() ? key : context + "." + key;
-      if (std::find(allowed.begin(), allowed.end(), key) == allowed.end()) {
-        error(it->first, "unknown key \"" + shown + "\"; known: " + join(allowed));
-      } else if (!seen.insert(key).second) {
-        error(it->first, "duplicate key \"" + shown + "\"");
-      }
-    }
-    return seen;
-  }
-
-  bool expect_map(const YAML::Node& node, const std::string& what) {
-    if (node.IsMap()) return true;
-    error(node, "\"" + what + "\" must be a mapping");
-    return false;
-  }
-
-  std::optional<std::string> scalar(const YAML::Node& node, const std::string& what) {
-    if (!node.IsScalar()) {
-      error(node, "\"" + what + "\" must be a single value");
-      return std::nullopt;
-    }
-    return node.Scalar();
-  }
-
-  // A plain string setting; `${NAME}` expands from the environment and is a secret.
-  std::optional<std::string> string_setting(const YAML::Node& node, const std::string& what) {
-    auto raw = scalar(node, what);
-    if (!raw) return std::nullopt;
-    std::vector<Template::Error> errs;
-    Template t = Template::compile(*raw, Destination::text, tracked_env(), errs);
-    for (const auto& e : errs) error(node, "\"" + what + "\": " + e.message, e.offset);
-    if (!errs.empty()) return std::nullopt;
-    // Placeholders have no meaning here; render them as written.
-    RenderReport report;
-    Variables none;
-    std::string value = t.render(none, report);
-    if (!report.undefined.empty()) value = *raw;
-    return value;
-  }
-
-  std::optional<long long> integer(const YAML::Node& node, const std::string& what, long long min,
-                                   long long max) {
-    auto raw = scalar(node, what);
-    if (!raw) return std::nullopt;
-    char* end = nullptr;
-    errno = 0;
-    long long v = std::strtoll(raw->c_str(), &end, 10);
-    if (raw->empty() || *end != '\0' || errno != 0) {
-      error(node, "\"" + what + "\": must be an integer, got \"" + *raw + "\"");
-      return std::nullopt;
-    }
-    if (v < min || v > max) {
-      error(node, "\"" + what + "\": must be between " + std::to_string(min) + " and " +
-                      std::to_string(max) + ", got " + std::to_string(v));
-      return std::nullopt;
-    }
-    return v;
-  }
-
-  std::optional<bool> boolean(const YAML::Node& node, const std::string& what) {
-    auto raw = scalar(node, what);
-    if (!raw) return std::nullopt;
-    if (*raw == "true") return true;
-    if (*raw == "false") return false;
-    error(node, "\"" + what + "\": must be true or false, got \"" + *raw + "\"");
-    return std::nullopt;
-  }
-
-  Template::EnvLookup tracked_env() {
-    return [this](std::string_view name) -> std::optional<std::string> {
-      auto value = env_(name);
-      if (value) secrets_->add(*value);
-      return value;
-    };
-  }
-
-  std::optional<Template> template_setting(const YAML::Node& node, const std::string& what,
-                                           Destination destination) {
-    auto raw = scalar(node, what);
-    if (!raw) return std::nullopt;
-    std::vector<Template::Error> errs;
-    Template t = Template::compile(*raw, destination, tracked_env(), errs);
-    for (const auto& e : errs) error(node, "\"" + what + "\": " + e.message, e.offset);
-    if (!errs.empty()) return std::nullopt;
-    return t;
-  }
-
-  std::optional<Regex> regex_setting(const YAML::Node& node, const std::string& what) {
-    auto raw = scalar(node, what);
-    if (!raw) return std::nullopt;
-    RegexError err;
-    auto regex = Regex::compile(*raw, err);
-    if (!regex) {
-      error(node,
-            "\"" + what + "\": bad pattern at offset " + std::to_string(err.offset) + ": " +
-                err.message,
-            err.offset);
-    }
-    return regex;
-  }
 
   void load_server(const YAML::Node& node, ServerConfig& out) {
     if (!expect_map(node, "server")) return;
@@ -322,8 +212,10 @@ class Loader {
       rule.location = where(r);
       if (!expect_map(r, "rules[" + std::to_string(i) + "]")) continue;
       std::size_t before = errors_.size();
-      check_keys(r, {"name", "event", "order", "when", "request", "extract", "retry", "memo"},
-                 "rule");
+      std::vector<std::string> keys{"name",    "event", "order", "when",
+                                    "request", "extract", "retry", "memo"};
+      for (const auto& action : registry_.actions()) keys.push_back(action.key);
+      check_keys(r, keys, "rule");
       if (auto n = r["name"]) {
         if (auto v = scalar(n, "name")) {
           rule.name = *v;
@@ -353,10 +245,24 @@ class Loader {
       if (auto n = r["memo"])
         if (auto v = scalar(n, "memo")) rule.memo = *v;
       if (auto n = r["when"]) load_gate(n, rule);
-      if (auto n = r["request"]) {
-        load_request(n, rule.request);
+      std::vector<std::string> given;
+      if (r["request"]) given.push_back("request");
+      for (const auto& action : registry_.actions())
+        if (r[action.key]) given.push_back(action.key);
+      if (given.empty()) {
+        std::string known = "request";
+        for (const auto& action : registry_.actions()) known += ", " + action.key;
+        error(r, "rule \"" + label + "\" needs one action; known: " + known);
+      } else if (given.size() > 1) {
+        error(r, "rule \"" + label + "\" has more than one action: " + join(given));
+      } else if (given[0] == "request") {
+        load_request(r["request"], rule.request);
       } else {
-        error(r, "rule \"" + label + "\" is missing required key \"request\"");
+        rule.action_key = given[0];
+        if (auto loaded = registry_.action(given[0])->load(r[given[0]], *this, label))
+          rule.action = std::move(loaded);
+        else if (errors_.size() == before)
+          error(r[given[0]], "\"" + given[0] + "\": invalid action");
       }
       if (auto n = r["extract"]) rule.extract = regex_setting(n, "extract");
       if (auto n = r["retry"]) rule.retry = load_retry(n, "retry", retry_default_);
@@ -518,10 +424,7 @@ class Loader {
     }
   }
 
-  std::string file_;
-  const Template::EnvLookup& env_;
-  std::shared_ptr<SecretSet> secrets_;
-  std::vector<Diagnostic> errors_;
+  const Registry& registry_;
   RetryPolicy retry_default_;
 };
 
@@ -553,12 +456,18 @@ std::optional<std::string> process_env(std::string_view name) {
   return std::string(value);
 }
 
-LoadResult load_config_text(std::string_view yaml, const std::string& file,
-                            const Template::EnvLookup& env) {
-  return Loader(file, env).run(yaml);
+const Registry& core_registry() {
+  static const Registry none;
+  return none;
 }
 
-LoadResult load_config_file(const std::string& path, const Template::EnvLookup& env) {
+LoadResult load_config_text(std::string_view yaml, const std::string& file,
+                            const Template::EnvLookup& env, const Registry& registry) {
+  return Loader(file, env, registry).run(yaml);
+}
+
+LoadResult load_config_file(const std::string& path, const Template::EnvLookup& env,
+                            const Registry& registry) {
   std::ifstream in(path, std::ios::binary);
   if (!in) {
     LoadResult result;
@@ -567,7 +476,7 @@ LoadResult load_config_file(const std::string& path, const Template::EnvLookup& 
   }
   std::stringstream buffer;
   buffer << in.rdbuf();
-  return load_config_text(buffer.str(), path, env);
+  return load_config_text(buffer.str(), path, env, registry);
 }
 
 }  // namespace callbridge::rules

@@ -4,6 +4,7 @@
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
+#include "bridge/connectors.h"
 #include "bridge/event_input.h"
 #include "rules/config.h"
 #include "rules/engine.h"
@@ -29,7 +30,7 @@ std::optional<std::string> sample_env(std::string_view name) {
 rules::Config load_sample(const std::string& name, const FakeKintone* kintone) {
   std::string text = testing::read_file(kSamples + "/" + name);
   if (kintone) text = testing::replace_all(text, "https://example.cybozu.com", kintone->base_url());
-  auto result = rules::load_config_text(text, name, sample_env);
+  auto result = rules::load_config_text(text, name, sample_env, bridge::connector_registry());
   for (const auto& e : result.errors) UNSCOPED_INFO(e.format());
   REQUIRE(result.config);
   return std::move(*result.config);

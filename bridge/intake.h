@@ -1,0 +1,58 @@
+// The one way an event enters the bridge: a slot in the dispatcher (backpressure), then the
+// journal (durable), then the dispatcher's queue. HTTP intake and connector services share it.
+#pragma once
+
+#include "bridge/dispatcher.h"
+#include "bridge/journal.h"
+#include "bridge/metrics.h"
+#include "rules/host.h"
+
+namespace callbridge::bridge {
+
+class Intake final : public rules::EventSink {
+ public:
+  Intake(Journal& journal, Dispatcher& dispatcher, Metrics& metrics)
+      : journal_(journal), dispatcher_(dispatcher), metrics_(metrics) {}
+
+  struct Rejection {
+    int status = 0;
+    std::string code;  // busy, journal_unavailable
+    std::string message;
+  };
+  std::optional<rules::SubmittedEvent> accept(const rules::EventInput& event,
+                                              std::shared_ptr<rules::EventObserver> observer,
+                                              Rejection& rejection);
+
+  std::optional<rules::SubmittedEvent> submit(const rules::EventInput& event,
+                                              std::shared_ptr<rules::EventObserver> observer,
+                                              int& status, std::string& error) override;
+
+ private:
+  Journal& journal_;
+  Dispatcher& dispatcher_;
+  Metrics& metrics_;
+};
+
+// Connector state in the journal's database.
+class JournalStore final : public rules::KeyValueStore {
+ public:
+  explicit JournalStore(Journal& journal) : journal_(journal) {}
+  bool put(std::string_view ns, std::string_view key, std::string_view value,
+           std::string& error) override {
+    return journal_.kv_put(ns, key, value, error);
+  }
+  bool erase(std::string_view ns, std::string_view key, std::string& error) override {
+    return journal_.kv_erase(ns, key, error);
+  }
+  std::optional<std::string> get(std::string_view ns, std::string_view key) override {
+    return journal_.kv_get(ns, key);
+  }
+  std::vector<std::pair<std::string, std::string>> scan(std::string_view ns) override {
+    return journal_.kv_scan(ns);
+  }
+
+ private:
+  Journal& journal_;
+};
+
+}  // namespace callbridge::bridge

@@ -1,0 +1,7 @@
+#include "connectors/escalation/register.h"
+
+namespace callbridge::escalation {
+
+void register_connector(rules::Registry& /*registry*/) {}
+
+}  // namespace callbridge::escalation

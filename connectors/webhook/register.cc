@@ -1,0 +1,7 @@
+#include "connectors/webhook/register.h"
+
+namespace callbridge::webhook {
+
+void register_connector(rules::Registry& /*registry*/) {}
+
+}  // namespace callbridge::webhook

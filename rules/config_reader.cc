@@ -1,0 +1,199 @@
+#include "rules/config_reader.h"
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+
+namespace callbridge::rules {
+
+namespace {
+
+std::string join_names(const std::vector<std::string>& items) {
+  std::string out;
+  for (const std::string& item : items) out += (out.empty() ? "" : ", ") + item;
+  return out;
+}
+
+}  // namespace
+
+ConfigReader::ConfigReader(std::string file, const Template::EnvLookup& env)
+    : file_(std::move(file)), env_(env), secrets_(std::make_shared<SecretSet>()) {}
+
+SourceLocation ConfigReader::where(const YAML::Node& node, std::size_t offset) const {
+  YAML::Mark mark = node.Mark();
+  int column = mark.column + 1;
+  // Offsets inside single-line scalars point at the character; quoted scalars start one later.
+  if (node.IsScalar() && node.Scalar().find('\n') == std::string::npos) {
+    column += static_cast<int>(offset) + (node.Tag() == "!" ? 1 : 0);
+  }
+  return {file_, mark.line + 1, column};
+}
+void ConfigReader::error(const YAML::Node& node, const std::string& message, std::size_t offset) {
+  errors_.push_back({where(node, offset), secrets_->redact(message)});
+}
+
+// Reports unknown and duplicate keys; returns the keys present.
+std::set<std::string> ConfigReader::check_keys(const YAML::Node& map, const std::vector<std::string>& allowed,
+                                 const std::string& context) {
+  std::set<std::string> seen;
+  for (auto it = map.begin(); it != map.end(); ++it) {
+    std::string key = it->first.as<std::string>("");
+    std::string shown = context.empty() ? key : context + "." + key;
+    if (std::find(allowed.begin(), allowed.end(), key) == allowed.end()) {
+      error(it->first, "unknown key \"" + shown + "\"; known: " + join_names(allowed));
+    } else if (!seen.insert(key).second) {
+      error(it->first, "duplicate key \"" + shown + "\"");
+    }
+  }
+  return seen;
+}
+
+bool ConfigReader::expect_map(const YAML::Node& node, const std::string& what) {
+  if (node.IsMap()) return true;
+  error(node, "\"" + what + "\" must be a mapping");
+  return false;
+}
+
+std::optional<std::string> ConfigReader::scalar(const YAML::Node& node, const std::string& what) {
+  if (!node.IsScalar()) {
+    error(node, "\"" + what + "\" must be a single value");
+    return std::nullopt;
+  }
+  return node.Scalar();
+}
+
+// A plain string setting; `${NAME}` expands from the environment and is a secret.
+std::optional<std::string> ConfigReader::string_setting(const YAML::Node& node, const std::string& what) {
+  auto raw = scalar(node, what);
+  if (!raw) return std::nullopt;
+  std::vector<Template::Error> errs;
+  Template t = Template::compile(*raw, Destination::text, tracked_env(), errs);
+  for (const auto& e : errs) error(node, "\"" + what + "\": " + e.message, e.offset);
+  if (!errs.empty()) return std::nullopt;
+  // Placeholders have no meaning here; render them as written.
+  RenderReport report;
+  Variables none;
+  std::string value = t.render(none, report);
+  if (!report.undefined.empty()) value = *raw;
+  return value;
+}
+
+std::optional<long long> ConfigReader::integer(const YAML::Node& node, const std::string& what, long long min,
+                                 long long max) {
+  auto raw = scalar(node, what);
+  if (!raw) return std::nullopt;
+  char* end = nullptr;
+  errno = 0;
+  long long v = std::strtoll(raw->c_str(), &end, 10);
+  if (raw->empty() || *end != '\0' || errno != 0) {
+    error(node, "\"" + what + "\": must be an integer, got \"" + *raw + "\"");
+    return std::nullopt;
+  }
+  if (v < min || v > max) {
+    error(node, "\"" + what + "\": must be between " + std::to_string(min) + " and " +
+                    std::to_string(max) + ", got " + std::to_string(v));
+    return std::nullopt;
+  }
+  return v;
+}
+
+std::optional<bool> ConfigReader::boolean(const YAML::Node& node, const std::string& what) {
+  auto raw = scalar(node, what);
+  if (!raw) return std::nullopt;
+  if (*raw == "true") return true;
+  if (*raw == "false") return false;
+  error(node, "\"" + what + "\": must be true or false, got \"" + *raw + "\"");
+  return std::nullopt;
+}
+
+Template::EnvLookup ConfigReader::tracked_env() {
+  return [this](std::string_view name) -> std::optional<std::string> {
+    auto value = env_(name);
+    if (value) secrets_->add(*value);
+    return value;
+  };
+}
+
+std::optional<Template> ConfigReader::template_setting(const YAML::Node& node, const std::string& what,
+                                         Destination destination) {
+  auto raw = scalar(node, what);
+  if (!raw) return std::nullopt;
+  std::vector<Template::Error> errs;
+  Template t = Template::compile(*raw, destination, tracked_env(), errs);
+  for (const auto& e : errs) error(node, "\"" + what + "\": " + e.message, e.offset);
+  if (!errs.empty()) return std::nullopt;
+  return t;
+}
+
+std::optional<Regex> ConfigReader::regex_setting(const YAML::Node& node, const std::string& what) {
+  auto raw = scalar(node, what);
+  if (!raw) return std::nullopt;
+  RegexError err;
+  auto regex = Regex::compile(*raw, err);
+  if (!regex) {
+    error(node,
+          "\"" + what + "\": bad pattern at offset " + std::to_string(err.offset) + ": " +
+              err.message,
+          err.offset);
+  }
+  return regex;
+}
+
+bool ConfigReader::expect_list(const YAML::Node& node, const std::string& what) {
+  if (node.IsSequence()) return true;
+  error(node, "\"" + what + "\" must be a list");
+  return false;
+}
+
+YAML::Node ConfigReader::required(const YAML::Node& map, const std::string& key,
+                                  const std::string& context) {
+  YAML::Node n = map[key];
+  if (!n) error(map, "\"" + context + "\" is missing required key \"" + key + "\"");
+  return n;
+}
+
+std::optional<std::string> ConfigReader::secret_setting(const YAML::Node& node,
+                                                        const std::string& what) {
+  std::optional<std::string> value;
+  if (node.IsMap()) {
+    check_keys(node, {"file"}, what);
+    auto path_node = node["file"];
+    if (!path_node) {
+      error(node, "\"" + what + "\" must be a value, ${ENV}, or {file: PATH}");
+      return std::nullopt;
+    }
+    auto path = string_setting(path_node, what + ".file");
+    if (!path) return std::nullopt;
+    std::ifstream in(*path, std::ios::binary);
+    if (!in) {
+      error(path_node, "\"" + what + "\": cannot read " + *path);
+      return std::nullopt;
+    }
+    std::stringstream buffer;
+    buffer << in.rdbuf();
+    value = buffer.str();
+    while (!value->empty() && (value->back() == '\n' || value->back() == '\r')) value->pop_back();
+  } else {
+    value = string_setting(node, what);
+  }
+  if (value) secrets_->add(*value);
+  return value;
+}
+
+std::optional<std::string> ConfigReader::choice(const YAML::Node& node, const std::string& what,
+                                                const std::vector<std::string>& allowed) {
+  auto v = scalar(node, what);
+  if (!v) return std::nullopt;
+  if (std::find(allowed.begin(), allowed.end(), *v) != allowed.end()) return v;
+  error(node, "\"" + what + "\": unknown value \"" + *v + "\"; known: " + join_names(allowed));
+  return std::nullopt;
+}
+
+const Section* ConfigReader::section(std::string_view key) const {
+  auto it = sections_.find(key);
+  return it == sections_.end() ? nullptr : it->second.get();
+}
+
+}  // namespace callbridge::rules

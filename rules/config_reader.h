@@ -1,0 +1,64 @@
+// Reading YAML strictly: every error collected with FILE:LINE:COL, never thrown. The loader uses
+// it for the core keys and hands it to connectors for theirs, so all errors share one report.
+#pragma once
+
+#include <yaml-cpp/yaml.h>
+
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "rules/config.h"
+
+namespace callbridge::rules {
+
+class ConfigReader {
+ public:
+  ConfigReader(std::string file, const Template::EnvLookup& env);
+  virtual ~ConfigReader() = default;
+
+  const std::string& file() const { return file_; }
+  SourceLocation where(const YAML::Node& node, std::size_t offset = 0) const;
+  void error(const YAML::Node& node, const std::string& message, std::size_t offset = 0);
+  std::size_t error_count() const { return errors_.size(); }
+
+  // Reports unknown and duplicate keys (listing the allowed ones); returns the keys present.
+  std::set<std::string> check_keys(const YAML::Node& map, const std::vector<std::string>& allowed,
+                                   const std::string& context = "");
+  bool expect_map(const YAML::Node& node, const std::string& what);
+  bool expect_list(const YAML::Node& node, const std::string& what);
+  // Reports `key` missing from `map`; returns the node (invalid when missing).
+  YAML::Node required(const YAML::Node& map, const std::string& key, const std::string& context);
+
+  std::optional<std::string> scalar(const YAML::Node& node, const std::string& what);
+  // A plain string; `${NAME}` expands from the environment (and is a secret).
+  std::optional<std::string> string_setting(const YAML::Node& node, const std::string& what);
+  // A string that is always a secret (passwords, client secrets), from `${ENV}` or literal;
+  // `file:` form `{file: PATH}` reads it from a file (trailing newline dropped).
+  std::optional<std::string> secret_setting(const YAML::Node& node, const std::string& what);
+  std::optional<long long> integer(const YAML::Node& node, const std::string& what, long long min,
+                                   long long max);
+  std::optional<bool> boolean(const YAML::Node& node, const std::string& what);
+  std::optional<Template> template_setting(const YAML::Node& node, const std::string& what,
+                                           Destination destination);
+  std::optional<Regex> regex_setting(const YAML::Node& node, const std::string& what);
+  // One of `allowed`; the error lists them.
+  std::optional<std::string> choice(const YAML::Node& node, const std::string& what,
+                                    const std::vector<std::string>& allowed);
+
+  // Sections already loaded (sections load before rules, in registry order).
+  const Section* section(std::string_view key) const;
+  SecretSet& secrets() { return *secrets_; }
+  Template::EnvLookup tracked_env();  // env lookups that register the values as secrets
+
+ protected:
+  std::string file_;
+  const Template::EnvLookup& env_;
+  std::shared_ptr<SecretSet> secrets_;
+  std::vector<Diagnostic> errors_;
+  std::map<std::string, std::shared_ptr<const Section>, std::less<>> sections_;
+};
+
+}  // namespace callbridge::rules

@@ -1,0 +1,131 @@
+// What the running bridge lends to connector services: a durable key-value store, a way to
+// submit events as if they had arrived over HTTP, HTTP routes of their own, and the outbound
+// HTTP transport. Connectors see these interfaces only, never the journal or the server.
+#pragma once
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "connectors/http/http_client.h"
+#include "rules/engine.h"
+
+namespace callbridge::rules {
+
+struct Config;
+
+// Durable on return (group-committed with the journal). Namespaces keep connectors apart.
+class KeyValueStore {
+ public:
+  virtual ~KeyValueStore() = default;
+  virtual bool put(std::string_view ns, std::string_view key, std::string_view value,
+                   std::string& error) = 0;
+  virtual bool erase(std::string_view ns, std::string_view key, std::string& error) = 0;
+  virtual std::optional<std::string> get(std::string_view ns, std::string_view key) = 0;
+  virtual std::vector<std::pair<std::string, std::string>> scan(std::string_view ns) = 0;
+};
+
+// Follows one submitted event through the dispatcher (in memory; gone after a restart).
+class EventObserver {
+ public:
+  virtual ~EventObserver() = default;
+  // After each rule of the event, with the call's variables as they are then.
+  virtual void on_rule(const RuleOutcome& /*outcome*/, const Variables& /*vars*/) {}
+  // After the event's last rule, or when it cannot run (vars then are what was known).
+  virtual void on_finished(const Variables& /*vars*/) {}
+};
+
+struct SubmittedEvent {
+  std::string event_id;
+  std::string call_id;
+};
+
+class EventSink {
+ public:
+  virtual ~EventSink() = default;
+  // Makes `event` durable and queues it behind the call's earlier events, exactly as
+  // POST /v1/events does. nullopt with `error` and `status` (503 busy or journal down).
+  virtual std::optional<SubmittedEvent> submit(const EventInput& event,
+                                               std::shared_ptr<EventObserver> observer,
+                                               int& status, std::string& error) = 0;
+};
+
+struct HttpRequest {
+  std::string method;
+  std::string path;
+  std::vector<std::string> matches;                  // the route pattern's groups, [0] the path
+  std::multimap<std::string, std::string> headers;   // names in lower case
+  std::multimap<std::string, std::string> params;    // query and form parameters
+  std::string body;
+  std::string remote_addr;
+
+  std::string header(std::string_view lower_name) const;
+  std::string param(std::string_view name) const;
+  bool has_param(std::string_view name) const;
+};
+
+struct HttpResponse {
+  int status = 200;
+  std::string content_type = "application/json";
+  std::string body;
+  std::vector<std::pair<std::string, std::string>> headers;
+
+  // {"error": {"code": CODE, "message": MESSAGE}} with `status`, the bridge's error shape.
+  void error(int status, std::string_view code, std::string_view message);
+};
+
+enum class RouteAuth {
+  token,  // one of server.tokens, as for /v1/events (Bearer, X-Callbridge-Token, ?token=)
+  none,   // the handler authenticates (HMAC signature, OAuth state) or the route is public
+};
+
+struct Route {
+  std::string method;   // GET POST PUT DELETE
+  std::string pattern;  // ECMAScript regex over the path; groups land in HttpRequest::matches
+  RouteAuth auth = RouteAuth::token;
+  std::function<void(const HttpRequest&, HttpResponse&)> handler;
+};
+
+// A connector's long-lived runtime part (a directory sync, a chain engine, a token store).
+class Service {
+ public:
+  virtual ~Service() = default;
+  virtual void start() {}
+  virtual void stop() {}  // before the dispatcher stops; must return promptly
+  // Adds variables to every event before its rules run (the customer directory).
+  virtual void enrich(const EventInput& /*event*/, Variables& /*vars*/) const {}
+  // Appends Prometheus text lines to /metrics.
+  virtual void metrics(std::string& /*out*/) const {}
+};
+
+class Services {
+ public:
+  void add(std::string name, std::shared_ptr<Service> service);
+  Service* find(std::string_view name) const;
+  template <class T>
+  T* find(std::string_view name) const {
+    return dynamic_cast<T*>(find(name));
+  }
+  const std::vector<std::pair<std::string, std::shared_ptr<Service>>>& all() const {
+    return services_;
+  }
+
+ private:
+  std::vector<std::pair<std::string, std::shared_ptr<Service>>> services_;
+};
+
+// Handed to service factories at start-up.
+struct Host {
+  KeyValueStore& store;
+  EventSink& events;
+  http::Transport& transport;
+  std::vector<Route>& routes;  // add the service's endpoints here
+  const Services& services;    // those created before this one
+};
+
+}  // namespace callbridge::rules
