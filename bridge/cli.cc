@@ -13,13 +13,13 @@
 
 #include "bridge/action_record.h"
 #include "bridge/command_format.h"
+#include "bridge/connectors.h"
 #include "bridge/dispatcher.h"
 #include "bridge/event_input.h"
 #include "bridge/history.h"
+#include "bridge/intake.h"
 #include "bridge/journal.h"
 #include "bridge/log.h"
-#include "bridge/connectors.h"
-#include "bridge/intake.h"
 #include "bridge/server.h"
 #include "rules/config.h"
 #include "rules/engine.h"
@@ -31,7 +31,8 @@ namespace {
 constexpr int kOk = 0, kRuntimeFailure = 1, kBadConfig = 2;
 
 std::optional<rules::Config> load_or_report(const std::string& path, std::ostream& err) {
-  rules::LoadResult result = rules::load_config_file(path, rules::process_env, bridge::connector_registry());
+  rules::LoadResult result =
+      rules::load_config_file(path, rules::process_env, bridge::connector_registry());
   for (const auto& d : result.errors) err << d.format() << "\n";
   return std::move(result.config);
 }
@@ -194,7 +195,8 @@ void supervise(const std::string& path, bool have_file, bridge::ConfigHolder& ho
       bridge::log(bridge::LogLevel::warn, "SIGHUP ignored: running on embedded defaults");
       continue;
     }
-    rules::LoadResult result = rules::load_config_file(path, rules::process_env, bridge::connector_registry());
+    rules::LoadResult result =
+        rules::load_config_file(path, rules::process_env, bridge::connector_registry());
     if (!result.config) {
       for (const auto& d : result.errors)
         bridge::log(bridge::LogLevel::error, "reload rejected", {{"error", d.format()}});

@@ -97,18 +97,12 @@ struct BridgeServer::Impl {
   const rules::Services* services;
   httplib::Server server;
   int port = 0;
-  bool open_access = false;  // no tokens configured and bound to loopback
+  bool open_access = false;              // no tokens configured and bound to loopback
   std::vector<std::regex> public_paths;  // connector routes that authenticate by themselves
 
   Impl(const ConfigHolder& c, Journal& j, Dispatcher& d, Metrics& m, Intake& i,
        const std::vector<rules::Route>& r, const rules::Services* s)
-      : config(c),
-        journal(j),
-        dispatcher(d),
-        metrics(m),
-        intake(i),
-        extra_routes(r),
-        services(s) {}
+      : config(c), journal(j), dispatcher(d), metrics(m), intake(i), extra_routes(r), services(s) {}
 
   bool is_public(const httplib::Request& req) const {
     if (req.path == "/healthz") return true;
@@ -268,10 +262,9 @@ struct BridgeServer::Impl {
 
 BridgeServer::BridgeServer(const ConfigHolder& config, Journal& journal, Dispatcher& dispatcher,
                            Metrics& metrics, Intake& intake,
-                           const std::vector<rules::Route>& routes,
-                           const rules::Services* services)
-    : impl_(std::make_unique<Impl>(config, journal, dispatcher, metrics, intake, routes,
-                                   services)) {}
+                           const std::vector<rules::Route>& routes, const rules::Services* services)
+    : impl_(
+          std::make_unique<Impl>(config, journal, dispatcher, metrics, intake, routes, services)) {}
 
 BridgeServer::~BridgeServer() {
   stop();

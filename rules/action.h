@@ -15,8 +15,8 @@ class Services;
 
 // What a running action may use. Everything it reports goes into `RuleOutcome`.
 struct ActionContext {
-  CallContext& call;         // read and set variables here
-  const SecretSet& secrets;  // redact anything shown or stored
+  CallContext& call;           // read and set variables here
+  const SecretSet& secrets;    // redact anything shown or stored
   http::Transport* transport;  // null: dry run (render and show, do not perform)
   const Services* services;    // the bridge's running services; null outside `serve`
   // Call just before each request leaves, with the request as shown (secrets redacted); the

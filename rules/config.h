@@ -63,7 +63,7 @@ struct Rule {
   int order = 0;
   std::size_t position = 0;  // index in the file, for ties
   std::optional<Gate> when;
-  RequestSpec request;                  // used when `action` is null
+  RequestSpec request;                   // used when `action` is null
   std::shared_ptr<const Action> action;  // a typed action (kintone, decide, escalate...)
   std::string action_key;                // the rule key it was written under
   std::optional<Regex> extract;

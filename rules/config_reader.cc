@@ -35,8 +35,9 @@ void ConfigReader::error(const YAML::Node& node, const std::string& message, std
 }
 
 // Reports unknown and duplicate keys; returns the keys present.
-std::set<std::string> ConfigReader::check_keys(const YAML::Node& map, const std::vector<std::string>& allowed,
-                                 const std::string& context) {
+std::set<std::string> ConfigReader::check_keys(const YAML::Node& map,
+                                               const std::vector<std::string>& allowed,
+                                               const std::string& context) {
   std::set<std::string> seen;
   for (auto it = map.begin(); it != map.end(); ++it) {
     std::string key = it->first.as<std::string>("");
@@ -65,7 +66,8 @@ std::optional<std::string> ConfigReader::scalar(const YAML::Node& node, const st
 }
 
 // A plain string setting; `${NAME}` expands from the environment and is a secret.
-std::optional<std::string> ConfigReader::string_setting(const YAML::Node& node, const std::string& what) {
+std::optional<std::string> ConfigReader::string_setting(const YAML::Node& node,
+                                                        const std::string& what) {
   auto raw = scalar(node, what);
   if (!raw) return std::nullopt;
   std::vector<Template::Error> errs;
@@ -80,8 +82,8 @@ std::optional<std::string> ConfigReader::string_setting(const YAML::Node& node, 
   return value;
 }
 
-std::optional<long long> ConfigReader::integer(const YAML::Node& node, const std::string& what, long long min,
-                                 long long max) {
+std::optional<long long> ConfigReader::integer(const YAML::Node& node, const std::string& what,
+                                               long long min, long long max) {
   auto raw = scalar(node, what);
   if (!raw) return std::nullopt;
   char* end = nullptr;
@@ -116,8 +118,9 @@ Template::EnvLookup ConfigReader::tracked_env() {
   };
 }
 
-std::optional<Template> ConfigReader::template_setting(const YAML::Node& node, const std::string& what,
-                                         Destination destination) {
+std::optional<Template> ConfigReader::template_setting(const YAML::Node& node,
+                                                       const std::string& what,
+                                                       Destination destination) {
   auto raw = scalar(node, what);
   if (!raw) return std::nullopt;
   std::vector<Template::Error> errs;

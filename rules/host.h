@@ -51,16 +51,16 @@ class EventSink {
   // Makes `event` durable and queues it behind the call's earlier events, exactly as
   // POST /v1/events does. nullopt with `error` and `status` (503 busy or journal down).
   virtual std::optional<SubmittedEvent> submit(const EventInput& event,
-                                               std::shared_ptr<EventObserver> observer,
-                                               int& status, std::string& error) = 0;
+                                               std::shared_ptr<EventObserver> observer, int& status,
+                                               std::string& error) = 0;
 };
 
 struct HttpRequest {
   std::string method;
   std::string path;
-  std::vector<std::string> matches;                  // the route pattern's groups, [0] the path
-  std::multimap<std::string, std::string> headers;   // names in lower case
-  std::multimap<std::string, std::string> params;    // query and form parameters
+  std::vector<std::string> matches;                 // the route pattern's groups, [0] the path
+  std::multimap<std::string, std::string> headers;  // names in lower case
+  std::multimap<std::string, std::string> params;   // query and form parameters
   std::string body;
   std::string remote_addr;
 

@@ -8,8 +8,8 @@
 
 #include "rules/config.h"
 #include "rules/config_reader.h"
-#include "rules/registry.h"
 #include "rules/events.h"
+#include "rules/registry.h"
 
 namespace callbridge::rules {
 
@@ -73,7 +73,6 @@ class Loader : public ConfigReader {
   }
 
  private:
-
   void load_server(const YAML::Node& node, ServerConfig& out) {
     if (!expect_map(node, "server")) return;
     check_keys(node,
@@ -212,7 +211,7 @@ class Loader : public ConfigReader {
       rule.location = where(r);
       if (!expect_map(r, "rules[" + std::to_string(i) + "]")) continue;
       std::size_t before = errors_.size();
-      std::vector<std::string> keys{"name",    "event", "order", "when",
+      std::vector<std::string> keys{"name",    "event",   "order", "when",
                                     "request", "extract", "retry", "memo"};
       for (const auto& action : registry_.actions()) keys.push_back(action.key);
       check_keys(r, keys, "rule");

@@ -26,8 +26,8 @@ class Registry {
   using SectionLoader =
       std::function<std::shared_ptr<const Section>(const YAML::Node&, ConfigReader&)>;
   // Loads a rule's typed action from the value of its key (`kintone:`, `decide:`...).
-  using ActionLoader = std::function<std::shared_ptr<const Action>(
-      const YAML::Node&, ConfigReader&, const std::string& rule_name)>;
+  using ActionLoader = std::function<std::shared_ptr<const Action>(const YAML::Node&, ConfigReader&,
+                                                                   const std::string& rule_name)>;
   // Builds a running service at `serve` start; nullptr when the config does not need it.
   using ServiceFactory = std::function<std::shared_ptr<Service>(const Config&, Host&)>;
 

@@ -65,30 +65,33 @@ class TagService : public rules::Service {
 
 rules::Registry test_registry() {
   rules::Registry r;
-  r.add_section("greeting", [](const YAML::Node& node, rules::ConfigReader& reader)
-                                -> std::shared_ptr<const rules::Section> {
-    if (!reader.expect_map(node, "greeting")) return nullptr;
-    reader.check_keys(node, {"text"}, "greeting");
-    auto text = reader.required(node, "text", "greeting");
-    if (!text) return nullptr;
-    auto value = reader.string_setting(text, "greeting.text");
-    if (!value) return nullptr;
-    auto section = std::make_shared<GreetingSection>();
-    section->greeting = *value;
-    return section;
-  });
-  r.add_action("greet", [](const YAML::Node& node, rules::ConfigReader& reader,
-                           const std::string&) -> std::shared_ptr<const rules::Action> {
-    auto* section = dynamic_cast<const GreetingSection*>(reader.section("greeting"));
-    if (!section) {
-      reader.error(node, "\"greet\" needs a top-level \"greeting\" section");
-      return nullptr;
-    }
-    reader.check_keys(node, {"name"}, "greet");
-    auto name = reader.template_setting(node["name"], "greet.name", rules::Destination::text);
-    if (!name) return nullptr;
-    return std::make_shared<GreetAction>(section->greeting, *name);
-  });
+  r.add_section("greeting",
+                [](const YAML::Node& node,
+                   rules::ConfigReader& reader) -> std::shared_ptr<const rules::Section> {
+                  if (!reader.expect_map(node, "greeting")) return nullptr;
+                  reader.check_keys(node, {"text"}, "greeting");
+                  auto text = reader.required(node, "text", "greeting");
+                  if (!text) return nullptr;
+                  auto value = reader.string_setting(text, "greeting.text");
+                  if (!value) return nullptr;
+                  auto section = std::make_shared<GreetingSection>();
+                  section->greeting = *value;
+                  return section;
+                });
+  r.add_action("greet",
+               [](const YAML::Node& node, rules::ConfigReader& reader,
+                  const std::string&) -> std::shared_ptr<const rules::Action> {
+                 auto* section = dynamic_cast<const GreetingSection*>(reader.section("greeting"));
+                 if (!section) {
+                   reader.error(node, "\"greet\" needs a top-level \"greeting\" section");
+                   return nullptr;
+                 }
+                 reader.check_keys(node, {"name"}, "greet");
+                 auto name =
+                     reader.template_setting(node["name"], "greet.name", rules::Destination::text);
+                 if (!name) return nullptr;
+                 return std::make_shared<GreetAction>(section->greeting, *name);
+               });
   r.add_service("tags", [](const rules::Config&, rules::Host& host) {
     host.routes.push_back({"GET", "/v1/test/open", rules::RouteAuth::none,
                            [](const rules::HttpRequest& req, rules::HttpResponse& res) {
@@ -192,9 +195,9 @@ TEST_CASE("the engine runs a typed action and extracts from its response", "[ext
 TEST_CASE("services enrich events, observers follow them, routes are mounted", "[extension]") {
   TempDir dir;
   auto registry = test_registry();
-  auto loaded = rules::load_config_text(std::string("server: {tokens: [\"ext-token-0123456789\"]}\n") +
-                                            kYaml,
-                                        "t.yaml", no_env, registry);
+  auto loaded =
+      rules::load_config_text(std::string("server: {tokens: [\"ext-token-0123456789\"]}\n") + kYaml,
+                              "t.yaml", no_env, registry);
   REQUIRE(loaded.config);
   std::string error;
   auto journal = bridge::Journal::open({dir.path() + "/j.db", false, 64}, error);
