@@ -3,6 +3,8 @@
 #include <ctime>
 #include <nlohmann/json.hpp>
 
+#include "rules/host.h"
+
 namespace callbridge::bridge {
 
 std::string ms_to_iso(std::int64_t ms) {
@@ -54,6 +56,9 @@ std::string call_history(Journal& journal, const std::string& call_id, bool& fou
       if (a.finished_at_ms) aj["finished_at"] = ms_to_iso(a.finished_at_ms);
       ev["actions"].push_back(std::move(aj));
     }
+    // What services noted about the event (a commubo answer, a chain it started).
+    for (const auto& [key, value] : journal.kv_scan(rules::kEventNotes, e.event_id + "/"))
+      ev["notes"][key.substr(e.event_id.size() + 1)] = parse_or_string(value);
     out["events"].push_back(std::move(ev));
   }
   auto vars = journal.call_vars(call_id);

@@ -112,7 +112,9 @@ class Statement {
     return *this;
   }
   Statement& bind(int i, std::string_view v) {
-    sqlite3_bind_text(stmt_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
+    // An empty view may have no data pointer, which SQLite would bind as NULL.
+    sqlite3_bind_text(stmt_, i, v.empty() ? "" : v.data(), static_cast<int>(v.size()),
+                      SQLITE_TRANSIENT);
     return *this;
   }
   int step() { return stmt_ ? sqlite3_step(stmt_) : SQLITE_ERROR; }
@@ -534,6 +536,8 @@ std::size_t Journal::prune(std::chrono::system_clock::time_point older_than) {
             "HAVING MAX(received_at) < ?1 AND SUM(state = 'pending') = 0",
             "DELETE FROM actions WHERE event_seq IN (SELECT seq FROM events WHERE call_id IN "
             "old_calls)",
+            "DELETE FROM kv WHERE ns = 'event.notes' AND substr(key, 1, instr(key, '/') - 1) IN "
+            "(SELECT 'ev-' || seq FROM events WHERE call_id IN old_calls)",
             "DELETE FROM events WHERE call_id IN old_calls",
             "DELETE FROM calls WHERE call_id IN old_calls",
         };
@@ -590,11 +594,14 @@ std::optional<std::string> Journal::kv_get(std::string_view ns, std::string_view
   });
 }
 
-std::vector<std::pair<std::string, std::string>> Journal::kv_scan(std::string_view ns) {
+std::vector<std::pair<std::string, std::string>> Journal::kv_scan(std::string_view ns,
+                                                                  std::string_view prefix) {
   return impl_->read([&](Connection& db) {
     std::vector<std::pair<std::string, std::string>> out;
-    Statement s(db, "SELECT key, value FROM kv WHERE ns = ? ORDER BY key");
-    s.bind(1, ns);
+    Statement s(db,
+                "SELECT key, value FROM kv WHERE ns = ?1 AND substr(key, 1, length(?2)) = ?2 "
+                "ORDER BY key");
+    s.bind(1, ns).bind(2, prefix);
     while (s.step() == SQLITE_ROW) out.emplace_back(s.text(0), s.text(1));
     return out;
   });

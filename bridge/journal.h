@@ -105,7 +105,9 @@ class Journal {
               std::string& error);
   bool kv_erase(std::string_view ns, std::string_view key, std::string& error);
   std::optional<std::string> kv_get(std::string_view ns, std::string_view key);
-  std::vector<std::pair<std::string, std::string>> kv_scan(std::string_view ns);
+  // Keys of `ns` that start with `prefix`, in key order.
+  std::vector<std::pair<std::string, std::string>> kv_scan(std::string_view ns,
+                                                           std::string_view prefix = {});
 
   // Statistics for /metrics.
   std::uint64_t commits() const;

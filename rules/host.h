@@ -20,6 +20,9 @@ namespace callbridge::rules {
 struct Config;
 
 // Durable on return (group-committed with the journal). Namespaces keep connectors apart.
+// Namespace `event.notes` with key "<event_id>/<name>" (a JSON value) is shown in the call's
+// history under the event's "notes" and pruned with the call.
+inline constexpr std::string_view kEventNotes = "event.notes";
 class KeyValueStore {
  public:
   virtual ~KeyValueStore() = default;

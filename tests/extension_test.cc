@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "bridge/dispatcher.h"
+#include "bridge/history.h"
 #include "bridge/intake.h"
 #include "bridge/journal.h"
 #include "bridge/server.h"
@@ -228,6 +229,14 @@ TEST_CASE("services enrich events, observers follow them, routes are mounted", "
   CHECK(recorder->finished->at("TAGGED") == "tag:inbound");
   CHECK(recorder->finished->at("GREETING") == "hello 0311112222");
   CHECK(journal->events_of_call("C9").size() == 1);
+  // Services note things about an event; the call's history shows them.
+  REQUIRE(
+      store.put(rules::kEventNotes, submitted->event_id + "/answer", "{\"status\":200}", error));
+  REQUIRE(store.put(rules::kEventNotes, "ev-999/answer", "{\"status\":500}", error));
+  bool found = false;
+  auto history = nlohmann::json::parse(bridge::call_history(*journal, "C9", found));
+  REQUIRE(found);
+  CHECK(history["events"][0]["notes"] == nlohmann::json::parse(R"({"answer":{"status":200}})"));
 
   // The key-value store is durable state for connectors.
   REQUIRE(store.put("test", "k1", "v1", error));
