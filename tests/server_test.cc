@@ -8,6 +8,7 @@
 #include <set>
 #include <thread>
 
+#include "tests/fakes/bridge_harness.h"
 #include "tests/fakes/fake_kintone.h"
 #include "tests/fakes/subprocess.h"
 
@@ -18,59 +19,7 @@ namespace {
 
 const std::string kBinary = CALLBRIDGE_BINARY;
 const std::string kSamples = std::string(CALLBRIDGE_SOURCE_DIR) + "/samples";
-const std::string kToken = "test-token-0123456789abcdef";
-
-struct Bridge {
-  TempDir dir;
-  std::string config_path;
-  std::unique_ptr<ServerProcess> process;
-
-  void write_config(const std::string& rules_yaml, const std::string& extra = "") {
-    config_path = dir.write("callbridge.yaml", "server:\n  listen: 127.0.0.1:0\n  tokens: [\"" +
-                                                   kToken + "\"]\nstorage:\n  path: " + dir.path() +
-                                                   "/journal.db\n" + extra + rules_yaml);
-  }
-  void start(const std::map<std::string, std::string>& env = {}) {
-    process = std::make_unique<ServerProcess>(
-        std::vector<std::string>{kBinary, "serve", "-c", config_path}, env);
-    INFO(process->log());
-    REQUIRE(process->started());
-  }
-  httplib::Client client() const {
-    httplib::Client c("127.0.0.1", process->port());
-    c.set_tcp_nodelay(true);
-    c.set_read_timeout(10, 0);
-    c.set_default_headers({{"Authorization", "Bearer " + kToken}});
-    return c;
-  }
-  httplib::Result post_event(const json& event) const {
-    return client().Post("/v1/events", event.dump(), "application/json");
-  }
-  json call(const std::string& id) const {
-    auto r = client().Get(("/v1/calls/" + id).c_str());
-    if (!r || r->status != 200) return json();
-    return json::parse(r->body);
-  }
-  // Polls the history until every event of the call is finished (or ~20 s pass).
-  json wait_done(const std::string& id, std::size_t events) const {
-    for (int i = 0; i < 2000; ++i) {
-      json c = call(id);
-      if (c.is_object() && c["events"].size() == events) {
-        bool done = true;
-        for (const auto& e : c["events"]) done &= e["state"] != "pending";
-        if (done) return c;
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    }
-    return call(id);
-  }
-};
-
-std::string error_code(const httplib::Result& r) {
-  if (!r) return "no response";
-  auto j = json::parse(r->body, nullptr, false);
-  return j.is_object() && j.contains("error") ? j["error"]["code"].get<std::string>() : r->body;
-}
+const std::string kToken = kBridgeToken;
 
 const char* kRecordRule = R"y(
 rules:
@@ -102,7 +51,7 @@ TEST_CASE("a RemoTEL call sent as HTTP events lands in kintone", "[server][kinto
   std::string sample = replace_all(read_file(kSamples + "/remotel-api-token.yaml"),
                                    "https://example.cybozu.com", kintone.base_url());
   bridge.write_config(sample);
-  bridge.start({{"KINTONE_CUSTOMER_TOKEN", "server-token-abcdef"}});
+  REQUIRE(bridge.start({{"KINTONE_CUSTOMER_TOKEN", "server-token-abcdef"}}));
 
   auto r1 = bridge.post_event(
       {{"event", "着信"}, {"call_id", "S-1"}, {"tel", "0312345678"}, {"answered", false}});
@@ -140,7 +89,7 @@ TEST_CASE("a RemoTEL call sent as HTTP events lands in kintone", "[server][kinto
 TEST_CASE("tokens - bad input and the documented errors", "[server][security]") {
   Bridge bridge;
   bridge.write_config("rules: []\n");
-  bridge.start();
+  REQUIRE(bridge.start());
   httplib::Client anonymous("127.0.0.1", bridge.process->port());
   anonymous.set_tcp_nodelay(true);
   std::string event = R"({"event":"inbound","call_id":"T-1"})";
@@ -204,7 +153,7 @@ TEST_CASE("200 interleaved calls keep per-call order", "[server][order]") {
   FakeKintone kintone;
   Bridge bridge;
   setup_record_app(kintone, bridge, "", "dispatcher:\n  workers: 8\n");
-  bridge.start();
+  REQUIRE(bridge.start());
   constexpr int kCalls = 200, kSteps = 4, kClients = 4;
   std::vector<std::thread> clients;
   std::atomic<int> accepted{0};
@@ -242,7 +191,7 @@ TEST_CASE("a CRM that is down gets every action once it is back", "[server][retr
       kintone, bridge,
       "    retry: { attempts: 20, backoff_ms: 20, max_backoff_ms: 100, on: [connect, 5xx] }\n");
   kintone.fail_next(15, 503, R"({"code":"CB_SM01","id":"x","message":"maintenance"})");
-  bridge.start();
+  REQUIRE(bridge.start());
   for (int i = 0; i < 5; ++i) {
     auto r = bridge.post_event(
         {{"event", "step"}, {"call_id", "D-" + std::to_string(i)}, {"vars", {{"N", "0"}}}});
@@ -271,7 +220,7 @@ TEST_CASE("a CRM that refuses connections is retried by default until it is up",
   std::string rule =
       replace_all(kRecordRule, "{KINTONE}", "http://127.0.0.1:" + std::to_string(port));
   bridge.write_config(rule + "    retry: { backoff_ms: 50, max_backoff_ms: 200 }\n");
-  bridge.start();
+  REQUIRE(bridge.start());
   for (int i = 0; i < 3; ++i)
     REQUIRE(
         bridge
@@ -309,7 +258,7 @@ TEST_CASE(
   setup_record_app(kintone, bridge, "    retry: { attempts: 2, backoff_ms: 10 }\n");
   bridge.dir.write("callbridge.yaml", replace_all(read_file(bridge.config_path),
                                                   "      body:", "      timeout: 1\n      body:"));
-  bridge.start();
+  REQUIRE(bridge.start());
   kintone.set_response_delay(std::chrono::milliseconds(1500));
   REQUIRE(
       bridge.post_event({{"event", "step"}, {"call_id", "U-1"}, {"vars", {{"N", "0"}}}})->status ==
@@ -341,7 +290,7 @@ TEST_CASE("kill -9 under load loses no acknowledged event and duplicates nothing
   FakeKintone kintone;
   Bridge bridge;
   setup_record_app(kintone, bridge);
-  bridge.start();
+  REQUIRE(bridge.start());
   kintone.set_response_delay(std::chrono::milliseconds(2));
   std::atomic<bool> stop{false};
   std::mutex mutex;
@@ -377,7 +326,7 @@ TEST_CASE("kill -9 under load loses no acknowledged event and duplicates nothing
   bridge.process->stop(SIGKILL);
   kintone.set_response_delay(std::chrono::milliseconds(0));
 
-  bridge.start();  // same journal
+  REQUIRE(bridge.start());  // same journal
   CHECK(bridge.process->log().find("\"recovered_events\"") != std::string::npos);
   std::size_t unknown = 0;
   for (const auto& id : acknowledged) {
@@ -403,7 +352,7 @@ TEST_CASE("SIGHUP reloads rules - an invalid file keeps the old ones", "[server]
   Bridge bridge;
   bridge.write_config(
       "rules:\n  - { name: one, event: inbound, request: { url: \"response://one\" } }\n");
-  bridge.start();
+  REQUIRE(bridge.start());
   std::string good = read_file(bridge.config_path);
   bridge.dir.write("callbridge.yaml",
                    good + "  - { name: broken, event: 着信中, request: { url: \"ftp://x\" } }\n");
@@ -430,7 +379,7 @@ TEST_CASE("a full queue answers 503 with Retry-After", "[server][backpressure]")
   Bridge bridge;
   setup_record_app(kintone, bridge, "", "dispatcher:\n  workers: 1\n  queue_capacity: 2\n");
   kintone.set_response_delay(std::chrono::milliseconds(1000));
-  bridge.start();
+  REQUIRE(bridge.start());
   int busy = 0;
   for (int i = 0; i < 4; ++i) {
     auto r = bridge.post_event(
