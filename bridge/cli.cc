@@ -247,7 +247,7 @@ int serve(const std::string& path, bool path_given) {
   metrics.journal_last_commit_seconds = [&] {
     return static_cast<double>(journal->last_commit_time().count()) / 1e6;
   };
-  bridge::Intake intake(*journal, dispatcher, metrics);
+  bridge::Intake intake(*journal, dispatcher, metrics, holder);
   bridge::JournalStore store(*journal);
   std::vector<rules::Route> routes;
   rules::Services services;

@@ -149,6 +149,27 @@ std::size_t Dispatcher::recover() {
   return pending.size();
 }
 
+bool Dispatcher::claim_direct(const std::string& call_id) {
+  std::lock_guard lock(mutex_);
+  auto [it, fresh] = calls_.try_emplace(call_id);
+  if (!fresh) return false;
+  it->second.busy = true;
+  return true;
+}
+
+void Dispatcher::release_direct(const std::string& call_id) {
+  std::lock_guard lock(mutex_);
+  auto it = calls_.find(call_id);
+  if (it == calls_.end()) return;
+  it->second.busy = false;
+  if (it->second.events.empty()) {
+    calls_.erase(it);
+  } else {
+    ready_.push_back(call_id);
+    wake_.notify_one();
+  }
+}
+
 void Dispatcher::enqueue(std::unique_ptr<EventWork> work) {
   std::lock_guard lock(mutex_);
   std::string call_id = work->stored.call_id;

@@ -65,6 +65,11 @@ class Dispatcher {
   void cancel_reservation();
   // Uses a reserved slot. `observer` (may be null) follows the event's rules.
   void submit(StoredEvent event, std::shared_ptr<rules::EventObserver> observer = nullptr);
+  // An event no rule listens to may be finished at intake, in its append transaction, when
+  // nothing of its call is queued: claim_direct() holds the call's place (later events of the
+  // call wait behind it) and says whether it may; release_direct() lets them go.
+  bool claim_direct(const std::string& call_id);
+  void release_direct(const std::string& call_id);
   // Queues every pending event of the journal (after a crash or a stop); returns the count.
   std::size_t recover();
   // Stops taking work; waits up to `grace` for running steps. True when all stopped in time.

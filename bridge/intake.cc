@@ -1,26 +1,45 @@
 #include "bridge/intake.h"
 
+#include "bridge/action_record.h"
 #include "bridge/event_input.h"
 #include "bridge/log.h"
 
 namespace callbridge::bridge {
 
+std::nullopt_t Intake::journal_unavailable(const std::string& error, Rejection& rejection) {
+  metrics_.rejected_journal++;
+  log_limited("intake-journal", LogLevel::error, "cannot make event durable", {{"error", error}});
+  rejection = {503, "journal_unavailable", "the event could not be made durable; retry later"};
+  return std::nullopt;
+}
+
 std::optional<rules::SubmittedEvent> Intake::accept(const rules::EventInput& event,
                                                     std::shared_ptr<rules::EventObserver> observer,
                                                     Rejection& rejection) {
+  std::string error;
+  // No rule listens and no one follows it: finish it in its own append transaction, unless
+  // earlier events of the call are still queued (they must finish first).
+  if (!observer && config_.get()->rules->for_event(event.event).empty() &&
+      dispatcher_.claim_direct(event.call_id)) {
+    auto stored = journal_.append_finished_event(
+        event.call_id, event.event, event_to_json_text(event),
+        variables_to_json(rules::Engine::variable_defaults()),
+        variables_to_json(rules::Engine::event_variables(event)), error);
+    dispatcher_.release_direct(event.call_id);
+    if (!stored) return journal_unavailable(error, rejection);
+    metrics_.events_accepted++;
+    metrics_.events_processed++;
+    return rules::SubmittedEvent{stored->event_id, stored->call_id};
+  }
   if (!dispatcher_.reserve()) {
     metrics_.rejected_busy++;
     rejection = {503, "busy", "too many events waiting; retry later"};
     return std::nullopt;
   }
-  std::string error;
   auto stored = journal_.append_event(event.call_id, event.event, event_to_json_text(event), error);
   if (!stored) {
     dispatcher_.cancel_reservation();
-    metrics_.rejected_journal++;
-    log_limited("intake-journal", LogLevel::error, "cannot make event durable", {{"error", error}});
-    rejection = {503, "journal_unavailable", "the event could not be made durable; retry later"};
-    return std::nullopt;
+    return journal_unavailable(error, rejection);
   }
   rules::SubmittedEvent submitted{stored->event_id, stored->call_id};
   dispatcher_.submit(std::move(*stored), std::move(observer));

@@ -11,8 +11,8 @@ namespace callbridge::bridge {
 
 class Intake final : public rules::EventSink {
  public:
-  Intake(Journal& journal, Dispatcher& dispatcher, Metrics& metrics)
-      : journal_(journal), dispatcher_(dispatcher), metrics_(metrics) {}
+  Intake(Journal& journal, Dispatcher& dispatcher, Metrics& metrics, const ConfigHolder& config)
+      : journal_(journal), dispatcher_(dispatcher), metrics_(metrics), config_(config) {}
 
   struct Rejection {
     int status = 0;
@@ -28,9 +28,12 @@ class Intake final : public rules::EventSink {
                                               int& status, std::string& error) override;
 
  private:
+  std::nullopt_t journal_unavailable(const std::string& error, Rejection& rejection);
+
   Journal& journal_;
   Dispatcher& dispatcher_;
   Metrics& metrics_;
+  const ConfigHolder& config_;
 };
 
 // Connector state in the journal's database.

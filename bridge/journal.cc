@@ -378,6 +378,43 @@ std::optional<StoredEvent> Journal::append_event(const std::string& call_id,
   return stored;
 }
 
+std::optional<StoredEvent> Journal::append_finished_event(
+    const std::string& call_id, const std::string& event, const std::string& body,
+    const std::string& defaults_json, const std::string& vars_json, std::string& error) {
+  StoredEvent stored;
+  stored.call_id = call_id;
+  stored.event = event;
+  stored.body = body;
+  stored.received_at_ms = now_ms();
+  stored.state = EventState::done;
+  bool ok = impl_->submit(
+      [&](Connection& db, std::string& e) {
+        Statement s(db,
+                    "INSERT INTO events (call_id, event, body, received_at, state, finished_at) "
+                    "VALUES (?1, ?2, ?3, ?4, 'done', ?4)");
+        s.bind(1, call_id).bind(2, event).bind(3, body).bind(4, stored.received_at_ms);
+        if (s.step() != SQLITE_DONE) {
+          e = s.error();
+          return false;
+        }
+        stored.seq = sqlite3_last_insert_rowid(db.db);
+        stored.event_id = "ev-" + std::to_string(stored.seq);
+        Statement v(db,
+                    "INSERT INTO calls (call_id, vars, updated_at) VALUES (?1, json_patch(?2, ?3), "
+                    "?4) ON CONFLICT (call_id) DO UPDATE SET vars = "
+                    "json_patch(json_patch(?2, calls.vars), ?3), updated_at = ?4");
+        v.bind(1, call_id).bind(2, defaults_json).bind(3, vars_json).bind(4, stored.received_at_ms);
+        if (v.step() != SQLITE_DONE) {
+          e = v.error();
+          return false;
+        }
+        return true;
+      },
+      error);
+  if (!ok) return std::nullopt;
+  return stored;
+}
+
 bool Journal::record_action(const ActionRecord& a, std::string& error) {
   return impl_->submit(
       [&](Connection& db, std::string& e) {

@@ -81,6 +81,13 @@ class Journal {
   std::optional<StoredEvent> append_event(const std::string& call_id, const std::string& event,
                                           const std::string& body, std::string& error);
 
+  // An event that no rule listens to, appended already finished: in the same transaction the
+  // call's variables become `defaults`, then the call's current variables, then `vars`, each
+  // patched over the previous (JSON objects). Durable on return.
+  std::optional<StoredEvent> append_finished_event(
+      const std::string& call_id, const std::string& event, const std::string& body,
+      const std::string& defaults_json, const std::string& vars_json, std::string& error);
+
   // Records an attempt (insert or replace on event_seq+rule+attempt). Durable on return.
   bool record_action(const ActionRecord& action, std::string& error);
 

@@ -69,21 +69,24 @@ bool Engine::idempotent(const Rule& rule) {
   return m == "GET" || m == "PUT" || m == "DELETE";
 }
 
+const Variables& Engine::variable_defaults() {
+  static const Variables defaults{{"TEL", "anonymous"}, {"ISANSWERED", "0"}};
+  return defaults;
+}
+
+Variables Engine::event_variables(const EventInput& event) {
+  Variables vars = event.vars;
+  vars["ID"] = event.call_id;
+  vars["EVENT"] = event.event;
+  if (!event.tel.empty()) vars["TEL"] = event.tel;
+  if (event.answered) vars["ISANSWERED"] = *event.answered ? "1" : "0";
+  return vars;
+}
+
 void Engine::apply_event(const EventInput& event, CallContext& call) {
   call.call_id = event.call_id;
-  for (const auto& [key, value] : event.vars) call.vars[key] = value;
-  call.vars["ID"] = event.call_id;
-  call.vars["EVENT"] = event.event;
-  if (!event.tel.empty()) {
-    call.vars["TEL"] = event.tel;
-  } else if (!call.vars.count("TEL")) {
-    call.vars["TEL"] = "anonymous";
-  }
-  if (event.answered) {
-    call.vars["ISANSWERED"] = *event.answered ? "1" : "0";
-  } else if (!call.vars.count("ISANSWERED")) {
-    call.vars["ISANSWERED"] = "0";
-  }
+  for (const auto& [key, value] : variable_defaults()) call.vars.emplace(key, value);
+  for (auto& [key, value] : event_variables(event)) call.vars[key] = std::move(value);
 }
 
 std::vector<RuleOutcome> Engine::run(const EventInput& event, CallContext& call) const {

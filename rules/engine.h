@@ -62,8 +62,11 @@ class Engine {
   // Sets the built-in variables from `event`, then runs its rules in order.
   std::vector<RuleOutcome> run(const EventInput& event, CallContext& call) const;
 
-  // Built-ins and event variables as they enter the call's variables.
+  // Built-ins and event variables as they enter the call's variables: defaults where the call
+  // has no value yet, then what the event sets.
   static void apply_event(const EventInput& event, CallContext& call);
+  static const Variables& variable_defaults();  // TEL=anonymous, ISANSWERED=0
+  static Variables event_variables(const EventInput& event);
 
   // True when repeating the rule's action is harmless (GET/PUT/DELETE, or what a typed action
   // says of itself): decides retries after timeouts and what crash recovery repeats.

@@ -207,7 +207,7 @@ TEST_CASE("services enrich events, observers follow them, routes are mounted", "
   http::HttpClient client;
   bridge::Metrics metrics;
   bridge::Dispatcher dispatcher(*journal, holder, client, metrics);
-  bridge::Intake intake(*journal, dispatcher, metrics);
+  bridge::Intake intake(*journal, dispatcher, metrics, holder);
   bridge::JournalStore store(*journal);
   std::vector<rules::Route> routes;
   rules::Services services;
@@ -237,6 +237,25 @@ TEST_CASE("services enrich events, observers follow them, routes are mounted", "
   auto history = nlohmann::json::parse(bridge::call_history(*journal, "C9", found));
   REQUIRE(found);
   CHECK(history["events"][0]["notes"] == nlohmann::json::parse(R"({"answer":{"status":200}})"));
+
+  // An event no rule listens to is finished at intake; its variables reach the call's next event.
+  auto quiet =
+      intake.submit({"note", "C5", "0355556666", true, {{"A", "1"}}}, nullptr, status, error);
+  REQUIRE(quiet);
+  CHECK(journal->pending_events().empty());
+  CHECK(journal->events_of_call("C5").at(0).state == bridge::EventState::done);
+  auto next = std::make_shared<Recorder>();
+  REQUIRE(intake.submit({"inbound", "C5", "", std::nullopt, {}}, next, status, error));
+  REQUIRE(next->wait());
+  CHECK(next->finished->at("GREETING") == "hello 0355556666");
+  CHECK(next->finished->at("A") == "1");
+  CHECK(next->finished->at("ISANSWERED") == "1");
+  CHECK(next->finished->at("EVENT") == "inbound");
+  // A withheld number on a new call gets the defaults.
+  REQUIRE(intake.submit({"note", "C6", "", std::nullopt, {}}, nullptr, status, error));
+  auto c6 = nlohmann::json::parse(journal->call_vars("C6").value());
+  CHECK(c6 ==
+        nlohmann::json::parse(R"({"TEL":"anonymous","ISANSWERED":"0","ID":"C6","EVENT":"note"})"));
 
   // The key-value store is durable state for connectors.
   REQUIRE(store.put("test", "k1", "v1", error));
