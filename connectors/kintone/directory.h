@@ -1,0 +1,130 @@
+// The customer directory: kintone's customer app held in memory, indexed by normalised phone
+// number, so an inbound call is matched in microseconds without a request to kintone.
+// DirectorySync fills it: the whole app at start-up, then what changed since, by the app's
+// updated-time field, on an interval and on demand.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <shared_mutex>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "connectors/kintone/client.h"
+
+namespace callbridge::kintone {
+
+struct Customer {
+  std::string id;        // kintone record ID
+  std::string revision;  // $revision, to skip records seen already
+  std::string name, company;
+  std::vector<std::string> phones;  // as written in kintone, for writing back
+  std::string updated;              // the updated-time field's value
+};
+
+// Thread-safe; lookups take a shared lock and one hash probe.
+class Directory {
+ public:
+  // The customer for a caller ID however it is written; nullopt for withheld numbers. Several
+  // customers sharing a number: the lowest record ID wins.
+  std::optional<Customer> lookup(std::string_view tel) const;
+  // Adds or replaces by ID; false when the stored revision is the same (nothing changed).
+  bool upsert(Customer customer);
+  bool remove(const std::string& id);
+  std::size_t size() const;
+  std::size_t phone_keys() const;
+  std::vector<std::string> ids() const;
+
+ private:
+  void unindex(const Customer& c);  // mutex_ held exclusively
+  mutable std::shared_mutex mutex_;
+  std::unordered_map<std::string, Customer> by_id_;
+  std::unordered_map<std::string, std::vector<std::string>> by_phone_;  // key -> IDs, sorted
+};
+
+// Which app and fields make the directory.
+struct DirectorySpec {
+  std::string connection;  // the section's connection name, for logs and metrics
+  int app = 0;
+  std::vector<std::string> phone_fields;  // several per record: 電話番号, 携帯番号...
+  std::string name_field;                 // optional
+  std::string company_field;              // optional
+  std::string updated_field = "更新日時";
+  std::chrono::seconds interval{3600};
+  Paging paging = Paging::id;
+  int page_size = 500;
+};
+
+struct SyncProgress {
+  bool running = false;
+  bool full = false;           // the running (or last) sync was a full import
+  std::uint64_t expected = 0;  // records kintone said the full import covers
+  std::uint64_t fetched = 0;   // records read by the running (or last) sync
+  std::uint64_t changed = 0;   // of those, new or changed in the directory
+  double rate = 0;             // records per second of the running (or last) sync
+  std::uint64_t full_syncs = 0, incremental_syncs = 0, failures = 0;
+  std::string watermark;   // the highest updated-time seen
+  std::string last_error;  // of the last failed sync
+  std::chrono::system_clock::time_point last_success{};
+};
+
+class DirectorySync {
+ public:
+  using Log = std::function<void(const std::string& line)>;
+
+  DirectorySync(Client& client, DirectorySpec spec, std::shared_ptr<Directory> directory,
+                Log log = {});
+  ~DirectorySync();
+  DirectorySync(const DirectorySync&) = delete;
+  DirectorySync& operator=(const DirectorySync&) = delete;
+
+  // Reads the whole app; customers gone from kintone leave the directory.
+  Result full_import();
+  // Reads records whose updated-time is >= the watermark (kintone keeps minutes only, so the
+  // last minute is read again and records with an unchanged revision are skipped).
+  Result incremental();
+  // full_import() until one succeeded, incremental() after. Serialised with the thread.
+  Result sync();
+
+  void start();  // a thread: sync now, then every interval or when requested
+  void stop();   // returns promptly once the running page is done
+  void request_sync();
+
+  SyncProgress progress() const;
+  const DirectorySpec& spec() const { return spec_; }
+  Directory& directory() { return *directory_; }
+  // Prometheus lines about the directory and its imports.
+  void metrics(std::string& out) const;
+
+ private:
+  std::vector<std::string> fields() const;
+  Customer to_customer(const nlohmann::json& record) const;
+  void run();
+
+  Client& client_;
+  DirectorySpec spec_;
+  std::shared_ptr<Directory> directory_;
+  Log log_;
+
+  std::mutex sync_mutex_;  // one sync at a time
+  mutable std::mutex progress_mutex_;
+  SyncProgress progress_;
+  bool imported_ = false;
+
+  std::mutex wake_mutex_;
+  std::condition_variable wake_;
+  bool requested_ = false;
+  std::atomic<bool> stopping_{false};
+  std::thread thread_;
+};
+
+}  // namespace callbridge::kintone

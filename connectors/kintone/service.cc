@@ -1,0 +1,177 @@
+#include "connectors/kintone/service.h"
+
+#include <iostream>
+#include <nlohmann/json.hpp>
+
+#include "connectors/kintone/phone.h"
+
+namespace callbridge::kintone {
+
+using nlohmann::json;
+
+namespace {
+
+json progress_json(const SyncProgress& p, const Directory& d) {
+  return {{"customers", d.size()},
+          {"running", p.running},
+          {"full", p.full},
+          {"expected", p.expected},
+          {"fetched", p.fetched},
+          {"changed", p.changed},
+          {"rate", p.rate},
+          {"full_syncs", p.full_syncs},
+          {"incremental_syncs", p.incremental_syncs},
+          {"failures", p.failures},
+          {"watermark", p.watermark},
+          {"last_error", p.last_error}};
+}
+
+}  // namespace
+
+KintoneService::KintoneService(std::shared_ptr<const KintoneSettings> settings,
+                               http::Transport& transport, rules::KeyValueStore* store, Log log)
+    : settings_(std::move(settings)), log_(std::move(log)) {
+  if (!log_) log_ = [](const std::string& line) { std::cerr << "callbridge: " << line << "\n"; };
+  for (const auto& [name, spec] : settings_->connections) {
+    Connection c = spec.connection;
+    if (spec.oauth) {
+      auto tokens = std::make_shared<OAuthTokens>(name, c.base_url, *spec.oauth, transport, store);
+      oauth_.emplace(name, tokens);
+      c.auth.oauth = tokens;
+    }
+    clients_.emplace(name, std::make_unique<Client>(std::move(c), transport));
+  }
+  if (settings_->directory) {
+    directory_ = std::make_shared<Directory>();
+    Client* c = client(settings_->directory->connection);
+    if (c) sync_ = std::make_unique<DirectorySync>(*c, *settings_->directory, directory_, log_);
+  }
+}
+
+KintoneService::~KintoneService() {
+  stop();
+}
+
+Client* KintoneService::client(std::string_view connection) const {
+  auto it = clients_.find(connection);
+  return it == clients_.end() ? nullptr : it->second.get();
+}
+
+OAuthTokens* KintoneService::oauth(std::string_view connection) const {
+  auto it = oauth_.find(connection);
+  return it == oauth_.end() ? nullptr : it->second.get();
+}
+
+void KintoneService::start() {
+  if (sync_) sync_->start();
+}
+
+void KintoneService::stop() {
+  if (sync_) sync_->stop();
+}
+
+void KintoneService::enrich(const rules::EventInput& event, rules::Variables& vars) const {
+  if (!directory_) return;
+  std::string tel = event.tel;
+  if (tel.empty()) {
+    auto it = event.vars.find("TEL");
+    if (it == event.vars.end()) return;  // a later event of the call: keep what it had
+    tel = it->second;
+  }
+  auto found = directory_->lookup(tel);
+  vars["CUSTOMER_FOUND"] = found ? "1" : "0";
+  vars["CUSTOMER_ID"] = found ? found->id : "";
+  vars["CUSTOMER_NAME"] = found ? found->name : "";
+  vars["CUSTOMER_COMPANY"] = found ? found->company : "";
+  std::string stored;
+  if (found) {
+    auto key = phone_key(tel);
+    for (const auto& p : found->phones)
+      if (phone_key(p) == key) {
+        stored = p;
+        break;
+      }
+  }
+  vars["CUSTOMER_TEL"] = stored;
+}
+
+void KintoneService::metrics(std::string& out) const {
+  for (const auto& [name, c] : clients_) c->metrics(out);
+  for (const auto& [name, tokens] : oauth_)
+    out += "callbridge_kintone_oauth_authorized{connection=\"" + name + "\"} " +
+           (tokens->authorized() ? "1" : "0") + "\n" +
+           "callbridge_kintone_oauth_refreshes_total{connection=\"" + name + "\"} " +
+           std::to_string(tokens->refreshes()) + "\n";
+  if (sync_) sync_->metrics(out);
+}
+
+std::vector<rules::Route> KintoneService::routes() {
+  std::vector<rules::Route> out;
+  out.push_back({"GET", R"(/v1/kintone/oauth/([A-Za-z0-9_-]+)/start)", rules::RouteAuth::token,
+                 [this](const rules::HttpRequest& req, rules::HttpResponse& res) {
+                   OAuthTokens* tokens = oauth(req.matches.at(1));
+                   if (!tokens) {
+                     res.error(404, "not_found",
+                               "no kintone connection \"" + req.matches.at(1) + "\" with oauth");
+                     return;
+                   }
+                   std::string url = tokens->authorization_url();
+                   res.status = 302;
+                   res.headers.emplace_back("Location", url);
+                   res.body = json{{"location", url}}.dump();
+                 }});
+  out.push_back({"GET", R"(/v1/kintone/oauth/([A-Za-z0-9_-]+)/callback)", rules::RouteAuth::none,
+                 [this](const rules::HttpRequest& req, rules::HttpResponse& res) {
+                   OAuthTokens* tokens = oauth(req.matches.at(1));
+                   if (!tokens) {
+                     res.error(404, "not_found",
+                               "no kintone connection \"" + req.matches.at(1) + "\" with oauth");
+                     return;
+                   }
+                   if (req.has_param("error")) {
+                     res.error(400, "oauth_denied",
+                               "kintone answered error=" + req.param("error").substr(0, 100));
+                     return;
+                   }
+                   std::string error;
+                   if (!tokens->complete(req.param("code"), req.param("state"), error)) {
+                     res.error(400, "oauth_failed", error);
+                     return;
+                   }
+                   log_("kintone connection " + req.matches.at(1) + ": OAuth authorized");
+                   res.body = json{{"connection", req.matches.at(1)}, {"authorized", true}}.dump();
+                 }});
+  out.push_back({"POST", R"(/v1/kintone/directory/sync)", rules::RouteAuth::token,
+                 [this](const rules::HttpRequest& req, rules::HttpResponse& res) {
+                   if (!sync_) {
+                     res.error(404, "not_found", "no kintone.directory configured");
+                     return;
+                   }
+                   std::string wait = req.param("wait");
+                   if (wait == "1" || wait == "true") {
+                     Result r = sync_->sync();
+                     json body = progress_json(sync_->progress(), *directory_);
+                     body["ok"] = r.ok();
+                     if (!r.ok()) body["error"] = r.error_text();
+                     res.status = r.ok() ? 200 : 502;
+                     res.body = body.dump();
+                     return;
+                   }
+                   sync_->request_sync();
+                   res.status = 202;
+                   json body = progress_json(sync_->progress(), *directory_);
+                   body["requested"] = true;
+                   res.body = body.dump();
+                 }});
+  out.push_back({"GET", R"(/v1/kintone/directory)", rules::RouteAuth::token,
+                 [this](const rules::HttpRequest&, rules::HttpResponse& res) {
+                   if (!sync_) {
+                     res.error(404, "not_found", "no kintone.directory configured");
+                     return;
+                   }
+                   res.body = progress_json(sync_->progress(), *directory_).dump();
+                 }});
+  return out;
+}
+
+}  // namespace callbridge::kintone

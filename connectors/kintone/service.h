@@ -1,0 +1,55 @@
+// The running kintone connector in `serve`: one Client per connection, OAuth tokens and their
+// routes, the customer directory with its sync thread, CUSTOMER_* variables for every event,
+// and the connector's /metrics lines.
+#pragma once
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "connectors/kintone/client.h"
+#include "connectors/kintone/directory.h"
+#include "connectors/kintone/oauth.h"
+#include "connectors/kintone/settings.h"
+#include "rules/host.h"
+
+namespace callbridge::kintone {
+
+class KintoneService final : public rules::Service {
+ public:
+  using Log = std::function<void(const std::string& line)>;
+  static constexpr const char* kName = "kintone";
+
+  // `store` keeps OAuth tokens (may be null in tests: memory only). `log` gets progress lines.
+  KintoneService(std::shared_ptr<const KintoneSettings> settings, http::Transport& transport,
+                 rules::KeyValueStore* store, Log log = {});
+  ~KintoneService() override;
+
+  Client* client(std::string_view connection) const;
+  OAuthTokens* oauth(std::string_view connection) const;
+  DirectorySync* directory() const { return sync_.get(); }
+
+  void start() override;
+  void stop() override;
+  // CUSTOMER_FOUND (1/0), CUSTOMER_ID, CUSTOMER_NAME, CUSTOMER_COMPANY, CUSTOMER_TEL (as stored
+  // in kintone) for the event's TEL. An event without a TEL leaves the call's values alone.
+  void enrich(const rules::EventInput& event, rules::Variables& vars) const override;
+  void metrics(std::string& out) const override;
+
+  // GET /v1/kintone/oauth/{connection}/start, GET .../callback (no token: checks the state),
+  // POST /v1/kintone/directory/sync, GET /v1/kintone/directory.
+  std::vector<rules::Route> routes();
+
+ private:
+  std::shared_ptr<const KintoneSettings> settings_;
+  Log log_;
+  std::map<std::string, std::shared_ptr<OAuthTokens>, std::less<>> oauth_;
+  std::map<std::string, std::unique_ptr<Client>, std::less<>> clients_;
+  std::shared_ptr<Directory> directory_;
+  std::unique_ptr<DirectorySync> sync_;
+};
+
+}  // namespace callbridge::kintone
