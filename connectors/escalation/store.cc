@@ -1,0 +1,84 @@
+#include "connectors/escalation/store.h"
+
+namespace callbridge::escalation {
+
+bool KeyValueChainStore::save(const ChainState& state, std::string& error) {
+  return store_.put(kNamespace, state.id, to_json(state).dump(), error);
+}
+
+std::optional<ChainState> KeyValueChainStore::load(const std::string& id) {
+  auto text = store_.get(kNamespace, id);
+  if (!text) return std::nullopt;
+  auto json = nlohmann::json::parse(*text, nullptr, false);
+  if (json.is_discarded()) return std::nullopt;
+  std::string error;
+  return chain_from_json(json, error);
+}
+
+std::vector<ChainState> KeyValueChainStore::load_all(std::vector<std::string>& errors) {
+  std::vector<ChainState> out;
+  for (const auto& [key, text] : store_.scan(kNamespace)) {
+    auto json = nlohmann::json::parse(text, nullptr, false);
+    std::string error = "not JSON";
+    std::optional<ChainState> state;
+    if (!json.is_discarded()) state = chain_from_json(json, error);
+    if (state)
+      out.push_back(std::move(*state));
+    else
+      errors.push_back("chain " + key + ": " + error);
+  }
+  return out;
+}
+
+bool MemoryKeyValueStore::put(std::string_view ns, std::string_view key, std::string_view value,
+                              std::string& error) {
+  std::lock_guard lock(mutex_);
+  if (fail_) {
+    error = "store unavailable";
+    return false;
+  }
+  ++writes_;
+  data_[std::string(ns)][std::string(key)] = std::string(value);
+  return true;
+}
+
+bool MemoryKeyValueStore::erase(std::string_view ns, std::string_view key, std::string& error) {
+  std::lock_guard lock(mutex_);
+  if (fail_) {
+    error = "store unavailable";
+    return false;
+  }
+  auto it = data_.find(ns);
+  if (it != data_.end()) it->second.erase(std::string(key));
+  return true;
+}
+
+std::optional<std::string> MemoryKeyValueStore::get(std::string_view ns, std::string_view key) {
+  std::lock_guard lock(mutex_);
+  auto it = data_.find(ns);
+  if (it == data_.end()) return std::nullopt;
+  auto v = it->second.find(std::string(key));
+  if (v == it->second.end()) return std::nullopt;
+  return v->second;
+}
+
+std::vector<std::pair<std::string, std::string>> MemoryKeyValueStore::scan(std::string_view ns) {
+  std::lock_guard lock(mutex_);
+  std::vector<std::pair<std::string, std::string>> out;
+  auto it = data_.find(ns);
+  if (it != data_.end())
+    for (const auto& kv : it->second) out.emplace_back(kv);
+  return out;
+}
+
+void MemoryKeyValueStore::fail_writes(bool fail) {
+  std::lock_guard lock(mutex_);
+  fail_ = fail;
+}
+
+std::size_t MemoryKeyValueStore::writes() const {
+  std::lock_guard lock(mutex_);
+  return writes_;
+}
+
+}  // namespace callbridge::escalation

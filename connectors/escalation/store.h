@@ -1,0 +1,58 @@
+// Where chains are kept: every state change of a chain is written here before the engine acts
+// on it (before a dial starts, after its outcome), so a restart continues where it stopped.
+#pragma once
+
+#include <map>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "connectors/escalation/model.h"
+#include "rules/host.h"
+
+namespace callbridge::escalation {
+
+class ChainStore {
+ public:
+  virtual ~ChainStore() = default;
+  // Durable on true.
+  virtual bool save(const ChainState& state, std::string& error) = 0;
+  virtual std::optional<ChainState> load(const std::string& id) = 0;
+  // Every stored chain; unreadable entries are skipped and listed in `errors`.
+  virtual std::vector<ChainState> load_all(std::vector<std::string>& errors) = 0;
+};
+
+// Chains as JSON in the bridge's durable key-value store, namespace "escalation.chains".
+class KeyValueChainStore final : public ChainStore {
+ public:
+  static constexpr std::string_view kNamespace = "escalation.chains";
+  explicit KeyValueChainStore(rules::KeyValueStore& store) : store_(store) {}
+  bool save(const ChainState& state, std::string& error) override;
+  std::optional<ChainState> load(const std::string& id) override;
+  std::vector<ChainState> load_all(std::vector<std::string>& errors) override;
+
+ private:
+  rules::KeyValueStore& store_;
+};
+
+// A KeyValueStore in memory: dry runs, tests, and `simulate`. Can be told to fail.
+class MemoryKeyValueStore final : public rules::KeyValueStore {
+ public:
+  bool put(std::string_view ns, std::string_view key, std::string_view value,
+           std::string& error) override;
+  bool erase(std::string_view ns, std::string_view key, std::string& error) override;
+  std::optional<std::string> get(std::string_view ns, std::string_view key) override;
+  std::vector<std::pair<std::string, std::string>> scan(std::string_view ns) override;
+
+  void fail_writes(bool fail);
+  std::size_t writes() const;
+
+ private:
+  mutable std::mutex mutex_;
+  std::map<std::string, std::map<std::string, std::string>, std::less<>> data_;
+  bool fail_ = false;
+  std::size_t writes_ = 0;
+};
+
+}  // namespace callbridge::escalation
