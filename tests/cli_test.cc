@@ -10,9 +10,14 @@ namespace {
 
 const std::string kBinary = CALLBRIDGE_BINARY;
 const std::string kSamples = std::string(CALLBRIDGE_SOURCE_DIR) + "/samples";
-const std::map<std::string, std::string> kEnv = {{"KINTONE_CUSTOMER_TOKEN", "cli-token-0123456789"},
-                                                 {"KINTONE_LOGIN", "operator"},
-                                                 {"KINTONE_PASSWORD", "cli-pass-9876"}};
+const std::map<std::string, std::string> kEnv = {
+    {"KINTONE_CUSTOMER_TOKEN", "cli-token-0123456789"},
+    {"KINTONE_HISTORY_TOKEN", "cli-history-token-0123"},
+    {"KINTONE_LOGIN", "operator"},
+    {"KINTONE_PASSWORD", "cli-pass-9876"},
+    {"KINTONE_OAUTH_CLIENT_SECRET", "cli-oauth-secret-0123"},
+    {"WEBHOOK_SECRET", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"},
+    {"PIGEON_TOKEN", "cli-pigeon-token-0123"}};
 
 int count_lines(const std::string& text) {
   return static_cast<int>(std::count(text.begin(), text.end(), '\n'));

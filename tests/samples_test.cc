@@ -23,6 +23,10 @@ std::optional<std::string> sample_env(std::string_view name) {
   if (name == "KINTONE_CUSTOMER_TOKEN") return kToken;
   if (name == "KINTONE_LOGIN") return std::string("operator");
   if (name == "KINTONE_PASSWORD") return std::string("s3cret-pass");
+  if (name == "KINTONE_HISTORY_TOKEN") return std::string("history-app-token-15");
+  if (name == "KINTONE_OAUTH_CLIENT_SECRET") return std::string("oauth-client-secret-1");
+  if (name == "WEBHOOK_SECRET") return std::string("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw");
+  if (name == "PIGEON_TOKEN") return std::string("pigeon-token-0123456789");
   return std::nullopt;
 }
 
