@@ -244,6 +244,7 @@ int serve(const std::string& path, bool path_given) {
   bridge::Dispatcher dispatcher(*journal, holder, client, metrics);
   metrics.queue_depth = [&] { return dispatcher.depth(); };
   metrics.journal_commits = [&] { return journal->commits(); };
+  metrics.journal_failed_queued_writes = [&] { return journal->failed_later_writes(); };
   metrics.journal_last_commit_seconds = [&] {
     return static_cast<double>(journal->last_commit_time().count()) / 1e6;
   };

@@ -375,7 +375,14 @@ Dispatcher::StepResult Dispatcher::step(EventWork& work, Clock::time_point& retr
           break;
       }
     }
-    if (!record(work, rule, state, outcome, started_ms)) {
+    // Whoever waits on the event (a commubo callback) learns the outcome before its record is
+    // durable: the event itself is, and a rule run again after a crash decides the same.
+    if (work.observer) work.observer->on_rule(outcome, work.call.vars);
+    if (state == ActionState::skipped) {
+      // Nothing was sent; a lost record only means the gate is evaluated again on recovery.
+      journal_.record_action_later(finished_record(work.stored.seq, rule.name, work.attempt, state,
+                                                   outcome, started_ms, *work.config->secrets));
+    } else if (!record(work, rule, state, outcome, started_ms)) {
       work.call.vars = std::move(before);
       return StepResult::wait;
     }
@@ -408,7 +415,6 @@ Dispatcher::StepResult Dispatcher::step(EventWork& work, Clock::time_point& retr
                    {"call_id", work.stored.call_id},
                    {"state", std::string(to_string(state))},
                    {"error", work.config->secrets->redact(outcome.error)}});
-    if (work.observer) work.observer->on_rule(outcome, work.call.vars);
     ++work.next;
     work.attempt = 1;
   }

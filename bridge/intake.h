@@ -44,6 +44,9 @@ class JournalStore final : public rules::KeyValueStore {
            std::string& error) override {
     return journal_.kv_put(ns, key, value, error);
   }
+  void put_later(std::string_view ns, std::string_view key, std::string_view value) override {
+    journal_.kv_put_later(ns, key, value);
+  }
   bool erase(std::string_view ns, std::string_view key, std::string& error) override {
     return journal_.kv_erase(ns, key, error);
   }

@@ -229,6 +229,7 @@ struct Journal::Impl {
   struct Write {
     std::function<bool(Connection&, std::string&)> apply;
     std::promise<std::string> done;  // empty string: committed
+    bool detached = false;           // nobody waits: the writer deletes it once committed
   };
 
   JournalOptions options;
@@ -242,6 +243,7 @@ struct Journal::Impl {
   bool stopping = false;
   std::thread thread;
   std::atomic<std::uint64_t> commits{0};
+  std::atomic<std::uint64_t> failed_detached{0};
   std::atomic<std::int64_t> last_commit_us{0};
 
   ~Impl() {
@@ -288,7 +290,14 @@ struct Journal::Impl {
       } else {
         ++commits;
       }
-      for (std::size_t i = 0; i < batch.size(); ++i) batch[i]->done.set_value(results[i]);
+      for (std::size_t i = 0; i < batch.size(); ++i) {
+        if (batch[i]->detached) {
+          if (!results[i].empty()) failed_detached++;
+          delete batch[i];
+        } else {
+          batch[i]->done.set_value(results[i]);
+        }
+      }
       batch.clear();
     }
   }
@@ -307,6 +316,22 @@ struct Journal::Impl {
     wake.notify_one();
     error = future.get();
     return error.empty();
+  }
+
+  // Queued for the next group commit; the caller does not wait. Written before the journal
+  // closes (the writer drains its queue).
+  void submit_detached(std::function<bool(Connection&, std::string&)> apply) {
+    auto* write = new Write{std::move(apply), {}, true};
+    {
+      std::lock_guard lock(mutex);
+      if (stopping) {
+        delete write;
+        failed_detached++;
+        return;
+      }
+      queue.push_back(write);
+    }
+    wake.notify_one();
   }
 
   template <class F>
@@ -415,28 +440,51 @@ std::optional<StoredEvent> Journal::append_finished_event(
   return stored;
 }
 
+namespace {
+
+std::function<bool(Connection&, std::string&)> write_action(ActionRecord a) {
+  return [a = std::move(a)](Connection& db, std::string& e) {
+    Statement s(db,
+                "INSERT OR REPLACE INTO actions (event_seq, rule, attempt, state, started_at, "
+                "finished_at, gate, request, status, latency_us, extracted, error) VALUES "
+                "(?,?,?,?,?,?,?,?,?,?,?,?)");
+    s.bind(1, a.event_seq)
+        .bind(2, a.rule)
+        .bind(3, std::int64_t{a.attempt})
+        .bind(4, to_string(a.state));
+    s.bind(5, a.started_at_ms).bind(6, a.finished_at_ms).bind(7, a.gate).bind(8, a.request);
+    s.bind(9, std::int64_t{a.status})
+        .bind(10, a.latency_us)
+        .bind(11, a.extracted)
+        .bind(12, a.error);
+    if (s.step() == SQLITE_DONE) return true;
+    e = s.error();
+    return false;
+  };
+}
+
+std::function<bool(Connection&, std::string&)> write_kv(std::string ns, std::string key,
+                                                        std::string value) {
+  return [ns = std::move(ns), key = std::move(key), value = std::move(value)](Connection& db,
+                                                                              std::string& e) {
+    Statement s(db,
+                "INSERT INTO kv (ns, key, value, updated_at) VALUES (?, ?, ?, ?) ON CONFLICT "
+                "(ns, key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at");
+    s.bind(1, ns).bind(2, key).bind(3, value).bind(4, now_ms());
+    if (s.step() == SQLITE_DONE) return true;
+    e = s.error();
+    return false;
+  };
+}
+
+}  // namespace
+
 bool Journal::record_action(const ActionRecord& a, std::string& error) {
-  return impl_->submit(
-      [&](Connection& db, std::string& e) {
-        Statement s(db,
-                    "INSERT OR REPLACE INTO actions (event_seq, rule, attempt, state, started_at, "
-                    "finished_at, "
-                    "gate, request, status, latency_us, extracted, error) VALUES "
-                    "(?,?,?,?,?,?,?,?,?,?,?,?)");
-        s.bind(1, a.event_seq)
-            .bind(2, a.rule)
-            .bind(3, std::int64_t{a.attempt})
-            .bind(4, to_string(a.state));
-        s.bind(5, a.started_at_ms).bind(6, a.finished_at_ms).bind(7, a.gate).bind(8, a.request);
-        s.bind(9, std::int64_t{a.status})
-            .bind(10, a.latency_us)
-            .bind(11, a.extracted)
-            .bind(12, a.error);
-        if (s.step() == SQLITE_DONE) return true;
-        e = s.error();
-        return false;
-      },
-      error);
+  return impl_->submit(write_action(a), error);
+}
+
+void Journal::record_action_later(ActionRecord action) {
+  impl_->submit_detached(write_action(std::move(action)));
 }
 
 bool Journal::finish_event(std::int64_t seq, EventState state, const std::string& call_id,
@@ -596,18 +644,11 @@ std::size_t Journal::prune(std::chrono::system_clock::time_point older_than) {
 
 bool Journal::kv_put(std::string_view ns, std::string_view key, std::string_view value,
                      std::string& error) {
-  return impl_->submit(
-      [&](Connection& db, std::string& e) {
-        Statement s(db,
-                    "INSERT INTO kv (ns, key, value, updated_at) VALUES (?, ?, ?, ?) ON CONFLICT "
-                    "(ns, key) DO UPDATE SET value = excluded.value, updated_at = "
-                    "excluded.updated_at");
-        s.bind(1, ns).bind(2, key).bind(3, value).bind(4, now_ms());
-        if (s.step() == SQLITE_DONE) return true;
-        e = s.error();
-        return false;
-      },
-      error);
+  return impl_->submit(write_kv(std::string(ns), std::string(key), std::string(value)), error);
+}
+
+void Journal::kv_put_later(std::string_view ns, std::string_view key, std::string_view value) {
+  impl_->submit_detached(write_kv(std::string(ns), std::string(key), std::string(value)));
 }
 
 bool Journal::kv_erase(std::string_view ns, std::string_view key, std::string& error) {
@@ -642,6 +683,10 @@ std::vector<std::pair<std::string, std::string>> Journal::kv_scan(std::string_vi
     while (s.step() == SQLITE_ROW) out.emplace_back(s.text(0), s.text(1));
     return out;
   });
+}
+
+std::uint64_t Journal::failed_later_writes() const {
+  return impl_->failed_detached.load();
 }
 
 std::uint64_t Journal::commits() const {

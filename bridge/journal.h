@@ -91,6 +91,10 @@ class Journal {
   // Records an attempt (insert or replace on event_seq+rule+attempt). Durable on return.
   bool record_action(const ActionRecord& action, std::string& error);
 
+  // The same, queued for the next group commit without waiting: for records whose loss in a
+  // crash changes nothing (a skipped gate is evaluated again on recovery).
+  void record_action_later(ActionRecord action);
+
   // Marks the event finished and stores the call's variables (JSON object) in one transaction.
   bool finish_event(std::int64_t seq, EventState state, const std::string& call_id,
                     const std::string& vars_json, std::string& error);
@@ -110,6 +114,7 @@ class Journal {
   // Connector state (rules::KeyValueStore): durable on return, group-committed like the rest.
   bool kv_put(std::string_view ns, std::string_view key, std::string_view value,
               std::string& error);
+  void kv_put_later(std::string_view ns, std::string_view key, std::string_view value);
   bool kv_erase(std::string_view ns, std::string_view key, std::string& error);
   std::optional<std::string> kv_get(std::string_view ns, std::string_view key);
   // Keys of `ns` that start with `prefix`, in key order.
@@ -118,6 +123,7 @@ class Journal {
 
   // Statistics for /metrics.
   std::uint64_t commits() const;
+  std::uint64_t failed_later_writes() const;  // queued writes that did not commit
   std::chrono::microseconds last_commit_time() const;
 
  private:

@@ -85,6 +85,10 @@ std::string Metrics::render() const {
   if (journal_commits)
     counter("callbridge_journal_commits_total", "Journal transactions committed.", "",
             journal_commits());
+  if (journal_failed_queued_writes)
+    counter("callbridge_journal_failed_queued_writes_total",
+            "Queued journal writes (skipped gates, notes) that did not commit.", "",
+            journal_failed_queued_writes());
   if (journal_last_commit_seconds) {
     char line[128];
     std::snprintf(line, sizeof line, "callbridge_journal_last_commit_seconds %.6f\n",

@@ -39,6 +39,7 @@ struct Metrics {
   // Gauges read at render time.
   std::function<std::int64_t()> queue_depth;
   std::function<std::uint64_t()> journal_commits;
+  std::function<std::uint64_t()> journal_failed_queued_writes;
   std::function<double()> journal_last_commit_seconds;
 
   std::string render() const;

@@ -28,6 +28,12 @@ class KeyValueStore {
   virtual ~KeyValueStore() = default;
   virtual bool put(std::string_view ns, std::string_view key, std::string_view value,
                    std::string& error) = 0;
+  // Queued with the next group commit; not durable on return (for records that must not delay
+  // an answer: the caller is waiting and a crash losing the record changes nothing else).
+  virtual void put_later(std::string_view ns, std::string_view key, std::string_view value) {
+    std::string ignored;
+    put(ns, key, value, ignored);
+  }
   virtual bool erase(std::string_view ns, std::string_view key, std::string& error) = 0;
   virtual std::optional<std::string> get(std::string_view ns, std::string_view key) = 0;
   virtual std::vector<std::pair<std::string, std::string>> scan(std::string_view ns) = 0;

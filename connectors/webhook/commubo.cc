@@ -288,16 +288,16 @@ void CommuboService::answer(const CommuboAnswer& chosen, const std::string& key,
   if (!event_id.empty()) record["event_id"] = event_id;
   if (!chosen.rule.empty()) record["rule"] = chosen.rule;
   if (!detail.empty()) record["error"] = detail;
-  std::string store_error;
   // Best effort: the caller is waiting, and the answer matters more than its record.
   try {
     // An answer about a stored event is a note on it, shown in the call's history; one given
     // without an event (a malformed payload, the journal down) has only its own namespace.
     std::string text = record.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+    // Queued, not awaited: the answer must not wait for a commit.
     if (event_id.empty())
-      store_.put(kCommuboAnswers, key, text, store_error);
+      store_.put_later(kCommuboAnswers, key, text);
     else
-      store_.put(rules::kEventNotes, event_id + "/commubo", text, store_error);
+      store_.put_later(rules::kEventNotes, event_id + "/commubo", text);
   } catch (const std::exception&) {
   }
 
