@@ -376,29 +376,43 @@ std::unique_ptr<Journal> Journal::open(const JournalOptions& options, std::strin
 Journal::Journal(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Journal::~Journal() = default;
 
-std::optional<StoredEvent> Journal::append_event(const std::string& call_id,
-                                                 const std::string& event, const std::string& body,
-                                                 std::string& error) {
+namespace {
+
+// Inserts `stored` (call, event, body, received_at, state) and sets its seq and public ID.
+bool insert_event(Connection& db, StoredEvent& stored, std::string& e) {
+  Statement s(db,
+              "INSERT INTO events (call_id, event, body, received_at, state, finished_at) VALUES "
+              "(?1, ?2, ?3, ?4, ?5, CASE WHEN ?5 = 'pending' THEN NULL ELSE ?4 END)");
+  s.bind(1, stored.call_id).bind(2, stored.event).bind(3, stored.body);
+  s.bind(4, stored.received_at_ms).bind(5, to_string(stored.state));
+  if (s.step() != SQLITE_DONE) {
+    e = s.error();
+    return false;
+  }
+  stored.seq = sqlite3_last_insert_rowid(db.db);
+  stored.event_id = "ev-" + std::to_string(stored.seq);
+  return true;
+}
+
+StoredEvent new_event(const std::string& call_id, const std::string& event, const std::string& body,
+                      EventState state) {
   StoredEvent stored;
   stored.call_id = call_id;
   stored.event = event;
   stored.body = body;
   stored.received_at_ms = now_ms();
+  stored.state = state;
+  return stored;
+}
+
+}  // namespace
+
+std::optional<StoredEvent> Journal::append_event(const std::string& call_id,
+                                                 const std::string& event, const std::string& body,
+                                                 std::string& error) {
+  StoredEvent stored = new_event(call_id, event, body, EventState::pending);
   bool ok = impl_->submit(
-      [&](Connection& db, std::string& e) {
-        Statement s(db,
-                    "INSERT INTO events (call_id, event, body, received_at, state) VALUES (?, ?, "
-                    "?, ?, 'pending')");
-        s.bind(1, call_id).bind(2, event).bind(3, body).bind(4, stored.received_at_ms);
-        if (s.step() != SQLITE_DONE) {
-          e = s.error();
-          return false;
-        }
-        stored.seq = sqlite3_last_insert_rowid(db.db);
-        stored.event_id = "ev-" + std::to_string(stored.seq);
-        return true;
-      },
-      error);
+      [&](Connection& db, std::string& e) { return insert_event(db, stored, e); }, error);
   if (!ok) return std::nullopt;
   return stored;
 }
@@ -406,24 +420,10 @@ std::optional<StoredEvent> Journal::append_event(const std::string& call_id,
 std::optional<StoredEvent> Journal::append_finished_event(
     const std::string& call_id, const std::string& event, const std::string& body,
     const std::string& defaults_json, const std::string& vars_json, std::string& error) {
-  StoredEvent stored;
-  stored.call_id = call_id;
-  stored.event = event;
-  stored.body = body;
-  stored.received_at_ms = now_ms();
-  stored.state = EventState::done;
+  StoredEvent stored = new_event(call_id, event, body, EventState::done);
   bool ok = impl_->submit(
       [&](Connection& db, std::string& e) {
-        Statement s(db,
-                    "INSERT INTO events (call_id, event, body, received_at, state, finished_at) "
-                    "VALUES (?1, ?2, ?3, ?4, 'done', ?4)");
-        s.bind(1, call_id).bind(2, event).bind(3, body).bind(4, stored.received_at_ms);
-        if (s.step() != SQLITE_DONE) {
-          e = s.error();
-          return false;
-        }
-        stored.seq = sqlite3_last_insert_rowid(db.db);
-        stored.event_id = "ev-" + std::to_string(stored.seq);
+        if (!insert_event(db, stored, e)) return false;
         Statement v(db,
                     "INSERT INTO calls (call_id, vars, updated_at) VALUES (?1, json_patch(?2, ?3), "
                     "?4) ON CONFLICT (call_id) DO UPDATE SET vars = "
