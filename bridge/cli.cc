@@ -21,6 +21,7 @@
 #include "bridge/journal.h"
 #include "bridge/log.h"
 #include "bridge/server.h"
+#include "rules/action.h"
 #include "rules/config.h"
 #include "rules/engine.h"
 
@@ -113,9 +114,14 @@ int simulate(const std::string& path, const std::vector<std::string>& event_file
       std::cout << "-- rule " << o.rule << ": "
                 << (o.status == rules::RuleStatus::skipped && !o.request ? "skipped, " : "runs, ")
                 << o.gate << "\n";
+      for (const auto& rule : config->rules->all())
+        if (rule.name == o.rule && rule.action)
+          std::cout << "   " << rule.action_key << ": " << rule.action->describe() << "\n";
+      bool http = o.request && (o.request->url.rfind("http://", 0) == 0 ||
+                                o.request->url.rfind("https://", 0) == 0);
       if (o.request && o.request->url.rfind("response://", 0) == 0)
         std::cout << "   local response (no request is sent)\n";
-      else if (o.request)
+      else if (http)
         std::cout << indent(render_command(*o.request, format), "   ") << "\n";
       if (!o.undefined.empty()) {
         std::cout << "   warning: undefined variables rendered empty:";
