@@ -300,11 +300,71 @@ int serve(const std::string& path, bool path_given) {
   return kOk;
 }
 
-int history(const std::string& path, const std::string& call_id, bool failures, std::size_t limit) {
+// POST /v1/kintone/directory/sync?wait=1 on the bridge the configuration describes.
+// `base_url` empty: http:// and server.listen (a wildcard address as loopback).
+int directory_sync(const std::string& path, std::string base_url) {
+  auto config = load_or_report(path, std::cerr);
+  if (!config) return kBadConfig;
+  if (base_url.empty()) {
+    std::string host = config->server.listen.substr(0, config->server.listen.rfind(':'));
+    if (host == "0.0.0.0" || host == "[::]") host = "127.0.0.1";
+    base_url = "http://" + host + config->server.listen.substr(config->server.listen.rfind(':'));
+  }
+  while (!base_url.empty() && base_url.back() == '/') base_url.pop_back();
+  http::HttpClient client(client_options(*config));
+  http::Request request;
+  request.method = "POST";
+  request.url = base_url + "/v1/kintone/directory/sync?wait=1";
+  if (!config->server.tokens.empty())
+    request.headers.emplace_back("Authorization", "Bearer " + config->server.tokens.front());
+  request.timeout = std::chrono::minutes(10);
+  auto outcome = client.perform(request);
+  if (outcome.kind != http::OutcomeKind::response) {
+    std::cerr << "cannot reach the bridge at " << base_url << ": "
+              << config->secrets->redact(outcome.error) << "\n";
+    return kRuntimeFailure;
+  }
+  std::cout << config->secrets->redact(outcome.body) << "\n";
+  return outcome.ok() ? kOk : kRuntimeFailure;
+}
+
+// Escalation chains as the escalation service stores them (key-value namespace
+// `escalation.chains`, one JSON document per chain).
+constexpr std::string_view kChains = "escalation.chains";
+
+int chain_history(bridge::Journal& journal, const std::string& chain_id, std::size_t limit) {
+  if (!chain_id.empty()) {
+    auto text = journal.kv_get(kChains, chain_id);
+    if (!text) {
+      std::cerr << "no escalation chain " << chain_id << "\n";
+      return kRuntimeFailure;
+    }
+    std::cout << nlohmann::json::parse(*text, nullptr, false).dump(2) << "\n";
+    return kOk;
+  }
+  std::cout << "CHAIN                                 STATUS     LOOPS  ATTEMPTS  CALL\n";
+  std::size_t shown = 0;
+  for (const auto& [id, text] : journal.kv_scan(kChains)) {
+    if (shown++ >= limit) break;
+    auto j = nlohmann::json::parse(text, nullptr, false);
+    if (!j.is_object()) continue;
+    char line[512];
+    std::snprintf(line, sizeof line, "%-37s %-10s %5s  %8zu  %s\n", id.c_str(),
+                  j.value("status", "").c_str(), j.contains("loop") ? j["loop"].dump().c_str() : "",
+                  j.contains("attempts") && j["attempts"].is_array() ? j["attempts"].size() : 0,
+                  j.value("origin_call_id", "").c_str());
+    std::cout << line;
+  }
+  return kOk;
+}
+
+int history(const std::string& path, const std::string& call_id, bool failures, std::size_t limit,
+            bool chains, const std::string& chain_id) {
   auto config = load_or_report(path, std::cerr);
   if (!config) return kBadConfig;
   auto journal = open_journal(*config);
   if (!journal) return kRuntimeFailure;
+  if (chains || !chain_id.empty()) return chain_history(*journal, chain_id, limit);
   if (!call_id.empty()) {
     bool found = false;
     std::string text = bridge::call_history(*journal, call_id, found, 2);
@@ -449,6 +509,18 @@ int run_cli(int argc, char** argv) {
   history_cmd->add_flag("--failures", failures,
                         "Only calls with failed actions, and the dead letters");
   history_cmd->add_option("-n,--limit", limit, "How many calls")->capture_default_str();
+  bool chains = false;
+  std::string chain_id;
+  history_cmd->add_flag("--chains", chains, "Escalation chains: status, loops, attempts");
+  history_cmd->add_option("--chain", chain_id,
+                          "One escalation chain in detail (JSON): parameters, messages, attempts");
+
+  auto* sync_cmd = app.add_subcommand(
+      "directory-sync", "Ask the running bridge to sync the kintone customer directory now");
+  sync_cmd->add_option("-c,--config", config_path, "Configuration file")->capture_default_str();
+  std::string bridge_url;
+  sync_cmd->add_option("--url", bridge_url,
+                       "The bridge's base URL (default: http:// and server.listen)");
 
   auto* replay_cmd = app.add_subcommand("replay", "Re-run dead-lettered actions");
   std::string event_id, rule_name;
@@ -467,7 +539,9 @@ int run_cli(int argc, char** argv) {
   }
   if (validate_cmd->parsed()) return validate(config_path);
   if (serve_cmd->parsed()) return serve(config_path, serve_config->count() > 0);
-  if (history_cmd->parsed()) return history(config_path, call_id, failures, limit);
+  if (history_cmd->parsed())
+    return history(config_path, call_id, failures, limit, chains, chain_id);
+  if (sync_cmd->parsed()) return directory_sync(config_path, bridge_url);
   if (replay_cmd->parsed())
     return replay(config_path, event_id, rule_name, replay_all, replay_list);
   if (simulate_cmd->parsed()) {

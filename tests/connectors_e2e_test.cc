@@ -253,4 +253,63 @@ TEST_CASE("the Pigeon manual's curl command and job flow work against the binary
                  httplib::Headers{{"X-Authorization", "Token wrong-token-0123456789"}});
   REQUIRE(denied);
   CHECK(denied->status == 401);
+
+  // `callbridge history` lists the chain and shows its attempts.
+  auto list = run_process({CALLBRIDGE_BINARY, "history", "-c", bridge.config_path, "--chains"});
+  REQUIRE(list.exit_code == 0);
+  CHECK(list.out.find(res["resultId"].get<std::string>()) != std::string::npos);
+  CHECK(list.out.find("succeeded") != std::string::npos);
+  auto one = run_process({CALLBRIDGE_BINARY, "history", "-c", bridge.config_path, "--chain",
+                          res["resultId"].get<std::string>()});
+  REQUIRE(one.exit_code == 0);
+  auto chain = json::parse(one.out);
+  CHECK(chain["status"] == "succeeded");
+  CHECK(chain["attempts"].size() == 4);
+}
+
+TEST_CASE(
+    "the customer directory through the binary: any notation finds the customer, sync on "
+    "demand from the command line",
+    "[e2e][kintone]") {
+  FakeKintone kintone;
+  kintone.add_app(14, "record_no");
+  kintone.add_api_token(14, "directory-token-14");
+  kintone.insert_record(
+      14, {{"電話番号", {{"value", "03-1234-5678"}}}, {"顧客名", {{"value", "山田商店"}}}});
+  Bridge bridge;
+  bridge.write_config(R"(rules:
+  - name: greet
+    event: inbound
+    request: { url: "response://{CUSTOMER_FOUND} {CUSTOMER_NAME}" }
+    extract: '/^(?P<SEEN>.*)$/'
+)",
+                      "kintone:\n  connections:\n    crm: { url: " + kintone.base_url() +
+                          ", api_tokens: [directory-token-14] }\n  directory: { connection: crm, "
+                          "app: 14, phone_fields: [電話番号], name_field: 顧客名, "
+                          "interval_seconds: 3600 }\n");
+  REQUIRE(bridge.start());
+  // The import runs at start-up; ask for a sync to be sure it is complete.
+  const std::string url = "http://127.0.0.1:" + std::to_string(bridge.port());
+  auto sync =
+      run_process({CALLBRIDGE_BINARY, "directory-sync", "-c", bridge.config_path, "--url", url});
+  INFO(sync.out << sync.err);
+  REQUIRE(sync.exit_code == 0);
+
+  REQUIRE(bridge.post_event({{"event", "inbound"}, {"call_id", "D1"}, {"tel", "+81-3-1234-5678"}})
+              ->status == 202);
+  CHECK(bridge.wait_done("D1", 1)["variables"]["RESPONSE_SEEN"] == "1 山田商店");
+  REQUIRE(
+      bridge.post_event({{"event", "inbound"}, {"call_id", "D2"}, {"tel", "anonymous"}})->status ==
+      202);
+  CHECK(bridge.wait_done("D2", 1)["variables"]["RESPONSE_SEEN"] == "0 ");
+
+  // A customer added in kintone is found after an on-demand sync.
+  kintone.insert_record(
+      14, {{"電話番号", {{"value", "06-9876-5432"}}}, {"顧客名", {{"value", "大阪物産"}}}});
+  sync = run_process({CALLBRIDGE_BINARY, "directory-sync", "-c", bridge.config_path, "--url", url});
+  REQUIRE(sync.exit_code == 0);
+  REQUIRE(
+      bridge.post_event({{"event", "inbound"}, {"call_id", "D3"}, {"tel", "0698765432"}})->status ==
+      202);
+  CHECK(bridge.wait_done("D3", 1)["variables"]["RESPONSE_SEEN"] == "1 大阪物産");
 }
