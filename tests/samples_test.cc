@@ -216,3 +216,35 @@ TEST_CASE("hostile caller IDs land in kintone as literal text", "[samples][kinto
     CHECK_FALSE(records[1].contains("x"));
   }
 }
+
+TEST_CASE("the typed kintone sample leaves kintone as the raw RemoTEL sample does",
+          "[samples][kintone]") {
+  for (std::string events : {"remotel-api-token.answered.json", "remotel-api-token.missed.json"}) {
+    for (bool known : {false, true}) {
+      INFO(events << (known ? ", known caller" : ", unknown caller"));
+      // The same call, replayed once per sample, each against its own fake kintone.
+      std::vector<std::pair<std::vector<std::string>, std::vector<std::string>>> states;
+      for (std::string sample : {"remotel-api-token.yaml", "kintone-typed.yaml"}) {
+        FakeKintone kintone;
+        setup_customer_app(kintone);
+        kintone.insert_record(7, {{"電話番号", {{"value", "0300000000"}}}});  // someone else
+        if (known) {
+          auto tel = load_events(events)[0].tel;
+          kintone.insert_record(7, {{"電話番号", {{"value", tel}}}});
+        }
+        auto config = load_sample(sample, &kintone);
+        replay(config, load_events(events));
+        std::vector<std::string> phones, comments;
+        for (const auto& record : kintone.records(7)) {
+          phones.push_back(field(record, "$id") + ":" + field(record, "電話番号"));
+          for (const auto& c : kintone.comments(7, field(record, "$id")))
+            comments.push_back(field(record, "$id") + ":" + c["text"].get<std::string>());
+        }
+        states.emplace_back(phones, comments);
+      }
+      CHECK(states[0].first == states[1].first);
+      CHECK(states[0].second == states[1].second);
+      CHECK(states[0].second.size() == 1);
+    }
+  }
+}
