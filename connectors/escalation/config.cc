@@ -457,12 +457,10 @@ std::string EscalateAction::describe() const {
 }
 
 void EscalateAction::run(rules::ActionContext& ctx, rules::RuleOutcome& out) const {
-  Parameters values, shown_values;
+  Parameters shown_values;
   rules::RenderReport report;
-  for (const auto& p : parameters_) {
-    values[p.name] = p.value.render(ctx.call.vars, report);
+  for (const auto& p : parameters_)
     shown_values[p.name] = ctx.secrets.redact(p.value.render(ctx.call.vars, report, true));
-  }
   for (const auto& name : report.undefined)
     if (std::find(out.undefined.begin(), out.undefined.end(), name) == out.undefined.end())
       out.undefined.push_back(name);
@@ -499,7 +497,9 @@ void EscalateAction::run(rules::ActionContext& ctx, rules::RuleOutcome& out) con
   ChainRequest request;
   request.callflow = callflow_;
   request.guidance = guidance_;
-  request.parameters = std::move(values);
+  // The chain is journaled and its messages are shown in its history: secrets never go there, so
+  // a `${ENV}` value in a parameter arrives as [secret].
+  request.parameters = std::move(shown_values);
   request.origin_call_id = ctx.call.call_id;
   request.origin_rule = rule_;
   std::string error;
