@@ -3,19 +3,13 @@
 #include <ctime>
 #include <nlohmann/json.hpp>
 
+#include "rules/clock_text.h"
 #include "rules/host.h"
 
 namespace callbridge::bridge {
 
 std::string ms_to_iso(std::int64_t ms) {
-  std::time_t seconds = static_cast<std::time_t>(ms / 1000);
-  std::tm tm{};
-  gmtime_r(&seconds, &tm);
-  char buf[96];
-  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
-                tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-                static_cast<int>(ms % 1000));
-  return buf;
+  return rules::iso8601_ms(ms);
 }
 
 namespace {

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <ctime>
 
+#include "rules/clock_text.h"
+
 namespace callbridge::escalation {
 
 using json = nlohmann::json;
@@ -130,14 +132,7 @@ std::string_view to_string(Phase phase) {
 }
 
 std::string iso8601(Millis at) {
-  std::time_t seconds = static_cast<std::time_t>(at / 1000);
-  std::tm tm{};
-  gmtime_r(&seconds, &tm);
-  char buffer[96];
-  std::snprintf(buffer, sizeof buffer, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
-                tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-                static_cast<int>(at % 1000));
-  return buffer;
+  return rules::iso8601_ms(at);
 }
 
 int ChainState::loops() const {
