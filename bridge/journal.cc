@@ -6,7 +6,6 @@
 #include <condition_variable>
 #include <deque>
 #include <functional>
-#include <future>
 #include <map>
 #include <mutex>
 #include <thread>
@@ -228,20 +227,34 @@ struct Journal::Impl {
   // One write: runs inside the batch transaction; returns false with an error to roll it back.
   struct Write {
     std::function<bool(Connection&, std::string&)> apply;
-    std::promise<std::string> done;  // empty string: committed
-    bool detached = false;           // nobody waits: the writer deletes it once committed
+    bool detached = false;  // nobody waits for it
+    // Guarded by done_mutex.
+    std::string result;  // empty: committed
+    bool done = false;
+    std::condition_variable wake;
   };
+  using WritePtr = std::shared_ptr<Write>;
 
   JournalOptions options;
   Connection writer;
   std::mutex read_mutex;
   Connection reader;
 
+  // Group commit in two stages. The writer takes whatever queued while its last transaction ran
+  // and commits it as one; the completer wakes the batch's waiting threads. Waking a thread costs
+  // a system call each, so the next commit starts while the last batch is still being woken.
   std::mutex mutex;
   std::condition_variable wake;
-  std::deque<Write*> queue;
+  std::deque<WritePtr> queue;
   bool stopping = false;
   std::thread thread;
+
+  std::mutex done_mutex;
+  std::condition_variable completer_wake;
+  std::deque<std::vector<WritePtr>> finished;
+  bool completer_stopping = false;
+  std::thread completer;
+
   std::atomic<std::uint64_t> commits{0};
   std::atomic<std::uint64_t> failed_detached{0};
   std::atomic<std::int64_t> last_commit_us{0};
@@ -253,85 +266,112 @@ struct Journal::Impl {
     }
     wake.notify_all();
     if (thread.joinable()) thread.join();
+    {
+      std::lock_guard lock(done_mutex);
+      completer_stopping = true;
+    }
+    completer_wake.notify_all();
+    if (completer.joinable()) completer.join();
   }
 
-  // Group commit: whatever queued while the last transaction ran goes into the next one.
   void run() {
-    std::vector<Write*> batch;
+    std::vector<WritePtr> batch;
     while (true) {
       {
         std::unique_lock lock(mutex);
         wake.wait(lock, [&] { return stopping || !queue.empty(); });
         if (queue.empty()) return;
         while (!queue.empty() && batch.size() < options.max_batch) {
-          batch.push_back(queue.front());
+          batch.push_back(std::move(queue.front()));
           queue.pop_front();
         }
       }
-      std::vector<std::string> results(batch.size());
-      std::string error;
-      bool ok = exec(writer.db, "BEGIN IMMEDIATE", error);
-      for (std::size_t i = 0; ok && i < batch.size(); ++i) {
-        // A failing statement rolls back only itself (SQLite's statement journal), so one
-        // failing write does not take the batch down with it.
-        std::string write_error;
-        if (!batch[i]->apply(writer, write_error))
-          results[i] = write_error.empty() ? errmsg(writer.db) : write_error;
-      }
-      auto started = std::chrono::steady_clock::now();
-      if (ok) ok = exec(writer.db, "COMMIT", error);
-      last_commit_us = std::chrono::duration_cast<std::chrono::microseconds>(
-                           std::chrono::steady_clock::now() - started)
-                           .count();
-      if (!ok) {
-        std::string ignored;
-        exec(writer.db, "ROLLBACK", ignored);
-        for (auto& r : results) r = error.empty() ? "commit failed" : error;
-      } else {
-        ++commits;
-      }
-      for (std::size_t i = 0; i < batch.size(); ++i) {
-        if (batch[i]->detached) {
-          if (!results[i].empty()) failed_detached++;
-          delete batch[i];
-        } else {
-          batch[i]->done.set_value(results[i]);
+      std::vector<std::string> results = commit(batch);
+      {
+        std::lock_guard lock(done_mutex);
+        for (std::size_t i = 0; i < batch.size(); ++i) {
+          batch[i]->result = std::move(results[i]);
+          batch[i]->done = true;
+          if (batch[i]->detached && !batch[i]->result.empty()) failed_detached++;
         }
+        finished.push_back(std::move(batch));
       }
+      completer_wake.notify_one();
       batch.clear();
     }
   }
 
-  bool submit(std::function<bool(Connection&, std::string&)> apply, std::string& error) {
-    Write write{std::move(apply), {}};
-    auto future = write.done.get_future();
+  std::vector<std::string> commit(const std::vector<WritePtr>& batch) {
+    std::vector<std::string> results(batch.size());
+    std::string error;
+    bool ok = exec(writer.db, "BEGIN IMMEDIATE", error);
+    for (std::size_t i = 0; ok && i < batch.size(); ++i) {
+      // A failing statement rolls back only itself (SQLite's statement journal), so one
+      // failing write does not take the batch down with it.
+      std::string write_error;
+      if (!batch[i]->apply(writer, write_error))
+        results[i] = write_error.empty() ? errmsg(writer.db) : write_error;
+    }
+    auto started = std::chrono::steady_clock::now();
+    if (ok) ok = exec(writer.db, "COMMIT", error);
+    last_commit_us = std::chrono::duration_cast<std::chrono::microseconds>(
+                         std::chrono::steady_clock::now() - started)
+                         .count();
+    if (!ok) {
+      std::string ignored;
+      exec(writer.db, "ROLLBACK", ignored);
+      for (auto& r : results) r = error.empty() ? "commit failed" : error;
+    } else {
+      ++commits;
+    }
+    return results;
+  }
+
+  void run_completer() {
+    std::unique_lock lock(done_mutex);
+    while (true) {
+      completer_wake.wait(lock, [&] { return completer_stopping || !finished.empty(); });
+      if (finished.empty()) return;
+      std::vector<WritePtr> batch = std::move(finished.front());
+      finished.pop_front();
+      lock.unlock();
+      for (const auto& w : batch)
+        if (!w->detached) w->wake.notify_one();
+      batch.clear();
+      lock.lock();
+    }
+  }
+
+  bool enqueue(WritePtr write) {
     {
       std::lock_guard lock(mutex);
-      if (stopping) {
-        error = "journal is closing";
-        return false;
-      }
-      queue.push_back(&write);
+      if (stopping) return false;
+      queue.push_back(std::move(write));
     }
     wake.notify_one();
-    error = future.get();
+    return true;
+  }
+
+  bool submit(std::function<bool(Connection&, std::string&)> apply, std::string& error) {
+    auto write = std::make_shared<Write>();
+    write->apply = std::move(apply);
+    if (!enqueue(write)) {
+      error = "journal is closing";
+      return false;
+    }
+    std::unique_lock lock(done_mutex);
+    write->wake.wait(lock, [&] { return write->done; });
+    error = std::move(write->result);
     return error.empty();
   }
 
   // Queued for the next group commit; the caller does not wait. Written before the journal
   // closes (the writer drains its queue).
   void submit_detached(std::function<bool(Connection&, std::string&)> apply) {
-    auto* write = new Write{std::move(apply), {}, true};
-    {
-      std::lock_guard lock(mutex);
-      if (stopping) {
-        delete write;
-        failed_detached++;
-        return;
-      }
-      queue.push_back(write);
-    }
-    wake.notify_one();
+    auto write = std::make_shared<Write>();
+    write->apply = std::move(apply);
+    write->detached = true;
+    if (!enqueue(std::move(write))) failed_detached++;
   }
 
   template <class F>
@@ -370,6 +410,7 @@ std::unique_ptr<Journal> Journal::open(const JournalOptions& options, std::strin
   }
   sqlite3_busy_timeout(impl->reader.db, 5000);
   impl->thread = std::thread([p = impl.get()] { p->run(); });
+  impl->completer = std::thread([p = impl.get()] { p->run_completer(); });
   return std::unique_ptr<Journal>(new Journal(std::move(impl)));
 }
 

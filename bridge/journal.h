@@ -1,6 +1,6 @@
 // The embedded journal (SQLite, WAL): every accepted event, every rule attempt, each call's
-// variables. Writes from all threads are group-committed by one writer thread: a caller blocks
-// until its write is durable, and concurrent callers share one transaction and one fsync.
+// variables. Writes from all threads are group-committed: a caller blocks until its write is
+// durable, and concurrent callers share one transaction and one fsync.
 #pragma once
 
 #include <chrono>

@@ -114,3 +114,39 @@ TEST_CASE("opening something that is not a journal fails cleanly", "[journal]") 
   CHECK_FALSE(Journal::open({garbage, true, 512}, error));
   CHECK_FALSE(error.empty());
 }
+
+TEST_CASE("queued writes are committed with the others and before the journal closes",
+          "[journal]") {
+  TempDir dir;
+  std::string path = dir.path() + "/j.db";
+  std::int64_t first_seq = 0;
+  {
+    auto j = open_at(path);
+    std::string error;
+    auto e = j->append_event("C1", "inbound", "{}", error);
+    REQUIRE(e);
+    first_seq = e->seq;
+    std::vector<std::thread> threads;
+    for (int t = 0; t < 8; ++t)
+      threads.emplace_back([&, t] {
+        std::string error;
+        for (int i = 0; i < 50; ++i) {
+          ActionRecord a;
+          a.event_seq = first_seq;
+          a.rule = "r" + std::to_string(t);
+          a.attempt = i + 1;
+          a.state = ActionState::skipped;
+          j->record_action_later(a);  // returns at once
+          j->kv_put_later("test", "k" + std::to_string(t), std::to_string(i));
+          CHECK(j->append_event("C" + std::to_string(t), "inbound", "{}", error));
+        }
+      });
+    for (auto& t : threads) t.join();
+    // Destroyed here with queued writes possibly still waiting for their commit.
+  }
+  auto j = open_at(path);
+  CHECK(j->actions_of(first_seq).size() == 400);
+  for (int t = 0; t < 8; ++t) CHECK(j->kv_get("test", "k" + std::to_string(t)) == "49");
+  CHECK(j->pending_events().size() == 401);
+  CHECK(j->failed_later_writes() == 0);
+}
