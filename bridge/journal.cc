@@ -241,8 +241,9 @@ struct Journal::Impl {
   Connection reader;
 
   // Group commit in two stages. The writer takes whatever queued while its last transaction ran
-  // and commits it as one; the completer wakes the batch's waiting threads. Waking a thread costs
-  // a system call each, so the next commit starts while the last batch is still being woken.
+  // and commits it as one. Waking a caller costs a system call each, so when more writes wait the
+  // completer wakes the batch's callers while the writer starts the next commit; when none wait,
+  // the writer wakes them itself and saves the hand-off.
   std::mutex mutex;
   std::condition_variable wake;
   std::deque<WritePtr> queue;
@@ -287,6 +288,11 @@ struct Journal::Impl {
         }
       }
       std::vector<std::string> results = commit(batch);
+      bool more_waiting;
+      {
+        std::lock_guard lock(mutex);
+        more_waiting = !queue.empty();
+      }
       {
         std::lock_guard lock(done_mutex);
         for (std::size_t i = 0; i < batch.size(); ++i) {
@@ -294,9 +300,13 @@ struct Journal::Impl {
           batch[i]->done = true;
           if (batch[i]->detached && !batch[i]->result.empty()) failed_detached++;
         }
-        finished.push_back(std::move(batch));
+        if (more_waiting) finished.push_back(std::move(batch));
       }
-      completer_wake.notify_one();
+      if (more_waiting) {
+        completer_wake.notify_one();
+      } else {
+        wake_callers(batch);  // nothing to commit next: no hand-off
+      }
       batch.clear();
     }
   }
@@ -327,6 +337,11 @@ struct Journal::Impl {
     return results;
   }
 
+  static void wake_callers(const std::vector<WritePtr>& batch) {
+    for (const auto& w : batch)
+      if (!w->detached) w->wake.notify_one();
+  }
+
   void run_completer() {
     std::unique_lock lock(done_mutex);
     while (true) {
@@ -335,8 +350,7 @@ struct Journal::Impl {
       std::vector<WritePtr> batch = std::move(finished.front());
       finished.pop_front();
       lock.unlock();
-      for (const auto& w : batch)
-        if (!w->detached) w->wake.notify_one();
+      wake_callers(batch);
       batch.clear();
       lock.lock();
     }
