@@ -241,12 +241,13 @@ struct Journal::Impl {
   Connection reader;
 
   // Group commit in two stages. The writer takes whatever queued while its last transaction ran
-  // and commits it as one. Waking a caller costs a system call each, so when more writes wait the
-  // completer wakes the batch's callers while the writer starts the next commit; when none wait,
-  // the writer wakes them itself and saves the hand-off.
+  // and commits it as one. Waking a caller costs a system call each, so when callers wait for the
+  // next commit the completer wakes a batch's callers while the writer starts that commit;
+  // otherwise the writer wakes them itself and saves the hand-off.
   std::mutex mutex;
   std::condition_variable wake;
   std::deque<WritePtr> queue;
+  std::size_t queued_callers = 0;  // writes in `queue` whose caller waits
   bool stopping = false;
   std::thread thread;
 
@@ -283,15 +284,20 @@ struct Journal::Impl {
         wake.wait(lock, [&] { return stopping || !queue.empty(); });
         if (queue.empty()) return;
         while (!queue.empty() && batch.size() < options.max_batch) {
+          if (!queue.front()->detached) --queued_callers;
           batch.push_back(std::move(queue.front()));
           queue.pop_front();
         }
       }
       std::vector<std::string> results = commit(batch);
-      bool more_waiting;
-      {
+      std::size_t callers = 0;
+      for (const auto& w : batch) callers += w->detached ? 0 : 1;
+      // Waking the completer costs as much as waking one caller: hand off only a batch of
+      // several callers, and only when callers wait for the next commit.
+      bool hand_off = false;
+      if (callers > 1) {
         std::lock_guard lock(mutex);
-        more_waiting = !queue.empty();
+        hand_off = queued_callers > 0;
       }
       {
         std::lock_guard lock(done_mutex);
@@ -300,13 +306,12 @@ struct Journal::Impl {
           batch[i]->done = true;
           if (batch[i]->detached && !batch[i]->result.empty()) failed_detached++;
         }
-        if (more_waiting) finished.push_back(std::move(batch));
+        if (hand_off) finished.push_back(std::move(batch));
       }
-      if (more_waiting) {
+      if (hand_off)
         completer_wake.notify_one();
-      } else {
-        wake_callers(batch);  // nothing to commit next: no hand-off
-      }
+      else
+        wake_callers(batch);
       batch.clear();
     }
   }
@@ -360,6 +365,7 @@ struct Journal::Impl {
     {
       std::lock_guard lock(mutex);
       if (stopping) return false;
+      if (!write->detached) ++queued_callers;
       queue.push_back(std::move(write));
     }
     wake.notify_one();
