@@ -107,27 +107,27 @@ void KintoneService::metrics(std::string& out) const {
 
 std::vector<rules::Route> KintoneService::routes() {
   std::vector<rules::Route> out;
+  // The tokens of the connection the path names, or a 404 answer.
+  auto tokens_or_404 = [this](const rules::HttpRequest& req,
+                              rules::HttpResponse& res) -> OAuthTokens* {
+    OAuthTokens* tokens = oauth(req.matches.at(1));
+    if (!tokens)
+      res.error(404, "not_found", "no kintone connection \"" + req.matches.at(1) + "\" with oauth");
+    return tokens;
+  };
   out.push_back({"GET", R"(/v1/kintone/oauth/([A-Za-z0-9_-]+)/start)", rules::RouteAuth::token,
-                 [this](const rules::HttpRequest& req, rules::HttpResponse& res) {
-                   OAuthTokens* tokens = oauth(req.matches.at(1));
-                   if (!tokens) {
-                     res.error(404, "not_found",
-                               "no kintone connection \"" + req.matches.at(1) + "\" with oauth");
-                     return;
-                   }
+                 [tokens_or_404](const rules::HttpRequest& req, rules::HttpResponse& res) {
+                   OAuthTokens* tokens = tokens_or_404(req, res);
+                   if (!tokens) return;
                    std::string url = tokens->authorization_url();
                    res.status = 302;
                    res.headers.emplace_back("Location", url);
                    res.body = json{{"location", url}}.dump();
                  }});
   out.push_back({"GET", R"(/v1/kintone/oauth/([A-Za-z0-9_-]+)/callback)", rules::RouteAuth::none,
-                 [this](const rules::HttpRequest& req, rules::HttpResponse& res) {
-                   OAuthTokens* tokens = oauth(req.matches.at(1));
-                   if (!tokens) {
-                     res.error(404, "not_found",
-                               "no kintone connection \"" + req.matches.at(1) + "\" with oauth");
-                     return;
-                   }
+                 [this, tokens_or_404](const rules::HttpRequest& req, rules::HttpResponse& res) {
+                   OAuthTokens* tokens = tokens_or_404(req, res);
+                   if (!tokens) return;
                    if (req.has_param("error")) {
                      res.error(400, "oauth_denied",
                                "kintone answered error=" + req.param("error").substr(0, 100));
