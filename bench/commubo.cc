@@ -11,6 +11,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <CLI/CLI.hpp>
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -170,27 +171,18 @@ std::unique_ptr<ServerProcess> start_bridge(const Options& o, const TempDir& dir
 
 int main(int argc, char** argv) {
   Options o;
-  for (int i = 1; i + 1 < argc; i += 2) {
-    std::string k = argv[i], v = argv[i + 1];
-    if (k == "--binary")
-      o.binary = v;
-    else if (k == "--rate")
-      o.rate = std::stoi(v);
-    else if (k == "--seconds")
-      o.seconds = std::stod(v);
-    else if (k == "--customers")
-      o.customers = std::stoi(v);
-    else if (k == "--hung-rate")
-      o.hung_rate = std::stoi(v);
-    else if (k == "--hung-seconds")
-      o.hung_seconds = std::stod(v);
-    else if (k == "--deadline-ms")
-      o.deadline_ms = std::stoi(v);
-    else {
-      std::fprintf(stderr, "unknown option %s\n", k.c_str());
-      return 2;
-    }
-  }
+  CLI::App app{"callbridge-bench-commubo: commubo callback decisions, local rules and a hung CRM"};
+  app.add_option("--binary", o.binary, "the callbridge executable")->capture_default_str();
+  app.add_option("--rate", o.rate, "callbacks/s with local rules")->capture_default_str();
+  app.add_option("--seconds", o.seconds, "length of the local-rules run")->capture_default_str();
+  app.add_option("--customers", o.customers, "customers in the fake kintone directory")
+      ->capture_default_str();
+  app.add_option("--hung-rate", o.hung_rate, "callbacks/s against the hung CRM")
+      ->capture_default_str();
+  app.add_option("--hung-seconds", o.hung_seconds, "length of the hung-CRM run")
+      ->capture_default_str();
+  app.add_option("--deadline-ms", o.deadline_ms, "commubo answer deadline")->capture_default_str();
+  CLI11_PARSE(app, argc, argv);
   signal(SIGPIPE, SIG_IGN);
   TempDir dir;
 

@@ -7,6 +7,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <CLI/CLI.hpp>
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -176,27 +177,17 @@ struct BridgeProcess {
 
 int main(int argc, char** argv) {
   Options o;
-  for (int i = 1; i + 1 < argc; i += 2) {
-    std::string k = argv[i], v = argv[i + 1];
-    if (k == "--binary")
-      o.binary = v;
-    else if (k == "--connections")
-      o.connections = std::stoi(v);
-    else if (k == "--seconds")
-      o.seconds = std::stod(v);
-    else if (k == "--rate")
-      o.rate = std::stoi(v);
-    else if (k == "--latency-seconds")
-      o.latency_seconds = std::stod(v);
-    else if (k == "--fsync")
-      o.fsync = v == "true";
-    else if (k == "--workers")
-      o.workers = std::stoi(v);
-    else {
-      std::fprintf(stderr, "unknown option %s\n", k.c_str());
-      return 2;
-    }
-  }
+  CLI::App app{"callbridge-loadgen: durable intake, event-to-CRM latency and RSS of the bridge"};
+  app.add_option("--binary", o.binary, "the callbridge executable")->capture_default_str();
+  app.add_option("--connections", o.connections, "wrk connections for the throughput runs")
+      ->capture_default_str();
+  app.add_option("--seconds", o.seconds, "length of each throughput run")->capture_default_str();
+  app.add_option("--rate", o.rate, "events/s for the latency run")->capture_default_str();
+  app.add_option("--latency-seconds", o.latency_seconds, "length of the latency run")
+      ->capture_default_str();
+  app.add_option("--fsync", o.fsync, "journal fsync on each commit")->capture_default_str();
+  app.add_option("--workers", o.workers, "dispatcher workers")->capture_default_str();
+  CLI11_PARSE(app, argc, argv);
   signal(SIGPIPE, SIG_IGN);
   const std::string token = "bench-token-0123456789abcdef";
 
