@@ -22,6 +22,16 @@ class TimerQueue {
   // Runs `task` once at or after `at` (never on the caller's stack).
   virtual void schedule(Millis at, std::function<void()> task) = 0;
   void post(std::function<void()> task) { schedule(now(), std::move(task)); }
+
+ protected:
+  // A scheduled task; earliest first, then in scheduling order.
+  struct Entry {
+    Millis at;
+    std::uint64_t seq;
+    std::function<void()> task;
+    bool operator>(const Entry& o) const { return at != o.at ? at > o.at : seq > o.seq; }
+  };
+  using Heap = std::priority_queue<Entry, std::vector<Entry>, std::greater<>>;
 };
 
 // Real time: one timer thread and `workers` worker threads. Tasks pending at stop() are dropped.
@@ -34,18 +44,12 @@ class ThreadTimerQueue final : public TimerQueue {
   void stop();  // joins every thread; idempotent
 
  private:
-  struct Entry {
-    Millis at;
-    std::uint64_t seq;
-    std::function<void()> task;
-    bool operator>(const Entry& o) const { return at != o.at ? at > o.at : seq > o.seq; }
-  };
   void timer_loop();
   void worker_loop();
 
   std::mutex mutex_;
   std::condition_variable timer_cv_, worker_cv_;
-  std::priority_queue<Entry, std::vector<Entry>, std::greater<>> timers_;
+  Heap timers_;
   std::queue<std::function<void()>> ready_;
   std::uint64_t seq_ = 0;
   bool stopping_ = false;
@@ -69,18 +73,12 @@ class ManualTimerQueue final : public TimerQueue {
   void clear();  // drops every pending task (a process that died)
 
  private:
-  struct Entry {
-    Millis at;
-    std::uint64_t seq;
-    std::function<void()> task;
-    bool operator>(const Entry& o) const { return at != o.at ? at > o.at : seq > o.seq; }
-  };
   bool run_one(Millis limit);
 
   mutable std::mutex mutex_;
   Millis now_;
   std::uint64_t seq_ = 0;
-  std::priority_queue<Entry, std::vector<Entry>, std::greater<>> timers_;
+  Heap timers_;
 };
 
 }  // namespace callbridge::escalation
