@@ -470,7 +470,11 @@ LoadResult load_config_file(const std::string& path, const Template::EnvLookup& 
   std::ifstream in(path, std::ios::binary);
   if (!in) {
     LoadResult result;
-    result.errors.push_back({{path, 0, 0}, "cannot read configuration file"});
+    // Built field by field: GCC 12 at -O3 reports the braced temporary as maybe-uninitialized.
+    Diagnostic unreadable;
+    unreadable.location.file = path;
+    unreadable.message = "cannot read configuration file";
+    result.errors.push_back(std::move(unreadable));
     return result;
   }
   std::stringstream buffer;
