@@ -396,7 +396,8 @@ std::string callflow_from_pigeon(const json& j,
       out.contacts.push_back(it->second);
     } else if (c.is_object()) {
       std::string id = first_string(c, {"contactId", "id"});
-      if (!id.empty() && !c.contains("phoneNumber") && !c.contains("phone")) {
+      if (!id.empty() && !c.contains("phoneNumber") && !c.contains("phone") &&
+          !c.contains("phones")) {
         auto it = known.find(id);
         if (it == known.end()) return "unknown contact \"" + id + "\"";
         out.contacts.push_back(it->second);
@@ -405,6 +406,16 @@ std::string callflow_from_pigeon(const json& j,
       Contact contact{id.empty() ? "inline-" + std::to_string(n) : id,
                       first_string(c, {"displayName", "name"}),
                       first_string(c, {"phoneNumber", "phone"})};
+      // Pigeon also writes the number as a list, `"phones": [{"phoneNumber": "..."}]`. A Pigeon
+      // contact has one number, so with several the first is called.
+      if (auto phones = c.find("phones");
+          contact.phone.empty() && phones != c.end() && phones->is_array()) {
+        for (const auto& p : *phones) {
+          if (!contact.phone.empty()) break;
+          if (p.is_object()) contact.phone = first_string(p, {"phoneNumber", "phone"});
+          if (p.is_string()) contact.phone = p.get<std::string>();
+        }
+      }
       if (contact.phone.empty()) return "contact " + std::to_string(n) + " has no phoneNumber";
       if (contact.name.empty()) contact.name = contact.phone;
       out.contacts.push_back(std::move(contact));
