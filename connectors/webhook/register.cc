@@ -34,12 +34,12 @@ void register_connector(rules::Registry& registry) {
         return std::make_shared<ClockService>(settings ? *settings : ClockSettings{});
       });
 
+  // Always served: commubo rejects the caller's call on any answer >= 300, so a file without a
+  // commubo section or rule still journals the event and answers default_status.
   registry.add_service(
       "commubo",
       [](const rules::Config& config, rules::Host& host) -> std::shared_ptr<rules::Service> {
         const auto* settings = config.section<CommuboSettings>("commubo");
-        if (!settings && config.rules->for_event(std::string(kCommuboEvent)).empty())
-          return nullptr;
         auto service = std::make_shared<CommuboService>(settings ? *settings : CommuboSettings{},
                                                         host.store, host.events);
         host.routes.push_back(holding(service, service->route()));
