@@ -47,14 +47,4 @@ std::optional<rules::SubmittedEvent> Intake::accept(const rules::EventInput& eve
   return submitted;
 }
 
-std::optional<rules::SubmittedEvent> Intake::submit(const rules::EventInput& event,
-                                                    std::shared_ptr<rules::EventObserver> observer,
-                                                    int& status, std::string& error) {
-  Rejection rejection;
-  auto submitted = accept(event, std::move(observer), rejection);
-  status = submitted ? 202 : rejection.status;
-  if (!submitted) error = rejection.message;
-  return submitted;
-}
-
 }  // namespace callbridge::bridge

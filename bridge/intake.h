@@ -14,18 +14,16 @@ class Intake final : public rules::EventSink {
   Intake(Journal& journal, Dispatcher& dispatcher, Metrics& metrics, const ConfigHolder& config)
       : journal_(journal), dispatcher_(dispatcher), metrics_(metrics), config_(config) {}
 
-  struct Rejection {
-    int status = 0;
-    std::string code;  // busy, journal_unavailable
-    std::string message;
-  };
+  using Rejection = rules::SubmitRejection;  // busy, journal_unavailable
   std::optional<rules::SubmittedEvent> accept(const rules::EventInput& event,
                                               std::shared_ptr<rules::EventObserver> observer,
                                               Rejection& rejection);
 
   std::optional<rules::SubmittedEvent> submit(const rules::EventInput& event,
                                               std::shared_ptr<rules::EventObserver> observer,
-                                              int& status, std::string& error) override;
+                                              Rejection& rejection) override {
+    return accept(event, std::move(observer), rejection);
+  }
 
  private:
   std::nullopt_t journal_unavailable(const std::string& error, Rejection& rejection);

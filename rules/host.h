@@ -54,14 +54,23 @@ struct SubmittedEvent {
   std::string call_id;
 };
 
+// Why an event was not accepted. The same codes on every intake path: `busy` (the queue is
+// full) and `journal_unavailable` (it could not be made durable), both 503 and worth retrying
+// after Retry-After.
+struct SubmitRejection {
+  int status = 0;
+  std::string code;
+  std::string message;
+};
+
 class EventSink {
  public:
   virtual ~EventSink() = default;
   // Makes `event` durable and queues it behind the call's earlier events, exactly as
-  // POST /v1/events does. nullopt with `error` and `status` (503 busy or journal down).
+  // POST /v1/events does. nullopt with the reason in `rejection`.
   virtual std::optional<SubmittedEvent> submit(const EventInput& event,
-                                               std::shared_ptr<EventObserver> observer, int& status,
-                                               std::string& error) = 0;
+                                               std::shared_ptr<EventObserver> observer,
+                                               SubmitRejection& rejection) = 0;
 };
 
 struct HttpRequest {

@@ -20,11 +20,10 @@ struct RecordingSink final : rules::EventSink {
   std::vector<rules::EventInput> events;
   bool refuse = false;
   std::optional<rules::SubmittedEvent> submit(const rules::EventInput& event,
-                                              std::shared_ptr<rules::EventObserver>, int& status,
-                                              std::string& error) override {
+                                              std::shared_ptr<rules::EventObserver>,
+                                              rules::SubmitRejection& rejection) override {
     if (refuse) {
-      status = 503;
-      error = "busy";
+      rejection = {503, "busy", "too many events waiting; retry later"};
       return std::nullopt;
     }
     events.push_back(event);

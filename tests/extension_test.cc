@@ -219,11 +219,11 @@ TEST_CASE("services enrich events, observers follow them, routes are mounted", "
 
   // A service's submitted event is durable, runs the rules, and is observed to the end.
   auto recorder = std::make_shared<Recorder>();
-  int status = 0;
+  rules::SubmitRejection rejection;
   auto submitted =
-      intake.submit({"inbound", "C9", "0311112222", std::nullopt, {}}, recorder, status, error);
+      intake.submit({"inbound", "C9", "0311112222", std::nullopt, {}}, recorder, rejection);
   REQUIRE(submitted);
-  CHECK(status == 202);
+  CHECK(rejection.code.empty());
   REQUIRE(recorder->wait());
   CHECK(recorder->rules == std::vector<std::string>{"greet-caller"});
   CHECK(recorder->finished->at("TAGGED") == "tag:inbound");
@@ -239,20 +239,19 @@ TEST_CASE("services enrich events, observers follow them, routes are mounted", "
   CHECK(history["events"][0]["notes"] == nlohmann::json::parse(R"({"answer":{"status":200}})"));
 
   // An event no rule listens to is finished at intake; its variables reach the call's next event.
-  auto quiet =
-      intake.submit({"note", "C5", "0355556666", true, {{"A", "1"}}}, nullptr, status, error);
+  auto quiet = intake.submit({"note", "C5", "0355556666", true, {{"A", "1"}}}, nullptr, rejection);
   REQUIRE(quiet);
   CHECK(journal->pending_events().empty());
   CHECK(journal->events_of_call("C5").at(0).state == bridge::EventState::done);
   auto next = std::make_shared<Recorder>();
-  REQUIRE(intake.submit({"inbound", "C5", "", std::nullopt, {}}, next, status, error));
+  REQUIRE(intake.submit({"inbound", "C5", "", std::nullopt, {}}, next, rejection));
   REQUIRE(next->wait());
   CHECK(next->finished->at("GREETING") == "hello 0355556666");
   CHECK(next->finished->at("A") == "1");
   CHECK(next->finished->at("ISANSWERED") == "1");
   CHECK(next->finished->at("EVENT") == "inbound");
   // A withheld number on a new call gets the defaults.
-  REQUIRE(intake.submit({"note", "C6", "", std::nullopt, {}}, nullptr, status, error));
+  REQUIRE(intake.submit({"note", "C6", "", std::nullopt, {}}, nullptr, rejection));
   auto c6 = nlohmann::json::parse(journal->call_vars("C6").value());
   CHECK(c6 ==
         nlohmann::json::parse(R"({"TEL":"anonymous","ISANSWERED":"0","ID":"C6","EVENT":"note"})"));

@@ -61,10 +61,9 @@ class FakeSink final : public rules::EventSink {
 
   std::optional<rules::SubmittedEvent> submit(const rules::EventInput& event,
                                               std::shared_ptr<rules::EventObserver> observer,
-                                              int& status, std::string& error) override {
+                                              rules::SubmitRejection& rejection) override {
     if (fail) {
-      status = 503;
-      error = "journal unavailable";
+      rejection = {503, "journal_unavailable", "journal unavailable"};
       return std::nullopt;
     }
     events.push_back(event);

@@ -49,8 +49,8 @@ class RecordingSink final : public rules::EventSink {
  public:
   std::vector<rules::EventInput> events;
   std::optional<rules::SubmittedEvent> submit(const rules::EventInput& event,
-                                              std::shared_ptr<rules::EventObserver>, int&,
-                                              std::string&) override {
+                                              std::shared_ptr<rules::EventObserver>,
+                                              rules::SubmitRejection&) override {
     events.push_back(event);
     return rules::SubmittedEvent{"ev-" + std::to_string(events.size()), event.call_id};
   }

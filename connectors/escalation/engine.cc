@@ -466,11 +466,16 @@ std::vector<std::string> Engine::recover() {
   return errors;
 }
 
-std::optional<ChainState> Engine::start(ChainRequest request, std::string& error) {
+std::optional<ChainState> Engine::start(ChainRequest request, std::string& error,
+                                        std::string* code) {
   Impl& self = *impl_;
+  auto fail = [&](const char* c) {
+    if (code) *code = c;
+    return std::nullopt;
+  };
   if (self.stopped) {
     error = "the escalation engine is stopped";
-    return std::nullopt;
+    return fail("escalation_unavailable");
   }
   ChainState s;
   s.id = new_uuid();
@@ -486,19 +491,19 @@ std::optional<ChainState> Engine::start(ChainRequest request, std::string& error
   } else {
     if (!self.dialer) {
       error = "no dialer configured";
-      return std::nullopt;
+      return fail("escalation_unavailable");
     }
     if (auto e = validate(s.callflow); !e.empty()) {
       error = e;
-      return std::nullopt;
+      return fail("invalid_callflow");
     }
     if (auto e = validate(s.guidance); !e.empty()) {
       error = e;
-      return std::nullopt;
+      return fail("invalid_guidance");
     }
     self.advance(s, false, s.created_at);
   }
-  if (!self.store.save(s, error)) return std::nullopt;
+  if (!self.store.save(s, error)) return fail("journal_unavailable");
   auto chain = std::make_shared<Chain>();
   chain->state = s;
   {

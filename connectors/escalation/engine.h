@@ -77,8 +77,11 @@ class Engine {
   void set_finished_handler(FinishedHandler handler);
   // Loads stored chains and continues the running ones; returns unreadable entries.
   std::vector<std::string> recover();
-  // Starts a chain (saved before this returns); nullopt with `error` when it cannot.
-  std::optional<ChainState> start(ChainRequest request, std::string& error);
+  // Starts a chain (saved before this returns); nullopt with `error` when it cannot, and in
+  // `code`: journal_unavailable (not saved), invalid_callflow, invalid_guidance or
+  // escalation_unavailable (stopped, no dialer).
+  std::optional<ChainState> start(ChainRequest request, std::string& error,
+                                  std::string* code = nullptr);
   // False with `error` (and `status` 404 or 409/502) when it is unknown or already finished.
   bool abort(const std::string& id, std::string& error, int& status);
   std::optional<ChainState> get(const std::string& id) const;

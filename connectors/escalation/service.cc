@@ -132,9 +132,8 @@ rules::EventInput EscalationService::finished_event(const ChainState& s) {
 }
 
 bool EscalationService::submit_finished(const ChainState& s) {
-  int status = 0;
-  std::string error;
-  return events_.submit(finished_event(s), nullptr, status, error).has_value();
+  rules::SubmitRejection rejection;
+  return events_.submit(finished_event(s), nullptr, rejection).has_value();
 }
 
 void EscalationService::metrics(std::string& out) const {
@@ -201,9 +200,15 @@ void EscalationService::handle_invoke(const rules::HttpRequest& req, rules::Http
   }
   if (auto it = p.find("callId"); it != p.end() && it->is_string())
     request.origin_call_id = it->get<std::string>();
-  std::string error;
-  auto chain = engine_->start(std::move(request), error);
-  if (!chain) return res.error(503, "escalation_unavailable", error);
+  std::string error, code;
+  auto chain = engine_->start(std::move(request), error, &code);
+  if (!chain && (code == "invalid_callflow" || code == "invalid_guidance"))
+    return res.error(400, code, error);
+  if (!chain) {
+    // Not durable, or the engine is stopping: temporary either way.
+    res.headers.emplace_back("Retry-After", "1");
+    return res.error(503, code.empty() ? "escalation_unavailable" : code, error);
+  }
   reply(res, 200, json{{"resultId", chain->id}});
 }
 

@@ -245,16 +245,17 @@ void CommuboService::handle(const rules::HttpRequest& request, rules::HttpRespon
   }
 
   auto waiter = std::make_shared<DecisionWaiter>();
-  int status = 0;
+  rules::SubmitRejection rejection;
   std::optional<rules::SubmittedEvent> submitted;
   try {
-    submitted = events_.submit(*event, waiter, status, error);
+    submitted = events_.submit(*event, waiter, rejection);
   } catch (const std::exception& e) {  // a bridge fault must not hang up on the caller
-    error = e.what();
+    rejection = {503, "journal_unavailable", e.what()};
   }
   if (!submitted) {
+    std::string code = rejection.code.empty() ? "journal_unavailable" : rejection.code;
     answer({settings_.on_error_status, "", "error", ""}, error_key(), event->call_id, "",
-           "not_stored: " + error, received, response);
+           code + ": " + rejection.message, received, response);
     return;
   }
 

@@ -455,19 +455,19 @@ void WebhookService::handle(const WebhookSource& source, const rules::HttpReques
   event.vars["WEBHOOK_SOURCE"] = source.name;
   if (delivery_id) event.vars["WEBHOOK_DELIVERY_ID"] = *delivery_id;
 
-  int status = 0;
-  std::string error;
+  rules::SubmitRejection rejection;
   std::optional<rules::SubmittedEvent> submitted;
   try {
-    submitted = events_.submit(event, nullptr, status, error);
+    submitted = events_.submit(event, nullptr, rejection);
   } catch (const std::exception& e) {
-    error = e.what();
+    rejection = {503, "journal_unavailable", e.what()};
   }
   if (!submitted) {
-    if (status == 503 && error.find("busy") != std::string::npos)
-      response.headers.emplace_back("Retry-After", "1");
-    return reject(status >= 400 ? status : 503, status == 503 ? "busy" : "journal_unavailable",
-                  error.empty() ? "the event could not be stored" : error);
+    // Both reasons are temporary: the platform should deliver again after a second.
+    response.headers.emplace_back("Retry-After", "1");
+    return reject(rejection.status >= 400 ? rejection.status : 503,
+                  rejection.code.empty() ? "journal_unavailable" : rejection.code,
+                  rejection.message.empty() ? "the event could not be stored" : rejection.message);
   }
   if (delivery_id) {
     // After the event is durable: a crash in between processes a redelivery twice, never zero.
