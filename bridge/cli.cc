@@ -4,12 +4,14 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <thread>
+#include <tuple>
 
 #include "bridge/action_record.h"
 #include "bridge/command_format.h"
@@ -31,15 +33,25 @@ namespace {
 
 constexpr int kOk = 0, kRuntimeFailure = 1, kBadConfig = 2;
 
-std::optional<rules::Config> load_or_report(const std::string& path, std::ostream& err) {
+// `checking`: a file being checked (validate, simulate) rather than run; its warnings and notes
+// are shown, and an unset ${NAME} is a warning unless `strict_env`.
+std::optional<rules::Config> load_or_report(const std::string& path, std::ostream& err,
+                                            bool checking = false, bool strict_env = true) {
   rules::LoadResult result =
-      rules::load_config_file(path, rules::process_env, bridge::connector_registry());
-  for (const auto& d : result.errors) err << d.format() << "\n";
+      rules::load_config_file(path, rules::process_env, bridge::connector_registry(),
+                              strict_env ? rules::UnsetEnv::error : rules::UnsetEnv::warning);
+  std::vector<rules::Diagnostic> shown = result.errors;
+  if (checking) shown.insert(shown.end(), result.notes.begin(), result.notes.end());
+  std::stable_sort(shown.begin(), shown.end(), [](const auto& a, const auto& b) {
+    return std::tie(a.location.line, a.location.column) <
+           std::tie(b.location.line, b.location.column);
+  });
+  for (const auto& d : shown) err << d.format() << "\n";
   return std::move(result.config);
 }
 
-int validate(const std::string& path) {
-  auto config = load_or_report(path, std::cerr);
+int validate(const std::string& path, bool strict_env) {
+  auto config = load_or_report(path, std::cerr, true, strict_env);
   if (!config) return kBadConfig;
   std::map<std::string, int> per_event;
   for (const auto& rule : config->rules->all()) ++per_event[rule.event];
@@ -92,7 +104,7 @@ std::string indent(const std::string& text, const std::string& prefix) {
 
 int simulate(const std::string& path, const std::vector<std::string>& event_files, bool send,
              CommandFormat format) {
-  auto config = load_or_report(path, std::cerr);
+  auto config = load_or_report(path, std::cerr, true);
   if (!config) return kBadConfig;
   std::vector<rules::EventInput> events;
   for (const auto& file : event_files) {
@@ -476,6 +488,9 @@ int run_cli(int argc, char** argv) {
   auto* validate_cmd =
       app.add_subcommand("validate", "Check a configuration file and report every error");
   validate_cmd->add_option("-c,--config", config_path, "Configuration file")->capture_default_str();
+  bool strict_env = false;
+  validate_cmd->add_flag("--strict-env", strict_env,
+                         "An unset ${NAME} is an error (by default a warning, as serve needs it)");
 
   auto* simulate_cmd = app.add_subcommand(
       "simulate",
@@ -537,7 +552,7 @@ int run_cli(int argc, char** argv) {
     int rc = app.exit(e);
     return rc == 0 ? kOk : kBadConfig;
   }
-  if (validate_cmd->parsed()) return validate(config_path);
+  if (validate_cmd->parsed()) return validate(config_path, strict_env);
   if (serve_cmd->parsed()) return serve(config_path, serve_config->count() > 0);
   if (history_cmd->parsed())
     return history(config_path, call_id, failures, limit, chains, chain_id);

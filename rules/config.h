@@ -133,16 +133,24 @@ struct Config {
   }
 };
 
+enum class Severity { error, warning, note };
+
 struct Diagnostic {
   SourceLocation location;
   std::string message;
-  std::string format() const;  // FILE:LINE:COL: error: MESSAGE
+  Severity severity = Severity::error;
+  std::string format() const;  // FILE:LINE:COL: error: MESSAGE (or warning:, note:)
 };
 
 struct LoadResult {
   std::optional<Config> config;
   std::vector<Diagnostic> errors;  // every error found, in file order
+  std::vector<Diagnostic> notes;   // warnings and notes, in file order; never stop a load
 };
+
+// What an unset `${NAME}` is. `serve` needs every secret (error); `validate` checks a file
+// without production secrets (warning, and the rest is checked with a placeholder value).
+enum class UnsetEnv { error, warning };
 
 // Reads `${NAME}` from the process environment.
 std::optional<std::string> process_env(std::string_view name);
@@ -153,8 +161,10 @@ const Registry& core_registry();
 
 LoadResult load_config_text(std::string_view yaml, const std::string& file,
                             const Template::EnvLookup& env = process_env,
-                            const Registry& registry = core_registry());
+                            const Registry& registry = core_registry(),
+                            UnsetEnv unset_env = UnsetEnv::error);
 LoadResult load_config_file(const std::string& path, const Template::EnvLookup& env = process_env,
-                            const Registry& registry = core_registry());
+                            const Registry& registry = core_registry(),
+                            UnsetEnv unset_env = UnsetEnv::error);
 
 }  // namespace callbridge::rules

@@ -18,8 +18,11 @@ std::string join_names(const std::vector<std::string>& items) {
 
 }  // namespace
 
-ConfigReader::ConfigReader(std::string file, const Template::EnvLookup& env)
-    : file_(std::move(file)), env_(env), secrets_(std::make_shared<SecretSet>()) {}
+ConfigReader::ConfigReader(std::string file, const Template::EnvLookup& env, UnsetEnv unset_env)
+    : unset_env_(unset_env),
+      file_(std::move(file)),
+      env_(env),
+      secrets_(std::make_shared<SecretSet>()) {}
 
 SourceLocation ConfigReader::where(const YAML::Node& node, std::size_t offset) const {
   YAML::Mark mark = node.Mark();
@@ -32,6 +35,39 @@ SourceLocation ConfigReader::where(const YAML::Node& node, std::size_t offset) c
 }
 void ConfigReader::error(const YAML::Node& node, const std::string& message, std::size_t offset) {
   errors_.push_back({where(node, offset), secrets_->redact(message)});
+}
+
+void ConfigReader::note(const YAML::Node& node, const std::string& message, std::size_t offset,
+                        Severity severity) {
+  notes_.push_back({where_in_text(node, offset), secrets_->redact(message), severity});
+}
+
+SourceLocation ConfigReader::where_in_text(const YAML::Node& node, std::size_t offset) const {
+  const std::string& text = node.Scalar();
+  if (!node.IsScalar() || text.find('\n') == std::string::npos) return where(node, offset);
+  YAML::Mark mark = node.Mark();
+  std::size_t pos = static_cast<std::size_t>(std::max(0, mark.pos));
+  // Only a literal block scalar (`|`) keeps its lines as written; others keep the node's place.
+  if (pos >= source_.size() || source_[pos] != '|') return where(node);
+  std::size_t first = source_.find('\n', pos);
+  if (first == std::string_view::npos) return where(node);
+  std::size_t indent = 0;
+  for (std::size_t p = first + 1; p < source_.size(); ++p) {
+    std::size_t spaces = source_.find_first_not_of(' ', p);
+    if (spaces == std::string_view::npos) break;
+    if (source_[spaces] != '\n') {
+      indent = spaces - p;
+      break;
+    }
+    p = spaces;
+  }
+  offset = std::min(offset, text.size());
+  std::size_t lines =
+      static_cast<std::size_t>(std::count(text.begin(), text.begin() + offset, '\n'));
+  std::size_t line_start = text.rfind('\n', offset == 0 ? 0 : offset - 1);
+  line_start = line_start == std::string::npos || offset == 0 ? 0 : line_start + 1;
+  return {file_, mark.line + 2 + static_cast<int>(lines),
+          static_cast<int>(indent + (offset - line_start)) + 1};
 }
 
 // Reports unknown and duplicate keys; returns the keys present.
@@ -72,6 +108,7 @@ std::optional<std::string> ConfigReader::string_setting(const YAML::Node& node,
   if (!raw) return std::nullopt;
   std::vector<Template::Error> errs;
   Template t = Template::compile(*raw, Destination::text, tracked_env(), errs);
+  report_unset_env(node, *raw);
   for (const auto& e : errs) error(node, "\"" + what + "\": " + e.message, e.offset);
   if (!errs.empty()) return std::nullopt;
   // Placeholders have no meaning here; render them as written.
@@ -113,9 +150,27 @@ std::optional<bool> ConfigReader::boolean(const YAML::Node& node, const std::str
 Template::EnvLookup ConfigReader::tracked_env() {
   return [this](std::string_view name) -> std::optional<std::string> {
     auto value = env_(name);
+    if (!value && unset_env_ == UnsetEnv::warning) {
+      // Long enough for settings with a minimum length (server tokens); never a real secret.
+      unset_.emplace_back(name);
+      return "unset-" + std::string(name) + "-placeholder";
+    }
     if (value) secrets_->add(*value);
     return value;
   };
+}
+
+void ConfigReader::report_unset_env(const YAML::Node& node, std::string_view raw) {
+  std::size_t from = 0;
+  for (const std::string& name : unset_) {
+    std::string reference = "${" + name + "}";
+    std::size_t at = raw.find(reference, from);
+    if (at == std::string_view::npos) at = raw.find(reference);
+    if (at != std::string_view::npos) from = at + reference.size();
+    note(node, "environment variable " + reference + " is not set",
+         at == std::string_view::npos ? 0 : at, Severity::warning);
+  }
+  unset_.clear();
 }
 
 std::optional<Template> ConfigReader::template_setting(const YAML::Node& node,
@@ -125,6 +180,7 @@ std::optional<Template> ConfigReader::template_setting(const YAML::Node& node,
   if (!raw) return std::nullopt;
   std::vector<Template::Error> errs;
   Template t = Template::compile(*raw, destination, tracked_env(), errs);
+  report_unset_env(node, *raw);
   for (const auto& e : errs) error(node, "\"" + what + "\": " + e.message, e.offset);
   if (!errs.empty()) return std::nullopt;
   return t;

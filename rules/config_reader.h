@@ -16,12 +16,16 @@ namespace callbridge::rules {
 
 class ConfigReader {
  public:
-  ConfigReader(std::string file, const Template::EnvLookup& env);
+  ConfigReader(std::string file, const Template::EnvLookup& env,
+               UnsetEnv unset_env = UnsetEnv::error);
   virtual ~ConfigReader() = default;
 
   const std::string& file() const { return file_; }
   SourceLocation where(const YAML::Node& node, std::size_t offset = 0) const;
   void error(const YAML::Node& node, const std::string& message, std::size_t offset = 0);
+  // A note or warning; `offset` is a byte offset into the scalar's text, which may span lines.
+  void note(const YAML::Node& node, const std::string& message, std::size_t offset = 0,
+            Severity severity = Severity::note);
   std::size_t error_count() const { return errors_.size(); }
 
   // Reports unknown and duplicate keys (listing the allowed ones); returns the keys present.
@@ -52,8 +56,18 @@ class ConfigReader {
   const Section* section(std::string_view key) const;
   SecretSet& secrets() { return *secrets_; }
   Template::EnvLookup tracked_env();  // env lookups that register the values as secrets
+  // Reports the unset `${NAME}`s that the lookups since the last call met (UnsetEnv::warning);
+  // `raw` is the scalar's text.
+  void report_unset_env(const YAML::Node& node, std::string_view raw);
 
  protected:
+  // `offset` into a scalar that may span lines (block scalars need the source text).
+  SourceLocation where_in_text(const YAML::Node& node, std::size_t offset) const;
+
+  std::string_view source_;  // the whole file, when known
+  UnsetEnv unset_env_ = UnsetEnv::error;
+  std::vector<std::string> unset_;  // met by tracked_env() and not reported yet
+  std::vector<Diagnostic> notes_;
   std::string file_;
   const Template::EnvLookup& env_;
   std::shared_ptr<SecretSet> secrets_;

@@ -26,11 +26,13 @@ std::string join(const std::vector<std::string>& items) {
 // Walks the YAML tree once, collecting every error with its position.
 class Loader : public ConfigReader {
  public:
-  Loader(std::string file, const Template::EnvLookup& env, const Registry& registry)
-      : ConfigReader(std::move(file), env), registry_(registry) {}
+  Loader(std::string file, const Template::EnvLookup& env, const Registry& registry,
+         UnsetEnv unset_env)
+      : ConfigReader(std::move(file), env, unset_env), registry_(registry) {}
 
   LoadResult run(std::string_view text) {
     LoadResult result;
+    source_ = text;
     YAML::Node root;
     try {
       root = YAML::Load(std::string(text));
@@ -63,12 +65,15 @@ class Loader : public ConfigReader {
       if (auto n = root["rules"]) config.rules = std::make_shared<RuleSet>(load_rules(n));
     }
     config.secrets = secrets_;
-    std::stable_sort(errors_.begin(), errors_.end(), [](const Diagnostic& a, const Diagnostic& b) {
+    auto in_file_order = [](const Diagnostic& a, const Diagnostic& b) {
       return std::tie(a.location.line, a.location.column) <
              std::tie(b.location.line, b.location.column);
-    });
+    };
+    std::stable_sort(errors_.begin(), errors_.end(), in_file_order);
+    std::stable_sort(notes_.begin(), notes_.end(), in_file_order);
     if (errors_.empty()) result.config = std::move(config);
     result.errors = std::move(errors_);
+    result.notes = std::move(notes_);
     return result;
   }
 
@@ -297,7 +302,7 @@ class Loader : public ConfigReader {
         out.method = m;
       }
     }
-    bool json_body = false, form_body = false;
+    bool json_body = false, form_body = false, kintone_rest = false;
     if (auto n = node["headers"]) {
       if (!n.IsMap()) {
         error(n, "\"request.headers\" must be a mapping of header name to value");
@@ -334,6 +339,7 @@ class Loader : public ConfigReader {
         std::vector<Template::Error> errs;
         out.url = Template::compile(std::string_view(*raw).substr(11), Destination::text,
                                     tracked_env(), errs);
+        report_unset_env(n, *raw);
         for (const auto& e : errs) error(n, "\"request.url\": " + e.message, e.offset + 11);
       } else if (raw) {
         if (auto t = template_setting(n, "request.url", Destination::url)) {
@@ -343,6 +349,8 @@ class Loader : public ConfigReader {
             error(n, "\"request.url\": must start with http://, https:// or response://");
           }
           out.url = std::move(*t);
+          kintone_rest = is_kintone_rest_path(out.url.probe());
+          if (kintone_rest) protect_query(n, out.url);
         }
       }
     } else {
@@ -358,12 +366,35 @@ class Loader : public ConfigReader {
         Destination d = json_body   ? Destination::json
                         : form_body ? Destination::form
                                     : Destination::text;
-        if (auto t = template_setting(n, "request.body", d)) out.body = std::move(*t);
+        if (auto t = template_setting(n, "request.body", d)) {
+          out.body = std::move(*t);
+          if (kintone_rest) protect_query(n, out.body);
+        }
       }
     }
     if (auto n = node["timeout"]) {
       if (auto v = integer(n, "request.timeout", 1, 300)) out.timeout = std::chrono::seconds(*v);
     }
+  }
+
+  // A kintone REST path: /k/v1/... or /k/guest/SPACE/v1/... (the host may be templated).
+  static bool is_kintone_rest_path(std::string_view url) {
+    std::size_t scheme = url.find("://");
+    if (scheme == std::string_view::npos) return false;
+    std::size_t slash = url.find('/', scheme + 3);
+    if (slash == std::string_view::npos) return false;
+    std::string_view path = url.substr(slash, url.find_first_of("?#", slash) - slash);
+    if (path.rfind("/k/v1/", 0) == 0) return true;
+    if (path.rfind("/k/guest/", 0) != 0) return false;
+    std::size_t space_end = path.find('/', 9);
+    return space_end != std::string_view::npos && space_end > 9 &&
+           path.substr(space_end).rfind("/v1/", 0) == 0;
+  }
+
+  // Placeholders in a kintone query are escaped for its query language; each gets a note.
+  void protect_query(const YAML::Node& node, Template& t) {
+    for (const auto& p : t.protect_kintone_query())
+      note(node, "{" + p.name + "} is escaped for kintone's query language", p.offset);
   }
 
   void load_auth(const YAML::Node& node, RequestSpec& out) {
@@ -445,8 +476,11 @@ const std::vector<const Rule*>& RuleSet::for_event(const std::string& event) con
 }
 
 std::string Diagnostic::format() const {
+  const char* label = severity == Severity::note      ? ": note: "
+                      : severity == Severity::warning ? ": warning: "
+                                                      : ": error: ";
   return location.file + ":" + std::to_string(location.line) + ":" +
-         std::to_string(location.column) + ": error: " + message;
+         std::to_string(location.column) + label + message;
 }
 
 std::optional<std::string> process_env(std::string_view name) {
@@ -461,12 +495,13 @@ const Registry& core_registry() {
 }
 
 LoadResult load_config_text(std::string_view yaml, const std::string& file,
-                            const Template::EnvLookup& env, const Registry& registry) {
-  return Loader(file, env, registry).run(yaml);
+                            const Template::EnvLookup& env, const Registry& registry,
+                            UnsetEnv unset_env) {
+  return Loader(file, env, registry, unset_env).run(yaml);
 }
 
 LoadResult load_config_file(const std::string& path, const Template::EnvLookup& env,
-                            const Registry& registry) {
+                            const Registry& registry, UnsetEnv unset_env) {
   std::ifstream in(path, std::ios::binary);
   if (!in) {
     LoadResult result;
@@ -479,7 +514,7 @@ LoadResult load_config_file(const std::string& path, const Template::EnvLookup& 
   }
   std::stringstream buffer;
   buffer << in.rdbuf();
-  return load_config_text(buffer.str(), path, env, registry);
+  return load_config_text(buffer.str(), path, env, registry, unset_env);
 }
 
 }  // namespace callbridge::rules

@@ -107,14 +107,18 @@ std::string percent_encode(std::string_view value) {
   return out;
 }
 
-std::string kintone_query_literal(std::string_view value) {
-  std::string out = "\"";
+std::string kintone_query_escape(std::string_view value) {
+  std::string out;
+  out.reserve(value.size() + 2);
   for (char c : value) {
     if (c == '"' || c == '\\') out += '\\';
     out += c;
   }
-  out += '"';
   return out;
+}
+
+std::string kintone_query_literal(std::string_view value) {
+  return '"' + kintone_query_escape(value) + '"';
 }
 
 std::string base64_encode(std::string_view value) {
@@ -257,6 +261,8 @@ Template Template::compile(std::string_view text, Destination destination, const
     ++i;
   }
 
+  for (std::size_t n = 0; n < t.segments_.size(); ++n) t.segments_[n].offset = offsets[n];
+
   if (destination == Destination::json) {
     // Walk the JSON structure to learn which placeholders sit inside strings, then prove the
     // body is valid JSON with probe values so a broken body is reported at load time.
@@ -311,6 +317,185 @@ Template Template::compile(std::string_view text, Destination destination, const
   return t;
 }
 
+namespace {
+
+// Follows a kintone query one decoded character at a time: inside a string literal or not.
+struct QueryScanner {
+  bool in_literal = false, escaped = false;
+  void feed(char c) {
+    if (!in_literal) {
+      in_literal = c == '"';
+    } else if (escaped) {
+      escaped = false;
+    } else if (c == '\\') {
+      escaped = true;
+    } else if (c == '"') {
+      in_literal = false;
+    }
+  }
+};
+
+int hex_value(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+// Decodes `\"`, `\\` and `\uXXXX` of a JSON string, one character at a time; `feed` returns the
+// decoded character, or nullopt while an escape is incomplete.
+struct JsonStringDecoder {
+  int state = 0;  // 0 plain, 1 after backslash, 2..5 reading \u digits
+  int code = 0;
+  std::optional<char> feed(char c) {
+    if (state == 0) {
+      if (c == '\\') {
+        state = 1;
+        return std::nullopt;
+      }
+      return c;
+    }
+    if (state == 1) {
+      if (c == 'u') {
+        state = 2;
+        code = 0;
+        return std::nullopt;
+      }
+      state = 0;
+      return c == '"' || c == '\\' || c == '/' ? c : ' ';
+    }
+    code = code * 16 + std::max(0, hex_value(c));
+    if (++state < 6) return std::nullopt;
+    state = 0;
+    return code == 0x22 ? '"' : code == 0x5C ? '\\' : code < 0x80 ? static_cast<char>(code) : 'x';
+  }
+};
+
+// Decodes %XX and `+` of a URL query value, one character at a time.
+struct UrlValueDecoder {
+  int pending = 0, code = 0;
+  std::optional<char> feed(char c) {
+    if (pending > 0) {
+      code = code * 16 + std::max(0, hex_value(c));
+      if (--pending > 0) return std::nullopt;
+      return static_cast<char>(code);
+    }
+    if (c == '%') {
+      pending = 2;
+      code = 0;
+      return std::nullopt;
+    }
+    return c == '+' ? ' ' : c;
+  }
+};
+
+}  // namespace
+
+std::string Template::probe() const {
+  std::string out;
+  for (const Segment& s : segments_) out += s.kind == Kind::variable ? std::string("x") : s.text;
+  return out;
+}
+
+std::vector<Template::QueryPlaceholder> Template::protect_kintone_query() {
+  std::vector<QueryPlaceholder> treated;
+  auto treat = [&](Segment& s, const QueryScanner& scanner) {
+    if (s.raw || std::find(s.filters.begin(), s.filters.end(), Filter::query) != s.filters.end())
+      return;
+    s.query = scanner.in_literal ? QueryContext::literal : QueryContext::bare;
+    treated.push_back({s.text, s.offset});
+  };
+
+  if (destination_ == Destination::json) {
+    // JSON tokens: a string that follows `"query":` is a kintone query.
+    enum class Last { other, string, colon };
+    Last last = Last::other;
+    bool in_string = false, escaped = false, key_known = true, in_query = false;
+    std::string current, last_string, key;
+    QueryScanner scanner;
+    JsonStringDecoder decoder;
+    for (Segment& s : segments_) {
+      if (s.kind == Kind::variable) {
+        if (in_string) {
+          key_known = false;
+          if (in_query) treat(s, scanner);
+        } else {
+          last = Last::other;
+        }
+        continue;
+      }
+      for (char c : s.text) {
+        if (in_string) {
+          if (in_query)
+            if (auto d = decoder.feed(c)) scanner.feed(*d);
+          if (escaped) {
+            escaped = false;
+          } else if (c == '\\') {
+            escaped = true;
+          } else if (c == '"') {
+            in_string = false;
+            last_string = key_known ? current : std::string();
+            last = Last::string;
+            continue;
+          }
+          current += c;
+        } else if (c == '"') {
+          in_string = true;
+          in_query = last == Last::colon && key == "query";
+          current.clear();
+          key_known = true;
+          scanner = QueryScanner{};
+          decoder = JsonStringDecoder{};
+        } else if (c == ':') {
+          key = last == Last::string ? last_string : std::string();
+          last = Last::colon;
+        } else if (c != ' ' && c != '\t' && c != '\r' && c != '\n') {
+          last = Last::other;
+        }
+      }
+    }
+  } else if (destination_ == Destination::url) {
+    // The value of the `query=` parameter is a kintone query.
+    enum class Part { path, name, value, fragment };
+    Part part = Part::path;
+    std::string name;
+    bool name_known = true, in_query = false;
+    QueryScanner scanner;
+    UrlValueDecoder decoder;
+    for (Segment& s : segments_) {
+      if (s.kind == Kind::variable) {
+        if (part == Part::name) name_known = false;
+        if (part == Part::value && in_query) treat(s, scanner);
+        continue;
+      }
+      for (char c : s.text) {
+        if (part == Part::fragment) break;
+        if (c == '#') {
+          part = Part::fragment;
+        } else if (part == Part::path) {
+          if (c == '?') part = Part::name;
+        } else if (c == '&') {
+          part = Part::name;
+          name.clear();
+          name_known = true;
+        } else if (part == Part::name) {
+          if (c == '=') {
+            part = Part::value;
+            in_query = name_known && name == "query";
+            scanner = QueryScanner{};
+            decoder = UrlValueDecoder{};
+          } else {
+            name += c;
+          }
+        } else if (in_query) {
+          if (auto d = decoder.feed(c)) scanner.feed(*d);
+        }
+      }
+    }
+  }
+  return treated;
+}
+
 std::vector<std::string> Template::variables() const {
   std::vector<std::string> names;
   for (const Segment& s : segments_)
@@ -321,10 +506,12 @@ std::vector<std::string> Template::variables() const {
 
 void Template::append_value(std::string& out, const Segment& s, std::string value,
                             RenderReport& report) const {
+  bool query_filter = false;
   for (Filter f : s.filters) {
     switch (f) {
       case Filter::query:
         value = kintone_query_literal(value);
+        query_filter = true;
         break;
       case Filter::base64:
         value = base64_encode(value);
@@ -336,6 +523,9 @@ void Template::append_value(std::string& out, const Segment& s, std::string valu
         break;
     }
   }
+  if (!s.raw && !query_filter && s.query != QueryContext::none)
+    value =
+        s.query == QueryContext::bare ? kintone_query_literal(value) : kintone_query_escape(value);
   if (destination_ == Destination::header &&
       value.find_first_of(std::string_view("\r\n\0", 3)) != std::string::npos) {
     report.error = "value of {" + s.text + "} contains CR, LF or NUL and cannot go in a header";

@@ -48,6 +48,18 @@ class Template {
   // `redacted` renders secret segments as `[secret]`, for anything shown or stored.
   std::string render(const Variables& vars, RenderReport& report, bool redacted = false) const;
 
+  // Treats the placeholders that land in a kintone query (the `query` member of a JSON body, the
+  // `query=` URL parameter) as query values: inside a query string literal they are escaped for
+  // the query language, in a bare position written as a quoted literal. Placeholders with an
+  // explicit `|query` or `|raw` are left as written. Returns each treated placeholder.
+  struct QueryPlaceholder {
+    std::string name;
+    std::size_t offset = 0;  // byte offset into the template text
+  };
+  std::vector<QueryPlaceholder> protect_kintone_query();
+  // The text with every placeholder as "x": enough to read a URL's scheme, host and path.
+  std::string probe() const;
+
   bool empty() const { return segments_.empty(); }
   Destination destination() const { return destination_; }
   // Variables the template reads, in order of first use.
@@ -56,12 +68,15 @@ class Template {
  private:
   enum class Kind { literal, secret, variable };
   enum class Context { plain, json_string, json_bare };
+  enum class QueryContext { none, literal, bare };  // position in a kintone query
   struct Segment {
     Kind kind = Kind::literal;
     std::string text;  // literal text, secret value or variable name
     std::vector<Filter> filters;
     bool raw = false;
     Context context = Context::plain;
+    QueryContext query = QueryContext::none;
+    std::size_t offset = 0;  // byte offset of the segment in the template text
   };
   void append_value(std::string& out, const Segment& segment, std::string value,
                     RenderReport& report) const;
@@ -73,7 +88,8 @@ class Template {
 // Escaping primitives, shared with connectors.
 std::string json_escape(std::string_view value);  // without the surrounding quotes
 std::string percent_encode(std::string_view value);
-std::string kintone_query_literal(std::string_view value);
+std::string kintone_query_literal(std::string_view value);  // "..." with \ and " escaped
+std::string kintone_query_escape(std::string_view value);   // the same without the quotes
 std::string base64_encode(std::string_view value);
 bool is_json_number(std::string_view value);
 
