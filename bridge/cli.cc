@@ -189,7 +189,7 @@ std::unique_ptr<bridge::Journal> open_journal(const rules::Config& config) {
 // Reloads on SIGHUP (an invalid file keeps the rules in force), stops on SIGTERM/SIGINT, and
 // prunes old calls once an hour.
 void supervise(const std::string& path, bool have_file, bridge::ConfigHolder& holder,
-               bridge::Journal& journal, const sigset_t& signals) {
+               bridge::Journal& journal, bridge::BridgeServer& server, const sigset_t& signals) {
   auto last_prune = std::chrono::steady_clock::time_point{};
   while (true) {
     if (std::chrono::steady_clock::now() - last_prune > std::chrono::hours(1)) {
@@ -209,6 +209,15 @@ void supervise(const std::string& path, bool have_file, bridge::ConfigHolder& ho
       return;
     }
     if (sig != SIGHUP) continue;
+    if (server.tls()) {
+      // Renewed certificates apply to new connections, whatever the rules' fate.
+      std::string error;
+      if (server.reload_tls(error))
+        bridge::log(bridge::LogLevel::info, "TLS certificate reloaded");
+      else
+        bridge::log(bridge::LogLevel::error, "TLS certificate reload rejected; keeping the old one",
+                    {{"error", error}});
+    }
     if (!have_file) {
       bridge::log(bridge::LogLevel::warn, "SIGHUP ignored: running on embedded defaults");
       continue;
@@ -290,12 +299,13 @@ int serve(const std::string& path, bool path_given) {
   std::thread http_thread([&] { server.run(); });
   bridge::log(bridge::LogLevel::info, "listening",
               {{"listen", config.server.listen},
+               {"scheme", server.tls() ? "https" : "http"},
                {"port", std::to_string(server.port())},
                {"journal", config.storage.path},
                {"rules", std::to_string(config.rules->all().size())},
                {"recovered_events", std::to_string(recovered)}});
 
-  supervise(path, have_file, holder, *journal, signals);
+  supervise(path, have_file, holder, *journal, server, signals);
 
   server.stop();
   http_thread.join();

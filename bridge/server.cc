@@ -8,6 +8,7 @@
 #include "bridge/event_input.h"
 #include "bridge/history.h"
 #include "bridge/log.h"
+#include "bridge/tls.h"
 
 namespace callbridge::bridge {
 
@@ -69,6 +70,20 @@ nlohmann::json event_from_params(const httplib::Params& params, std::string& err
   return j;
 }
 
+// HTTPS when server.tls is set, with the certificate read now; else plain HTTP. `error` set:
+// the listener must not start.
+std::unique_ptr<httplib::Server> make_listener(const rules::ServerConfig& config,
+                                               std::unique_ptr<TlsCertificate>& tls,
+                                               std::string& error) {
+  if (config.tls_cert_file.empty()) return std::make_unique<httplib::Server>();
+  tls = std::make_unique<TlsCertificate>(config.tls_cert_file, config.tls_key_file);
+  if (!tls->load(error)) return std::make_unique<httplib::Server>();
+  auto server =
+      std::make_unique<httplib::SSLServer>([&](SSL_CTX& ctx) { return tls->install(ctx, error); });
+  if (!server->is_valid() && error.empty()) error = "cannot set up TLS";
+  return server;
+}
+
 rules::HttpRequest to_route_request(const httplib::Request& req) {
   rules::HttpRequest out;
   out.method = req.method;
@@ -95,14 +110,25 @@ struct BridgeServer::Impl {
   Intake& intake;
   const std::vector<rules::Route>& extra_routes;
   const rules::Services* services;
-  httplib::Server server;
+  std::string tls_error;                      // server.tls could not be set up
+  std::unique_ptr<TlsCertificate> tls;        // when server.tls is set
+  std::unique_ptr<httplib::Server> listener;  // an httplib::SSLServer with TLS
+  httplib::Server& server;
   int port = 0;
   bool open_access = false;              // no tokens configured and bound to loopback
   std::vector<std::regex> public_paths;  // connector routes that authenticate by themselves
 
   Impl(const ConfigHolder& c, Journal& j, Dispatcher& d, Metrics& m, Intake& i,
        const std::vector<rules::Route>& r, const rules::Services* s)
-      : config(c), journal(j), dispatcher(d), metrics(m), intake(i), extra_routes(r), services(s) {}
+      : config(c),
+        journal(j),
+        dispatcher(d),
+        metrics(m),
+        intake(i),
+        extra_routes(r),
+        services(s),
+        listener(make_listener(c.get()->server, tls, tls_error)),
+        server(*listener) {}
 
   bool is_public(const httplib::Request& req) const {
     if (req.path == "/healthz") return true;
@@ -277,6 +303,10 @@ bool BridgeServer::bind(const std::string& listen, std::string& error) {
   if (host.size() > 2 && host.front() == '[' && host.back() == ']')
     host = host.substr(1, host.size() - 2);
   int port = std::stoi(listen.substr(colon + 1));
+  if (!impl_->tls_error.empty()) {
+    error = "server.tls: " + impl_->tls_error;
+    return false;
+  }
   if (cfg->server.tokens.empty()) {
     if (!is_loopback(host)) {
       error = "server.tokens is empty: refusing to listen on " + host + " without authentication";
@@ -320,6 +350,14 @@ void BridgeServer::run() {
 
 void BridgeServer::stop() {
   if (impl_->server.is_running()) impl_->server.stop();
+}
+
+bool BridgeServer::reload_tls(std::string& error) {
+  return !impl_->tls || impl_->tls->load(error);
+}
+
+bool BridgeServer::tls() const {
+  return impl_->tls != nullptr;
 }
 
 }  // namespace callbridge::bridge

@@ -27,6 +27,10 @@ class BridgeServer {
   int port() const;
   void run();   // serves until stop()
   void stop();  // stops accepting; returns at once
+  // Reads server.tls's certificate and key again, for new connections (no TLS: nothing to do).
+  // False with `error` keeps the certificate in use.
+  bool reload_tls(std::string& error);
+  bool tls() const;
 
  private:
   struct Impl;

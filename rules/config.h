@@ -94,6 +94,9 @@ struct ServerConfig {
   std::size_t max_body_bytes = 65536;  // larger requests get 413
   int keep_alive_max_count = 1000;
   int keep_alive_timeout_seconds = 5;
+  // server.tls: HTTPS with this PEM certificate chain and key (TLS 1.2 or later); re-read on
+  // SIGHUP. Empty: plain HTTP.
+  std::string tls_cert_file, tls_key_file;
 };
 
 struct StorageConfig {

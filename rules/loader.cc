@@ -82,8 +82,9 @@ class Loader : public ConfigReader {
     if (!expect_map(node, "server")) return;
     check_keys(node,
                {"listen", "tokens", "threads", "max_body_bytes", "keep_alive_max_count",
-                "keep_alive_timeout_seconds"},
+                "keep_alive_timeout_seconds", "tls"},
                "server");
+    if (auto n = node["tls"]) load_tls(n, out);
     if (auto n = node["threads"])
       if (auto v = integer(n, "server.threads", 2, 1024)) out.threads = static_cast<int>(*v);
     if (auto n = node["max_body_bytes"])
@@ -122,6 +123,22 @@ class Loader : public ConfigReader {
           out.tokens.push_back(*v);
         }
       }
+    }
+  }
+
+  void load_tls(const YAML::Node& node, ServerConfig& out) {
+    if (!expect_map(node, "server.tls")) return;
+    check_keys(node, {"cert_file", "key_file"}, "server.tls");
+    auto cert = required(node, "cert_file", "server.tls");
+    auto key = required(node, "key_file", "server.tls");
+    if (!cert || !key) return;
+    auto cert_file = string_setting(cert, "server.tls.cert_file");
+    auto key_file = string_setting(key, "server.tls.key_file");
+    for (const auto& [n, file] : {std::pair{cert, cert_file}, std::pair{key, key_file}})
+      if (file && !std::ifstream(*file)) error(n, "\"server.tls\": cannot read " + *file);
+    if (cert_file && key_file) {
+      out.tls_cert_file = *cert_file;
+      out.tls_key_file = *key_file;
     }
   }
 

@@ -1,0 +1,153 @@
+// server.tls through the real binary: HTTPS on the listener, TLS 1.1 refused, and a renewed
+// certificate served to new connections after SIGHUP. Certificates are made here, in memory.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <openssl/ec.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+
+#include "tests/fakes/bridge_harness.h"
+
+using namespace callbridge::testing;
+
+namespace {
+
+std::string bio_text(BIO* bio) {
+  char* data = nullptr;
+  long n = BIO_get_mem_data(bio, &data);
+  std::string out(data, static_cast<std::size_t>(n));
+  BIO_free(bio);
+  return out;
+}
+
+struct Pem {
+  std::string cert, key;
+};
+
+// A self-signed certificate for CN=`name`, with its key.
+Pem self_signed(const std::string& name) {
+  static long serial = 1;
+  EVP_PKEY* key = EVP_EC_gen("P-256");
+  REQUIRE(key);
+  X509* x = X509_new();
+  X509_set_version(x, 2);
+  ASN1_INTEGER_set(X509_get_serialNumber(x), serial++);
+  X509_gmtime_adj(X509_getm_notBefore(x), -60);
+  X509_gmtime_adj(X509_getm_notAfter(x), 3600);
+  X509_set_pubkey(x, key);
+  X509_NAME* subject = X509_get_subject_name(x);
+  X509_NAME_add_entry_by_txt(subject, "CN", MBSTRING_ASC,
+                             reinterpret_cast<const unsigned char*>(name.c_str()), -1, -1, 0);
+  X509_set_issuer_name(x, subject);
+  REQUIRE(X509_sign(x, key, EVP_sha256()) > 0);
+  BIO* cert = BIO_new(BIO_s_mem());
+  PEM_write_bio_X509(cert, x);
+  BIO* pkey = BIO_new(BIO_s_mem());
+  PEM_write_bio_PrivateKey(pkey, key, nullptr, nullptr, 0, nullptr, nullptr);
+  X509_free(x);
+  EVP_PKEY_free(key);
+  return {bio_text(cert), bio_text(pkey)};
+}
+
+struct Handshake {
+  bool ok = false;
+  std::string common_name;  // of the certificate the server presented
+};
+
+// One TLS handshake with 127.0.0.1:`port`, offering exactly `version`.
+Handshake handshake(int port, int version) {
+  Handshake out;
+  SSL_CTX* ctx = SSL_CTX_new(TLS_client_method());
+  SSL_CTX_set_security_level(ctx, 0);  // let the client offer TLS 1.1: the server must refuse
+  SSL_CTX_set_min_proto_version(ctx, version);
+  SSL_CTX_set_max_proto_version(ctx, version);
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  REQUIRE(connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+  SSL* ssl = SSL_new(ctx);
+  SSL_set_fd(ssl, fd);
+  out.ok = SSL_connect(ssl) == 1;
+  if (out.ok) {
+    if (X509* peer = SSL_get1_peer_certificate(ssl)) {
+      char cn[256] = {};
+      X509_NAME_get_text_by_NID(X509_get_subject_name(peer), NID_commonName, cn, sizeof cn);
+      out.common_name = cn;
+      X509_free(peer);
+    }
+    SSL_shutdown(ssl);
+  }
+  SSL_free(ssl);
+  close(fd);
+  SSL_CTX_free(ctx);
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("server.tls: HTTPS, TLS 1.2 or later only, certificates renewed on SIGHUP",
+          "[e2e][tls]") {
+  Bridge bridge;
+  Pem first = self_signed("bridge-one.test");
+  std::string cert = bridge.dir.write("cert.pem", first.cert);
+  std::string key = bridge.dir.write("key.pem", first.key);
+  bridge.config_path = bridge.dir.write(
+      "callbridge.yaml", "server:\n  listen: 127.0.0.1:0\n  tokens: [\"" + kBridgeToken +
+                             "\"]\n  tls: { cert_file: " + cert + ", key_file: " + key +
+                             " }\nstorage:\n  path: " + bridge.dir.path() + "/journal.db\n");
+  REQUIRE(bridge.start());
+  INFO(bridge.process->log());
+
+  httplib::SSLClient https("127.0.0.1", bridge.port());
+  https.enable_server_certificate_verification(false);
+  auto health = https.Get("/healthz");
+  REQUIRE(health);
+  CHECK(health->status == 200);
+  // The token in ?token=, as commubo registers its URL.
+  auto event = https.Post(("/v1/events?token=" + kBridgeToken).c_str(),
+                          R"({"event": "inbound", "call_id": "tls-1"})", "application/json");
+  REQUIRE(event);
+  CHECK(event->status == 202);
+  // Plain HTTP on the TLS port gets no answer.
+  CHECK_FALSE(httplib::Client("127.0.0.1", bridge.port()).Get("/healthz"));
+
+  CHECK(handshake(bridge.port(), TLS1_2_VERSION).common_name == "bridge-one.test");
+  CHECK(handshake(bridge.port(), TLS1_3_VERSION).ok);
+  CHECK_FALSE(handshake(bridge.port(), TLS1_1_VERSION).ok);
+
+  Pem second = self_signed("bridge-two.test");
+  bridge.dir.write("cert.pem", second.cert);
+  bridge.dir.write("key.pem", second.key);
+  CHECK(handshake(bridge.port(), TLS1_2_VERSION).common_name == "bridge-one.test");
+  bridge.process->signal(SIGHUP);
+  REQUIRE(bridge.process->wait_for_log("TLS certificate reloaded"));
+  CHECK(handshake(bridge.port(), TLS1_2_VERSION).common_name == "bridge-two.test");
+
+  // A broken pair is refused and the renewed certificate stays in use.
+  bridge.dir.write("key.pem", first.key);
+  bridge.process->signal(SIGHUP);
+  REQUIRE(bridge.process->wait_for_log("TLS certificate reload rejected"));
+  CHECK(handshake(bridge.port(), TLS1_3_VERSION).common_name == "bridge-two.test");
+  CHECK(bridge.process->stop(SIGTERM) == 0);
+}
+
+TEST_CASE("server.tls: unreadable files are located errors", "[cli][tls]") {
+  TempDir dir;
+  std::string file =
+      dir.write("c.yaml", "server:\n  tls: { cert_file: " + dir.path() +
+                              "/none.pem, key_file: " + dir.path() + "/none.key }\n");
+  auto r = run_process({CALLBRIDGE_BINARY, "validate", "-c", file});
+  CHECK(r.exit_code == 2);
+  CHECK(r.err.find(file + ":2:21: error: \"server.tls\": cannot read " + dir.path() +
+                   "/none.pem") != std::string::npos);
+  CHECK(r.err.find("cannot read " + dir.path() + "/none.key") != std::string::npos);
+}
