@@ -367,7 +367,7 @@ int history(const std::string& path, const std::string& call_id, bool failures, 
   if (chains || !chain_id.empty()) return chain_history(*journal, chain_id, limit);
   if (!call_id.empty()) {
     bool found = false;
-    std::string text = bridge::call_history(*journal, call_id, found, 2);
+    std::string text = bridge::call_history(*journal, call_id, found, *config->secrets, 2);
     if (!found) {
       std::cerr << "no call " << call_id << " in " << config->storage.path << "\n";
       return kRuntimeFailure;

@@ -213,7 +213,7 @@ struct BridgeServer::Impl {
     server.Get(R"(/v1/calls/([^/]+))", [this](const httplib::Request& req, httplib::Response& res) {
       std::string call_id = req.matches[1];
       bool found = false;
-      std::string history = call_history(journal, call_id, found);
+      std::string history = call_history(journal, call_id, found, *config.get()->secrets);
       if (!found) return send_error(res, 404, "not_found", "no such call");
       res.set_content(history, "application/json");
     });
