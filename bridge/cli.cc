@@ -358,6 +358,23 @@ int chain_history(bridge::Journal& journal, const std::string& chain_id, std::si
   return kOk;
 }
 
+// `callbridge journal check`: exit 0 and "ok" when the journal is sound, 1 and each problem.
+int journal_check(const std::string& path) {
+  auto config = load_or_report(path, std::cerr);
+  if (!config) return kBadConfig;
+  const std::string& file = config->storage.path;
+  auto problems = bridge::Journal::check(file);
+  if (problems.empty()) {
+    std::cout << "ok\n";
+    return kOk;
+  }
+  for (const auto& problem : problems) std::cout << file << ": " << problem << "\n";
+  std::cout << "the journal is damaged: stop callbridge, keep a copy of " << file
+            << " with its -wal and -shm files, then restore a backup or recover it as "
+               "docs/reliability.md describes\n";
+  return kRuntimeFailure;
+}
+
 int history(const std::string& path, const std::string& call_id, bool failures, std::size_t limit,
             bool chains, const std::string& chain_id) {
   auto config = load_or_report(path, std::cerr);
@@ -531,6 +548,13 @@ int run_cli(int argc, char** argv) {
   replay_cmd->add_flag("--all", replay_all, "Re-run every dead-lettered action");
   replay_cmd->add_flag("--list", replay_list, "List dead-lettered actions and exit");
 
+  auto* journal_cmd = app.add_subcommand("journal", "Look after the journal");
+  journal_cmd->require_subcommand(1);
+  auto* journal_check_cmd = journal_cmd->add_subcommand(
+      "check", "Check the journal file for damage (exit 0 and \"ok\" when sound)");
+  journal_check_cmd->add_option("-c,--config", config_path, "Configuration file")
+      ->capture_default_str();
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -542,6 +566,7 @@ int run_cli(int argc, char** argv) {
   if (history_cmd->parsed())
     return history(config_path, call_id, failures, limit, chains, chain_id);
   if (sync_cmd->parsed()) return directory_sync(config_path, bridge_url);
+  if (journal_check_cmd->parsed()) return journal_check(config_path);
   if (replay_cmd->parsed())
     return replay(config_path, event_id, rule_name, replay_all, replay_list);
   if (simulate_cmd->parsed()) {

@@ -105,7 +105,7 @@ struct BridgeServer::Impl {
       : config(c), journal(j), dispatcher(d), metrics(m), intake(i), extra_routes(r), services(s) {}
 
   bool is_public(const httplib::Request& req) const {
-    if (req.path == "/healthz") return true;
+    if (req.path == "/healthz" || req.path == "/readyz") return true;
     for (const auto& re : public_paths)
       if (std::regex_match(req.path, re)) return true;
     return false;
@@ -222,6 +222,19 @@ struct BridgeServer::Impl {
       nlohmann::ordered_json body;
       body["status"] = "ok";
       body["queue_depth"] = dispatcher.depth();
+      res.set_content(body.dump(), "application/json");
+    });
+
+    // Readiness, for a load balancer or an orchestrator: whether events can be accepted now.
+    // /healthz stays liveness (the process answers).
+    server.Get("/readyz", [this](const httplib::Request&, httplib::Response& res) {
+      std::string reason;
+      nlohmann::ordered_json body;
+      body["ready"] = journal.writable(reason);
+      if (!body["ready"]) {
+        body["reason"] = "journal cannot be written: " + reason;
+        res.status = 503;
+      }
       res.set_content(body.dump(), "application/json");
     });
 
