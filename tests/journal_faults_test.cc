@@ -194,7 +194,7 @@ TEST_CASE("an outcome that cannot be journaled is treated like a crash after sen
   }
 }
 
-TEST_CASE("journal check: a sound journal is ok; garbage in the middle is found and refused",
+TEST_CASE("journal check finds garbage written into the middle of a journal and serve refuses it",
           "[journal][faults]") {
   Bridge bridge;
   bridge.write_config("");
