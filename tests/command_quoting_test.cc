@@ -1,8 +1,11 @@
 // `callbridge simulate -f curl|powershell|json` with hostile values: each command, pasted, must
 // send exactly the value and run nothing else.
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <filesystem>
+#include <functional>
 #include <nlohmann/json.hpp>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
