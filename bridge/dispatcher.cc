@@ -227,8 +227,9 @@ void Dispatcher::worker_loop() {
       result = step(*work, retry_at);
     } catch (const std::exception& e) {
       // A bug must not take the bridge down; the event stays pending and is retried.
+      std::string what = work->config ? work->config->secrets->redact(e.what()) : e.what();
       log(LogLevel::error, "event step failed",
-          {{"event_id", work->stored.event_id}, {"error", e.what()}});
+          {{"event_id", work->stored.event_id}, {"error", what}});
       retry_at = Clock::now() + std::chrono::seconds(5);
     }
 
@@ -269,7 +270,7 @@ bool Dispatcher::prepare(EventWork& work) {
         service->enrich(*input, work.call.vars);
       } catch (const std::exception& e) {
         log_limited("enrich:" + name, LogLevel::error, "service failed to enrich an event",
-                    {{"service", name}, {"error", e.what()}});
+                    {{"service", name}, {"error", work.config->secrets->redact(e.what())}});
       }
     }
   }
