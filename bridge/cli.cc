@@ -380,6 +380,23 @@ int chain_history(bridge::Journal& journal, const std::string& chain_id, std::si
   return kOk;
 }
 
+// `callbridge journal check`: exit 0 and "ok" when the journal is sound, 1 and each problem.
+int journal_check(const std::string& path) {
+  auto config = load_or_report(path, std::cerr);
+  if (!config) return kBadConfig;
+  const std::string& file = config->storage.path;
+  auto problems = bridge::Journal::check(file);
+  if (problems.empty()) {
+    std::cout << "ok\n";
+    return kOk;
+  }
+  for (const auto& problem : problems) std::cout << file << ": " << problem << "\n";
+  std::cout << "the journal is damaged: stop callbridge, keep a copy of " << file
+            << " with its -wal and -shm files, then restore a backup or recover it as "
+               "docs/reliability.md describes\n";
+  return kRuntimeFailure;
+}
+
 int history(const std::string& path, const std::string& call_id, bool failures, std::size_t limit,
             bool chains, const std::string& chain_id) {
   auto config = load_or_report(path, std::cerr);
@@ -389,7 +406,7 @@ int history(const std::string& path, const std::string& call_id, bool failures, 
   if (chains || !chain_id.empty()) return chain_history(*journal, chain_id, limit);
   if (!call_id.empty()) {
     bool found = false;
-    std::string text = bridge::call_history(*journal, call_id, found, 2);
+    std::string text = bridge::call_history(*journal, call_id, found, *config->secrets, 2);
     if (!found) {
       std::cerr << "no call " << call_id << " in " << config->storage.path << "\n";
       return kRuntimeFailure;
@@ -556,6 +573,13 @@ int run_cli(int argc, char** argv) {
   replay_cmd->add_flag("--all", replay_all, "Re-run every dead-lettered action");
   replay_cmd->add_flag("--list", replay_list, "List dead-lettered actions and exit");
 
+  auto* journal_cmd = app.add_subcommand("journal", "Look after the journal");
+  journal_cmd->require_subcommand(1);
+  auto* journal_check_cmd = journal_cmd->add_subcommand(
+      "check", "Check the journal file for damage (exit 0 and \"ok\" when sound)");
+  journal_check_cmd->add_option("-c,--config", config_path, "Configuration file")
+      ->capture_default_str();
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -567,6 +591,7 @@ int run_cli(int argc, char** argv) {
   if (history_cmd->parsed())
     return history(config_path, call_id, failures, limit, chains, chain_id);
   if (sync_cmd->parsed()) return directory_sync(config_path, bridge_url);
+  if (journal_check_cmd->parsed()) return journal_check(config_path);
   if (replay_cmd->parsed())
     return replay(config_path, event_id, rule_name, replay_all, replay_list);
   if (simulate_cmd->parsed()) {

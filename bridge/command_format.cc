@@ -2,24 +2,117 @@
 
 #include <strings.h>
 
+#include <cstdint>
 #include <nlohmann/json.hpp>
 
 namespace callbridge {
 
 namespace {
 
-// POSIX shell single quotes: ' becomes '\''.
+// A byte a terminal acts on, or that the indented display of a command would change.
+bool is_control(unsigned char c) {
+  return c < 0x20 || c == 0x7f;
+}
+
+std::string hex_byte(unsigned char c) {
+  const char* digits = "0123456789abcdef";
+  return {digits[c >> 4], digits[c & 15]};
+}
+
+// POSIX shell single quotes: ' becomes '\''. A string with control characters (which a
+// terminal would act on, or which the indented display would change) is written as $'...'
+// with \n, \t and \xHH escapes (bash, zsh, ksh).
 std::string shell_quote(std::string_view s) {
+  bool control = false;
+  for (char c : s) control = control || is_control(static_cast<unsigned char>(c));
+  if (control) {
+    std::string out = "$'";
+    for (char c : s) {
+      auto u = static_cast<unsigned char>(c);
+      if (c == '\n')
+        out += "\\n";
+      else if (c == '\t')
+        out += "\\t";
+      else if (is_control(u))
+        out += "\\x" + hex_byte(u);
+      else if (c == '\'' || c == '\\')
+        out += std::string("\\") + c;
+      else
+        out += c;
+    }
+    return out + "'";
+  }
   std::string out = "'";
   for (char c : s) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
   return out + "'";
 }
 
-// PowerShell single quotes: ' becomes ''.
+// Length of the valid UTF-8 sequence at `s[i]`, 0 when the bytes there are not one.
+std::size_t utf8_length(std::string_view s, std::size_t i) {
+  auto u = static_cast<unsigned char>(s[i]);
+  std::size_t n = u < 0x80 ? 1 : (u >> 5) == 6 ? 2 : (u >> 4) == 14 ? 3 : (u >> 3) == 30 ? 4 : 0;
+  if (n == 0 || i + n > s.size()) return 0;
+  for (std::size_t k = 1; k < n; ++k)
+    if ((static_cast<unsigned char>(s[i + k]) >> 6) != 2) return 0;
+  std::uint32_t cp = n == 1 ? u : u & (0x7f >> n);
+  for (std::size_t k = 1; k < n; ++k)
+    cp = (cp << 6) | (static_cast<unsigned char>(s[i + k]) & 0x3f);
+  static constexpr std::uint32_t kMin[] = {0, 0, 0x80, 0x800, 0x10000};
+  if (cp < kMin[n] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return 0;
+  return n;
+}
+
+// PowerShell. Single quotes where they can be: PowerShell takes U+2018, U+2019, U+201A and
+// U+201B for single quotes too, and each quote character is doubled to stand for itself. A
+// string with control characters (line breaks included, which the indented display would
+// change) or bytes that are not UTF-8 goes in double quotes with backtick escapes instead; there
+// `, $ and the double quotes (", U+201C, U+201D, U+201E) are escaped with a backtick.
 std::string ps_quote(std::string_view s) {
-  std::string out = "'";
-  for (char c : s) out += c == '\'' ? std::string("''") : std::string(1, c);
-  return out + "'";
+  bool plain = true;
+  for (std::size_t i = 0; plain && i < s.size();) {
+    std::size_t n = utf8_length(s, i);
+    plain = n > 1 || (n == 1 && !is_control(static_cast<unsigned char>(s[i])));
+    i += n;
+  }
+  if (plain) {
+    std::string out = "'";
+    for (std::size_t i = 0; i < s.size();) {
+      std::size_t n = utf8_length(s, i);
+      std::string_view c = s.substr(i, n);
+      out += c;
+      if (c == "'" || c == "\u2018" || c == "\u2019" || c == "\u201a" || c == "\u201b") out += c;
+      i += n;
+    }
+    return out + "'";
+  }
+  std::string out = "\"";
+  for (std::size_t i = 0; i < s.size();) {
+    std::size_t n = utf8_length(s, i);
+    if (n == 0) {
+      out += "$([char]0xfffd)";
+      ++i;
+      continue;
+    }
+    std::string_view c = s.substr(i, n);
+    i += n;
+    if (c == "`" || c == "$" || c == "\"" || c == "\u201c" || c == "\u201d" || c == "\u201e") {
+      out += "`";
+      out += c;
+    } else if (c == "\n") {
+      out += "`n";
+    } else if (c == "\r") {
+      out += "`r";
+    } else if (c == "\t") {
+      out += "`t";
+    } else if (c == std::string_view("\0", 1)) {
+      out += "`0";
+    } else if (n == 1 && is_control(static_cast<unsigned char>(c[0]))) {
+      out += "$([char]0x" + hex_byte(static_cast<unsigned char>(c[0])) + ")";
+    } else {
+      out += c;
+    }
+  }
+  return out + "\"";
 }
 
 }  // namespace
@@ -30,7 +123,7 @@ std::string render_command(const http::Request& request, CommandFormat format) {
       std::string out = "curl -sS -X " + request.method + " " + shell_quote(request.url);
       for (const auto& [name, value] : request.headers)
         out += " \\\n  -H " + shell_quote(name + ": " + value);
-      if (!request.body.empty()) out += " \\\n  --data-binary " + shell_quote(request.body);
+      if (!request.body.empty()) out += " \\\n  --data-raw " + shell_quote(request.body);
       out += " \\\n  --max-time " + std::to_string(request.timeout.count() / 1000);
       return out;
     }

@@ -227,8 +227,9 @@ void Dispatcher::worker_loop() {
       result = step(*work, retry_at);
     } catch (const std::exception& e) {
       // A bug must not take the bridge down; the event stays pending and is retried.
+      std::string what = work->config ? work->config->secrets->redact(e.what()) : e.what();
       log(LogLevel::error, "event step failed",
-          {{"event_id", work->stored.event_id}, {"error", e.what()}});
+          {{"event_id", work->stored.event_id}, {"error", what}});
       retry_at = Clock::now() + std::chrono::seconds(5);
     }
 
@@ -269,7 +270,7 @@ bool Dispatcher::prepare(EventWork& work) {
         service->enrich(*input, work.call.vars);
       } catch (const std::exception& e) {
         log_limited("enrich:" + name, LogLevel::error, "service failed to enrich an event",
-                    {{"service", name}, {"error", e.what()}});
+                    {{"service", name}, {"error", work.config->secrets->redact(e.what())}});
       }
     }
   }
@@ -320,6 +321,25 @@ bool Dispatcher::record(EventWork& work, const rules::Rule& rule, ActionState st
   return false;
 }
 
+Dispatcher::StepResult Dispatcher::outcome_unrecorded(EventWork& work, rules::Variables before,
+                                                      bool started) {
+  if (!started) {
+    // Nothing left: the rule runs again as if for the first time.
+    work.call.vars = std::move(before);
+    return StepResult::wait;
+  }
+  // The journal shows the attempt started and nothing after: the same as a crash after sending.
+  // The event resumes as after a restart, from the journal, once it can be written again: an
+  // idempotent request may be sent again, a POST or PATCH becomes `unknown` and is not.
+  work.prepared = false;
+  work.recovered = true;
+  work.next = 0;
+  work.attempt = 1;
+  work.call = {};
+  work.rules.clear();
+  return StepResult::wait;
+}
+
 Dispatcher::StepResult Dispatcher::step(EventWork& work, Clock::time_point& retry_at) {
   retry_at = Clock::now() + std::chrono::seconds(1);
   if (!work.prepared && !prepare(work)) return StepResult::wait;
@@ -328,6 +348,7 @@ Dispatcher::StepResult Dispatcher::step(EventWork& work, Clock::time_point& retr
     rules::Variables before = work.call.vars;
     std::int64_t started_ms = unix_ms_now();
     bool journal_failed = false;
+    bool started = false;  // the attempt is journaled as started: the request may have left
     auto before_send = [&](const http::Request& shown) {
       if (!work.first_request_seen && !work.recovered) {
         work.first_request_seen = true;
@@ -337,6 +358,7 @@ Dispatcher::StepResult Dispatcher::step(EventWork& work, Clock::time_point& retr
       std::string error;
       journal_failed = !journal_.record_action(
           started_record(work.stored.seq, rule.name, work.attempt, started_ms, shown), error);
+      started = !journal_failed;
       return !journal_failed;
     };
     rules::RuleOutcome outcome = work.engine->run_rule(rule, work.call, before_send);
@@ -353,10 +375,8 @@ Dispatcher::StepResult Dispatcher::step(EventWork& work, Clock::time_point& retr
       const http::Outcome* response = outcome.response ? &*outcome.response : nullptr;
       switch (decide_retry(rule, policy, response, work.attempt, outcome.retryable)) {
         case RetryDecision::retry:
-          if (!record(work, rule, ActionState::retrying, outcome, started_ms)) {
-            work.call.vars = std::move(before);
-            return StepResult::wait;
-          }
+          if (!record(work, rule, ActionState::retrying, outcome, started_ms))
+            return outcome_unrecorded(work, std::move(before), started);
           metrics_.actions_retried++;
           retry_at = Clock::now() + backoff_delay(policy, work.attempt, response);
           work.call.vars = std::move(before);
@@ -383,8 +403,7 @@ Dispatcher::StepResult Dispatcher::step(EventWork& work, Clock::time_point& retr
       journal_.record_action_later(finished_record(work.stored.seq, rule.name, work.attempt, state,
                                                    outcome, started_ms, *work.config->secrets));
     } else if (!record(work, rule, state, outcome, started_ms)) {
-      work.call.vars = std::move(before);
-      return StepResult::wait;
+      return outcome_unrecorded(work, std::move(before), started);
     }
     switch (state) {
       case ActionState::succeeded:

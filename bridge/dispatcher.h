@@ -88,6 +88,8 @@ class Dispatcher {
   void enqueue(std::unique_ptr<EventWork> work);
   StepResult step(EventWork& work, std::chrono::steady_clock::time_point& retry_at);
   bool prepare(EventWork& work);
+  // The outcome of an attempt could not be journaled (full disk, I/O error).
+  StepResult outcome_unrecorded(EventWork& work, rules::Variables before, bool started);
   bool record(EventWork& work, const rules::Rule& rule, ActionState state,
               const rules::RuleOutcome& outcome, std::int64_t started_ms);
 

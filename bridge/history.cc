@@ -20,9 +20,26 @@ nlohmann::json parse_or_string(const std::string& text) {
   return j.is_discarded() ? nlohmann::json(text) : j;
 }
 
+// Redacts every string of `j`, keys included (a variable's name may be a CRM's field value).
+nlohmann::ordered_json redacted(const nlohmann::ordered_json& j, const rules::SecretSet& secrets) {
+  if (j.is_string()) return secrets.redact(j.get_ref<const std::string&>());
+  if (j.is_array()) {
+    auto out = nlohmann::ordered_json::array();
+    for (const auto& v : j) out.push_back(redacted(v, secrets));
+    return out;
+  }
+  if (j.is_object()) {
+    auto out = nlohmann::ordered_json::object();
+    for (const auto& [k, v] : j.items()) out[secrets.redact(k)] = redacted(v, secrets);
+    return out;
+  }
+  return j;
+}
+
 }  // namespace
 
-std::string call_history(Journal& journal, const std::string& call_id, bool& found, int indent) {
+std::string call_history(Journal& journal, const std::string& call_id, bool& found,
+                         const rules::SecretSet& secrets, int indent) {
   nlohmann::ordered_json out;
   out["call_id"] = call_id;
   out["events"] = nlohmann::ordered_json::array();
@@ -58,6 +75,7 @@ std::string call_history(Journal& journal, const std::string& call_id, bool& fou
   auto vars = journal.call_vars(call_id);
   out["variables"] = vars ? parse_or_string(*vars) : nlohmann::json::object();
   found = !out["events"].empty();
+  if (!secrets.empty()) out = redacted(out, secrets);
   return out.dump(indent, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 

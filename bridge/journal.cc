@@ -1,10 +1,17 @@
 #include "bridge/journal.h"
 
+#include <fcntl.h>
 #include <sqlite3.h>
+#include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <condition_variable>
+#include <cstring>
 #include <deque>
+#include <filesystem>
+#include <fstream>
 #include <functional>
 #include <map>
 #include <mutex>
@@ -68,10 +75,55 @@ std::string errmsg(sqlite3* db) {
   return db ? sqlite3_errmsg(db) : "out of memory";
 }
 
+// The highest event sequence number that may have been handed out, kept in a file beside the
+// journal (`<journal>-eventid`). A torn WAL loses the journal's last transactions, AUTOINCREMENT's
+// counter with them; the mark does not, so an acknowledged event ID is never given again.
+// Reserved in blocks, written and synced before the transaction that uses the block commits.
+struct EventIdMark {
+  static constexpr std::int64_t kBlock = 1000;
+  std::string path;  // empty: no mark (a database in memory)
+  std::int64_t reserved = 0;
+
+  // Reads the mark; 0 when there is none.
+  static std::int64_t read(const std::string& path) {
+    std::ifstream in(path);
+    std::int64_t value = 0;
+    if (in >> value && value > 0) return value;
+    return 0;
+  }
+
+  // Makes sure `seq` is covered by a durable reservation.
+  bool cover(std::int64_t seq, std::string& error) {
+    if (path.empty() || seq <= reserved) return true;
+    std::int64_t next = seq + kBlock;
+    std::string tmp = path + ".tmp";
+    std::string text = std::to_string(next) + "\n";
+    int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    bool ok = fd >= 0 &&
+              ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()) &&
+              ::fsync(fd) == 0;
+    if (fd >= 0) ::close(fd);
+    ok = ok && ::rename(tmp.c_str(), path.c_str()) == 0;
+    if (ok) {
+      std::string dir = std::filesystem::path(path).parent_path().string();
+      int dfd = ::open(dir.empty() ? "." : dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+      ok = dfd >= 0 && ::fsync(dfd) == 0;
+      if (dfd >= 0) ::close(dfd);
+    }
+    if (!ok) {
+      error = "cannot write " + path + ": " + std::strerror(errno);
+      return false;
+    }
+    reserved = next;
+    return true;
+  }
+};
+
 // A connection with its prepared statements: preparing costs more than running these small
 // statements, so each is prepared once. Used by one thread at a time.
 struct Connection {
   sqlite3* db = nullptr;
+  EventIdMark* ids = nullptr;  // the writer's
   std::map<std::string, sqlite3_stmt*, std::less<>> cache;
   ~Connection() {
     for (auto& [sql, stmt] : cache) sqlite3_finalize(stmt);
@@ -261,6 +313,13 @@ struct Journal::Impl {
   std::atomic<std::uint64_t> failed_detached{0};
   std::atomic<std::int64_t> last_commit_us{0};
 
+  EventIdMark ids;
+
+  std::mutex health_mutex;
+  bool writable = true;  // the last commit worked
+  std::string unwritable_reason;
+  std::chrono::steady_clock::time_point last_probe{};
+
   ~Impl() {
     {
       std::lock_guard lock(mutex);
@@ -321,11 +380,26 @@ struct Journal::Impl {
     std::string error;
     bool ok = exec(writer.db, "BEGIN IMMEDIATE", error);
     for (std::size_t i = 0; ok && i < batch.size(); ++i) {
-      // A failing statement rolls back only itself (SQLite's statement journal), so one
-      // failing write does not take the batch down with it.
+      // A failing write rolls back only itself, so it does not take the batch down with it.
+      // A write of several statements is undone whole when one of them fails.
       std::string write_error;
-      if (!batch[i]->apply(writer, write_error))
+      Statement(writer, "SAVEPOINT write").step();
+      bool applied = batch[i]->apply(writer, write_error);
+      int code = sqlite3_errcode(writer.db);
+      if (!applied && !sqlite3_get_autocommit(writer.db))
+        Statement(writer, "ROLLBACK TO write").step();
+      if (!sqlite3_get_autocommit(writer.db)) Statement(writer, "RELEASE write").step();
+      if (!applied) {
         results[i] = write_error.empty() ? errmsg(writer.db) : write_error;
+        // A full disk or an I/O error may roll the whole transaction back: then what follows
+        // would commit on its own while its caller hears of a failure; fail the batch instead.
+        if (sqlite3_get_autocommit(writer.db)) {
+          ok = false;
+          error = results[i];
+        } else if (storage_failure(code)) {
+          note_health(false, results[i]);
+        }
+      }
     }
     auto started = std::chrono::steady_clock::now();
     if (ok) ok = exec(writer.db, "COMMIT", error);
@@ -336,10 +410,37 @@ struct Journal::Impl {
       std::string ignored;
       exec(writer.db, "ROLLBACK", ignored);
       for (auto& r : results) r = error.empty() ? "commit failed" : error;
+      note_health(false, error.empty() ? "commit failed" : error);
     } else {
       ++commits;
+      if (std::none_of(results.begin(), results.end(),
+                       [](const std::string& r) { return !r.empty(); }))
+        note_health(true, {});
     }
     return results;
+  }
+
+  static bool storage_failure(int code) {
+    switch (code & 0xff) {
+      case SQLITE_FULL:
+      case SQLITE_IOERR:
+      case SQLITE_BUSY:
+      case SQLITE_LOCKED:
+      case SQLITE_READONLY:
+      case SQLITE_CANTOPEN:
+      case SQLITE_CORRUPT:
+      case SQLITE_NOTADB:
+      case SQLITE_NOMEM:
+        return true;
+      default:
+        return false;
+    }
+  }
+
+  void note_health(bool ok, std::string reason) {
+    std::lock_guard lock(health_mutex);
+    writable = ok;
+    unwritable_reason = std::move(reason);
   }
 
   static void wake_callers(const std::vector<WritePtr>& batch) {
@@ -401,19 +502,124 @@ struct Journal::Impl {
   }
 };
 
+namespace {
+
+constexpr const char* kRecoveryHint =
+    "stop callbridge, keep a copy of the file with its -wal and -shm files, then restore a backup "
+    "or recover it as docs/reliability.md describes (\"Recovering a damaged journal\")";
+
+bool is_file_database(const std::string& path) {
+  return !path.empty() && path != ":memory:" && path.rfind("file:", 0) != 0;
+}
+
+// What PRAGMA quick_check or integrity_check finds; empty when the database is sound.
+std::vector<std::string> check_database(sqlite3* db, const char* pragma) {
+  std::vector<std::string> problems;
+  sqlite3_stmt* stmt = nullptr;
+  if (sqlite3_prepare_v2(db, pragma, -1, &stmt, nullptr) != SQLITE_OK) {
+    problems.push_back(errmsg(db));
+    return problems;
+  }
+  int rc;
+  while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+    auto p = sqlite3_column_text(stmt, 0);
+    std::string text = p ? reinterpret_cast<const char*>(p) : "";
+    if (text == "ok") continue;
+    // One row may hold several lines, under a "*** in database main ***" heading.
+    for (std::size_t at = 0; at < text.size();) {
+      std::size_t end = std::min(text.find('\n', at), text.size());
+      std::string line = text.substr(at, end - at);
+      if (!line.empty() && line.rfind("***", 0) != 0) problems.push_back(line);
+      at = end + 1;
+    }
+  }
+  if (rc != SQLITE_DONE) problems.push_back(errmsg(db));
+  sqlite3_finalize(stmt);
+  return problems;
+}
+
+std::string join_problems(const std::vector<std::string>& problems, std::size_t at_most) {
+  std::string out;
+  for (std::size_t i = 0; i < problems.size() && i < at_most; ++i)
+    out += (i ? "; " : "") + problems[i];
+  if (problems.size() > at_most)
+    out += "; and " + std::to_string(problems.size() - at_most) + " more";
+  return out;
+}
+
+// A journal file that exists but holds nothing: callbridge never leaves one (it writes the
+// header as it creates the file), so something emptied it.
+bool empty_file(const std::string& path) {
+  std::error_code ec;
+  return is_file_database(path) && std::filesystem::is_regular_file(path, ec) &&
+         std::filesystem::file_size(path, ec) == 0 && !ec;
+}
+
+}  // namespace
+
+std::string event_id_mark_path(const std::string& journal_path) {
+  return journal_path + "-eventid";
+}
+
+std::vector<std::string> Journal::check(const std::string& path) {
+  std::error_code ec;
+  if (!is_file_database(path)) return {"not a journal file: " + path};
+  if (!std::filesystem::exists(path, ec)) return {path + " does not exist"};
+  if (empty_file(path)) return {path + " is empty (0 bytes)"};
+  sqlite3* db = nullptr;
+  std::vector<std::string> problems;
+  if (sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, nullptr) !=
+      SQLITE_OK) {
+    problems.push_back(errmsg(db));
+  } else {
+    sqlite3_busy_timeout(db, 5000);
+    problems = check_database(db, "PRAGMA integrity_check");
+    if (problems.empty()) {
+      for (const char* table : {"events", "actions", "calls", "kv"}) {
+        std::string sql = std::string("SELECT 1 FROM ") + table + " LIMIT 1";
+        if (sqlite3_exec(db, sql.c_str(), nullptr, nullptr, nullptr) != SQLITE_OK)
+          problems.push_back(std::string("table ") + table + ": " + errmsg(db));
+      }
+    }
+  }
+  sqlite3_close(db);
+  return problems;
+}
+
 std::unique_ptr<Journal> Journal::open(const JournalOptions& options, std::string& error) {
   auto impl = std::make_unique<Impl>();
   impl->options = options;
+  const std::string& path = options.path;
+  if (empty_file(path)) {
+    error = "journal " + path +
+            " is empty (0 bytes), so its calls and events are gone; refusing to start with an "
+            "empty journal. Restore it from a backup, or delete the file to start a new, empty "
+            "journal on purpose";
+    return nullptr;
+  }
   int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX;
-  if (sqlite3_open_v2(options.path.c_str(), &impl->writer.db, flags, nullptr) != SQLITE_OK) {
+  if (sqlite3_open_v2(path.c_str(), &impl->writer.db, flags, nullptr) != SQLITE_OK) {
     error = errmsg(impl->writer.db);
     return nullptr;
   }
   sqlite3_busy_timeout(impl->writer.db, 5000);
   std::string pragmas = std::string("PRAGMA journal_mode=WAL; PRAGMA synchronous=") +
                         (options.fsync_each_commit ? "FULL" : "NORMAL") + ";";
-  if (!exec(impl->writer.db, pragmas.c_str(), error) || !exec(impl->writer.db, kSchema, error))
+  auto damaged = [&](const std::string& what) {
+    error = "journal " + path + " is damaged (" + what + "); " + kRecoveryHint;
+  };
+  if (!exec(impl->writer.db, pragmas.c_str(), error)) {
+    int code = sqlite3_errcode(impl->writer.db);
+    if (code == SQLITE_NOTADB || code == SQLITE_CORRUPT) damaged(error);
     return nullptr;
+  }
+  // A quick structural check (pages, records, no index contents): damage found now is damage
+  // that would otherwise show as calls that answer 404 or writes that fail later.
+  if (auto problems = check_database(impl->writer.db, "PRAGMA quick_check"); !problems.empty()) {
+    damaged(join_problems(problems, 5));
+    return nullptr;
+  }
+  if (!exec(impl->writer.db, kSchema, error)) return nullptr;
   {
     Statement version(impl->writer, "PRAGMA user_version");
     if (version.step() == SQLITE_ROW && version.integer(0) > kSchemaVersion) {
@@ -423,8 +629,33 @@ std::unique_ptr<Journal> Journal::open(const JournalOptions& options, std::strin
     }
   }
   exec(impl->writer.db, ("PRAGMA user_version=" + std::to_string(kSchemaVersion)).c_str(), error);
-  if (sqlite3_open_v2(options.path.c_str(), &impl->reader.db,
-                      SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, nullptr) != SQLITE_OK) {
+  if (is_file_database(path)) {
+    // Event IDs continue after the highest one ever handed out, even if the journal lost its
+    // last transactions (a torn WAL) or was restored from an older copy.
+    impl->ids.path = event_id_mark_path(path);
+    std::int64_t mark = EventIdMark::read(impl->ids.path);
+    impl->ids.reserved = mark;
+    std::int64_t counter = 0;
+    {
+      Statement seq(impl->writer,
+                    "SELECT MAX(COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'events'), "
+                    "0), COALESCE((SELECT MAX(seq) FROM events), 0))");
+      if (seq.step() == SQLITE_ROW) counter = seq.integer(0);
+    }
+    if (mark > counter) {
+      Statement raise(impl->writer,
+                      "INSERT OR REPLACE INTO sqlite_sequence (rowid, name, seq) VALUES ((SELECT "
+                      "rowid FROM sqlite_sequence WHERE name = 'events'), 'events', ?)");
+      raise.bind(1, mark);
+      if (raise.step() != SQLITE_DONE) {
+        error = "cannot continue event IDs after " + std::to_string(mark) + ": " + raise.error();
+        return nullptr;
+      }
+    }
+    impl->writer.ids = &impl->ids;
+  }
+  if (sqlite3_open_v2(path.c_str(), &impl->reader.db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX,
+                      nullptr) != SQLITE_OK) {
     error = errmsg(impl->reader.db);
     return nullptr;
   }
@@ -452,7 +683,7 @@ bool insert_event(Connection& db, StoredEvent& stored, std::string& e) {
   }
   stored.seq = sqlite3_last_insert_rowid(db.db);
   stored.event_id = "ev-" + std::to_string(stored.seq);
-  return true;
+  return !db.ids || db.ids->cover(stored.seq, e);
 }
 
 StoredEvent new_event(const std::string& call_id, const std::string& event, const std::string& body,
@@ -744,6 +975,19 @@ std::vector<std::pair<std::string, std::string>> Journal::kv_scan(std::string_vi
     while (s.step() == SQLITE_ROW) out.emplace_back(s.text(0), s.text(1));
     return out;
   });
+}
+
+bool Journal::writable(std::string& reason) {
+  std::lock_guard lock(impl_->health_mutex);
+  if (impl_->writable) return true;
+  reason = impl_->unwritable_reason;
+  // Nothing may be written for a while: a small write finds out when the journal works again.
+  auto now = std::chrono::steady_clock::now();
+  if (now - impl_->last_probe >= std::chrono::seconds(1)) {
+    impl_->last_probe = now;
+    impl_->submit_detached(write_kv("journal", "probe", std::to_string(now_ms())));
+  }
+  return false;
 }
 
 std::uint64_t Journal::failed_later_writes() const {

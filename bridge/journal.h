@@ -71,6 +71,9 @@ struct CallSummary {
   int events = 0, failed_actions = 0, pending_events = 0;
 };
 
+// The file beside a journal that holds the highest event sequence number ever handed out.
+std::string event_id_mark_path(const std::string& journal_path);
+
 class Journal {
  public:
   // Opens or creates the database; nullptr with `error` set when it cannot.
@@ -120,6 +123,14 @@ class Journal {
   // Keys of `ns` that start with `prefix`, in key order.
   std::vector<std::pair<std::string, std::string>> kv_scan(std::string_view ns,
                                                            std::string_view prefix = {});
+
+  // Whether the journal's last commit worked; `reason` says why not. While it does not, asks
+  // for a small write now and then to find out when it works again.
+  bool writable(std::string& reason);
+
+  // Checks a journal file, read only (PRAGMA integrity_check, the tables): what is
+  // wrong, nothing when it is sound.
+  static std::vector<std::string> check(const std::string& path);
 
   // Statistics for /metrics.
   std::uint64_t commits() const;

@@ -131,7 +131,7 @@ struct BridgeServer::Impl {
         server(*listener) {}
 
   bool is_public(const httplib::Request& req) const {
-    if (req.path == "/healthz") return true;
+    if (req.path == "/healthz" || req.path == "/readyz") return true;
     for (const auto& re : public_paths)
       if (std::regex_match(req.path, re)) return true;
     return false;
@@ -239,7 +239,7 @@ struct BridgeServer::Impl {
     server.Get(R"(/v1/calls/([^/]+))", [this](const httplib::Request& req, httplib::Response& res) {
       std::string call_id = req.matches[1];
       bool found = false;
-      std::string history = call_history(journal, call_id, found);
+      std::string history = call_history(journal, call_id, found, *config.get()->secrets);
       if (!found) return send_error(res, 404, "not_found", "no such call");
       res.set_content(history, "application/json");
     });
@@ -248,6 +248,19 @@ struct BridgeServer::Impl {
       nlohmann::ordered_json body;
       body["status"] = "ok";
       body["queue_depth"] = dispatcher.depth();
+      res.set_content(body.dump(), "application/json");
+    });
+
+    // Readiness, for a load balancer or an orchestrator: whether events can be accepted now.
+    // /healthz stays liveness (the process answers).
+    server.Get("/readyz", [this](const httplib::Request&, httplib::Response& res) {
+      std::string reason;
+      nlohmann::ordered_json body;
+      body["ready"] = journal.writable(reason);
+      if (!body["ready"]) {
+        body["reason"] = "journal cannot be written: " + reason;
+        res.status = 503;
+      }
       res.set_content(body.dump(), "application/json");
     });
 

@@ -234,7 +234,8 @@ TEST_CASE("services enrich events, observers follow them, routes are mounted", "
       store.put(rules::kEventNotes, submitted->event_id + "/answer", "{\"status\":200}", error));
   REQUIRE(store.put(rules::kEventNotes, "ev-999/answer", "{\"status\":500}", error));
   bool found = false;
-  auto history = nlohmann::json::parse(bridge::call_history(*journal, "C9", found));
+  auto history =
+      nlohmann::json::parse(bridge::call_history(*journal, "C9", found, rules::SecretSet{}));
   REQUIRE(found);
   CHECK(history["events"][0]["notes"] == nlohmann::json::parse(R"({"answer":{"status":200}})"));
 

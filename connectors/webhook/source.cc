@@ -16,8 +16,8 @@ namespace {
 
 constexpr std::size_t kMaxCallId = 128;
 constexpr std::size_t kMaxTel = 64;
-constexpr const char* kReserved[] = {"/v1/events", "/v1/calls", "/v1/commubo",
-                                     "/healthz",   "/metrics",  "/api/"};
+constexpr const char* kReserved[] = {"/v1/events", "/v1/calls", "/v1/commubo", "/healthz",
+                                     "/readyz",    "/metrics",  "/api/"};
 
 long long to_ms(std::chrono::system_clock::time_point t) {
   return std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
