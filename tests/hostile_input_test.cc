@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "bridge/connection_gate.h"
+#include "bridge/journal.h"
 #include "tests/fakes/bridge_harness.h"
 
 using namespace callbridge::testing;
@@ -426,4 +427,39 @@ TEST_CASE("hostile: request framing in the gate", "[hostile]") {
   CHECK(expect.expect_continue_at == head.size());
   CHECK(callbridge::bridge::reason_phrase(486) == "Busy Here");
   CHECK(callbridge::bridge::reason_phrase(499) == "Client Error");
+}
+
+TEST_CASE("hostile: the new server limits are checked with their bounds", "[hostile]") {
+  TempDir dir;
+  std::string file = dir.write("c.yaml", R"(server:
+  read_timeout_ms: 5
+  max_waiting_connections: 1
+  max_json_depth: 100000
+  max_expanded_bytes: 10
+)");
+  auto r = run_process({CALLBRIDGE_BINARY, "validate", "-c", file});
+  CHECK(r.exit_code == 2);
+  CHECK(r.err.find("\"server.read_timeout_ms\": must be between 100 and 300000, got 5") !=
+        std::string::npos);
+  CHECK(r.err.find("server.max_waiting_connections") != std::string::npos);
+  CHECK(r.err.find("server.max_json_depth") != std::string::npos);
+  CHECK(r.err.find("server.max_expanded_bytes") != std::string::npos);
+}
+
+TEST_CASE("hostile: history shows control characters in stored call IDs escaped", "[hostile]") {
+  // A journal written before call IDs were checked may hold an ANSI escape.
+  Bridge bridge;
+  bridge.write_config("");
+  {
+    std::string error;
+    auto journal =
+        callbridge::bridge::Journal::open({bridge.dir.path() + "/journal.db", false, 512}, error);
+    REQUIRE(journal);
+    REQUIRE(journal->append_finished_event(
+        "red\x1b[31mcall", "inbound", R"({"event":"inbound","call_id":"x"})", "{}", "{}", error));
+  }
+  auto r = run_process({CALLBRIDGE_BINARY, "history", "-c", bridge.config_path});
+  CHECK(r.exit_code == 0);
+  CHECK(r.out.find("red\\x1b[31mcall") != std::string::npos);
+  CHECK(r.out.find('\x1b') == std::string::npos);
 }
