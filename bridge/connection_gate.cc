@@ -464,6 +464,11 @@ bool ConnectionGate::receive(Connection& c) {
     }
     if (n < 0 && errno == EINTR) continue;
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return true;
+    if (n == 0 && !c.draining && !c.buffer.empty()) {
+      // Sent its request, then shut down its side: the request is still answered.
+      c.finished_sending = true;
+      return true;
+    }
     return false;  // closed by the peer, or an error
   }
 }
@@ -565,7 +570,7 @@ void ConnectionGate::poll_loop() {
       if (keep && !c.draining && !c.buffer.empty()) left = advance(c);
       if (left) {
         waiting.erase(waiting.begin() + static_cast<std::ptrdiff_t>(i));
-      } else if (!keep) {
+      } else if (!keep || c.finished_sending) {
         close_connection(c);
         waiting.erase(waiting.begin() + static_cast<std::ptrdiff_t>(i));
       }
@@ -598,7 +603,7 @@ void ConnectionGate::worker_loop() {
         ok = false;
       }
     }
-    if (!ok || closed || last) {
+    if (!ok || closed || last || c.finished_sending) {
       close_connection(c);
       continue;
     }

@@ -75,6 +75,7 @@ class ConnectionGate {
     std::chrono::steady_clock::time_point since;  // when it began to wait
     bool idle = true;                             // no byte of the next request yet
     bool draining = false;                        // answered with an error; discarding input
+    bool finished_sending = false;                // the peer shut down its side
     std::size_t discarded = 0;
     int served = 0;
   };

@@ -42,6 +42,7 @@ class RawConnection {
   RawConnection& operator=(const RawConnection&) = delete;
 
   bool connected() const { return connected_; }
+  void finish_sending() { ::shutdown(fd_, SHUT_WR); }
   // False once the peer stops taking bytes (it answered and closed).
   bool send(const std::string& data) {
     std::size_t sent = 0;
@@ -314,6 +315,14 @@ TEST_CASE("hostile: framing and identifiers", "[hostile]") {
     std::string answer = c.receive();
     CHECK(status_of(answer) == 400);
     CHECK(answer.find("Content-Length") != std::string::npos);
+  }
+  SECTION("a request followed by a half-close is still answered") {
+    RawConnection c(bridge.port());
+    std::string body = R"({"event":"inbound","call_id":"half-closed"})";
+    c.send(post("/v1/events", "application/json", body + std::string(20000, ' ')));
+    c.finish_sending();
+    std::string answer = c.receive();
+    CHECK(status_of(answer) == 202);
   }
   SECTION("Content-Length with Transfer-Encoding is refused") {
     RawConnection c(bridge.port());
