@@ -279,7 +279,9 @@ int serve(const std::string& path, bool path_given) {
   bridge::JournalStore store(*journal);
   std::vector<rules::Route> routes;
   rules::Services services;
-  rules::Host host{store, intake, client, routes, services};
+  rules::Host host{store,    intake,
+                   client,   routes,
+                   services, {config.server.max_json_depth, config.server.max_expanded_bytes}};
   for (const auto& factory : bridge::connector_registry().services())
     if (auto service = factory.make(config, host)) services.add(factory.name, std::move(service));
   dispatcher.set_services(&services);
@@ -350,6 +352,22 @@ int directory_sync(const std::string& path, std::string base_url) {
   return outcome.ok() ? kOk : kRuntimeFailure;
 }
 
+// `text` with control characters shown as \xNN, so that a stored value cannot drive the terminal
+// (journals written before call IDs were checked may hold ANSI escapes).
+std::string printable(std::string_view text) {
+  std::string out;
+  for (unsigned char c : text) {
+    if (c < 0x20 || c == 0x7f) {
+      char escaped[8];
+      std::snprintf(escaped, sizeof escaped, "\\x%02x", c);
+      out += escaped;
+    } else {
+      out += static_cast<char>(c);
+    }
+  }
+  return out;
+}
+
 // Escalation chains as the escalation service stores them (key-value namespace
 // `escalation.chains`, one JSON document per chain).
 constexpr std::string_view kChains = "escalation.chains";
@@ -374,7 +392,7 @@ int chain_history(bridge::Journal& journal, const std::string& chain_id, std::si
     std::snprintf(line, sizeof line, "%-37s %-10s %5s  %8zu  %s\n", id.c_str(),
                   j.value("status", "").c_str(), j.contains("loop") ? j["loop"].dump().c_str() : "",
                   j.contains("attempts") && j["attempts"].is_array() ? j["attempts"].size() : 0,
-                  j.value("origin_call_id", "").c_str());
+                  printable(j.value("origin_call_id", "")).c_str());
     std::cout << line;
   }
   return kOk;
@@ -418,7 +436,7 @@ int history(const std::string& path, const std::string& call_id, bool failures, 
   std::cout << "CALL                          LAST EVENT                EVENTS  FAILED  PENDING\n";
   for (const auto& c : calls) {
     char line[256];
-    std::snprintf(line, sizeof line, "%-29s %-25s %6d  %6d  %7d\n", c.call_id.c_str(),
+    std::snprintf(line, sizeof line, "%-29s %-25s %6d  %6d  %7d\n", printable(c.call_id).c_str(),
                   bridge::ms_to_iso(c.last_at_ms).c_str(), c.events, c.failed_actions,
                   c.pending_events);
     std::cout << line;
@@ -429,7 +447,7 @@ int history(const std::string& path, const std::string& call_id, bool failures, 
     for (const auto& a : dead) {
       auto event = journal->event(a.event_seq);
       std::cout << (event ? event->event_id : "?") << "  " << a.rule << "  attempt " << a.attempt
-                << "  " << bridge::to_string(a.state) << "  " << a.error << "\n";
+                << "  " << bridge::to_string(a.state) << "  " << printable(a.error) << "\n";
     }
   }
   return kOk;
@@ -445,8 +463,9 @@ int replay(const std::string& path, const std::string& event_id, const std::stri
   if (list || (!all && event_id.empty())) {
     for (const auto& a : dead) {
       auto event = journal->event(a.event_seq);
-      std::cout << (event ? event->event_id : "?") << "  " << (event ? event->call_id : "?") << "  "
-                << a.rule << "  " << bridge::to_string(a.state) << "  " << a.error << "\n";
+      std::cout << (event ? event->event_id : "?") << "  "
+                << (event ? printable(event->call_id) : "?") << "  " << a.rule << "  "
+                << bridge::to_string(a.state) << "  " << printable(a.error) << "\n";
     }
     if (!list) {
       std::cerr << "choose actions with --event EVENT_ID [--rule NAME], or --all\n";

@@ -3,6 +3,7 @@
 #include <nlohmann/json.hpp>
 
 #include "rules/events.h"
+#include "rules/input.h"
 
 namespace callbridge {
 
@@ -42,12 +43,12 @@ std::optional<rules::EventInput> event_from_json(const nlohmann::json& json, std
   event.event = *canonical;
   auto call = json.find("call_id");
   std::optional<std::string> call_id;
-  if (call != json.end() && (call->is_string() || call->is_number_integer()))
-    call_id = as_text(*call);
-  if (!call_id || call_id->empty() || call_id->size() > 128) {
+  if (call != json.end()) call_id = rules::call_id_text(*call);
+  if (!call_id || call_id->empty()) {
     error = "\"call_id\" is required: a string of 1 to 128 characters";
     return std::nullopt;
   }
+  if (error = rules::check_call_id(*call_id, "call_id"); !error.empty()) return std::nullopt;
   event.call_id = *call_id;
   if (auto tel = json.find("tel"); tel != json.end()) {
     auto text = as_text(*tel);

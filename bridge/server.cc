@@ -1,14 +1,17 @@
 #include "bridge/server.h"
 
 #include <httplib.h>
+#include <unistd.h>
 
 #include <nlohmann/json.hpp>
 #include <regex>
 
+#include "bridge/connection_gate.h"
 #include "bridge/event_input.h"
 #include "bridge/history.h"
 #include "bridge/log.h"
 #include "bridge/tls.h"
+#include "rules/input.h"
 
 namespace callbridge::bridge {
 
@@ -70,20 +73,6 @@ nlohmann::json event_from_params(const httplib::Params& params, std::string& err
   return j;
 }
 
-// HTTPS when server.tls is set, with the certificate read now; else plain HTTP. `error` set:
-// the listener must not start.
-std::unique_ptr<httplib::Server> make_listener(const rules::ServerConfig& config,
-                                               std::unique_ptr<TlsCertificate>& tls,
-                                               std::string& error) {
-  if (config.tls_cert_file.empty()) return std::make_unique<httplib::Server>();
-  tls = std::make_unique<TlsCertificate>(config.tls_cert_file, config.tls_key_file);
-  if (!tls->load(error)) return std::make_unique<httplib::Server>();
-  auto server =
-      std::make_unique<httplib::SSLServer>([&](SSL_CTX& ctx) { return tls->install(ctx, error); });
-  if (!server->is_valid() && error.empty()) error = "cannot set up TLS";
-  return server;
-}
-
 rules::HttpRequest to_route_request(const httplib::Request& req) {
   rules::HttpRequest out;
   out.method = req.method;
@@ -100,6 +89,49 @@ rules::HttpRequest to_route_request(const httplib::Request& req) {
   return out;
 }
 
+// The library's server, except that accepted connections go to the gate, which hands whole
+// requests to its workers; the library parses and routes them.
+class GatedServer final : public httplib::Server {
+ public:
+  GatedServer() {
+    // Accepting only hands the socket over (process_and_close_socket below): run it inline.
+    new_task_queue = [] { return new InlineTaskQueue(); };
+  }
+  std::unique_ptr<ConnectionGate> gate;
+
+  bool serve(httplib::Stream& stream, bool last, bool& closed) {
+    return process_request(stream, last, closed, nullptr);
+  }
+
+ private:
+  struct InlineTaskQueue final : httplib::TaskQueue {
+    void enqueue(std::function<void()> fn) override { fn(); }
+    void shutdown() override {}
+  };
+
+  bool process_and_close_socket(socket_t sock) override {
+    if (gate)
+      gate->admit(sock);
+    else
+      ::close(sock);
+    return true;
+  }
+};
+
+// HTTPS when server.tls is set, with the certificate read now; else plain HTTP. `error` set:
+// the listener must not start.
+std::unique_ptr<httplib::Server> make_listener(const rules::ServerConfig& config,
+                                               std::unique_ptr<TlsCertificate>& tls,
+                                               std::string& error) {
+  if (config.tls_cert_file.empty()) return std::make_unique<GatedServer>();
+  tls = std::make_unique<TlsCertificate>(config.tls_cert_file, config.tls_key_file);
+  if (!tls->load(error)) return std::make_unique<httplib::Server>();
+  auto server =
+      std::make_unique<httplib::SSLServer>([&](SSL_CTX& ctx) { return tls->install(ctx, error); });
+  if (!server->is_valid() && error.empty()) error = "cannot set up TLS";
+  return server;
+}
+
 }  // namespace
 
 struct BridgeServer::Impl {
@@ -114,6 +146,7 @@ struct BridgeServer::Impl {
   std::unique_ptr<TlsCertificate> tls;        // when server.tls is set
   std::unique_ptr<httplib::Server> listener;  // an httplib::SSLServer with TLS
   httplib::Server& server;
+  GatedServer* gated = nullptr;  // the listener, when it is gated (plain HTTP)
   int port = 0;
   bool open_access = false;              // no tokens configured and bound to loopback
   std::vector<std::regex> public_paths;  // connector routes that authenticate by themselves
@@ -128,7 +161,8 @@ struct BridgeServer::Impl {
         extra_routes(r),
         services(s),
         listener(make_listener(c.get()->server, tls, tls_error)),
-        server(*listener) {}
+        server(*listener),
+        gated(dynamic_cast<GatedServer*>(listener.get())) {}
 
   bool is_public(const httplib::Request& req) const {
     if (req.path == "/healthz" || req.path == "/readyz") return true;
@@ -163,6 +197,11 @@ struct BridgeServer::Impl {
     bool ok = false;
     for (const auto& t : cfg->server.tokens) ok |= constant_time_equal(token, t);
     return ok;
+  }
+
+  rules::InputLimits input_limits() const {
+    auto cfg = config.get();
+    return {cfg->server.max_json_depth, cfg->server.max_expanded_bytes};
   }
 
   void accept_event(httplib::Response& res, nlohmann::json json) {
@@ -202,17 +241,16 @@ struct BridgeServer::Impl {
 
     server.Post("/v1/events", [this](const httplib::Request& req, httplib::Response& res) {
       std::string type = req.get_header_value("Content-Type");
-      std::string lower = type;
-      std::transform(lower.begin(), lower.end(), lower.begin(), ::tolower);
-      if (lower.rfind("application/json", 0) == 0) {
-        auto json = nlohmann::json::parse(req.body, nullptr, false);
+      if (rules::is_json_content_type(type)) {
+        std::string error;
+        auto json = rules::parse_json_body(req.body, input_limits(), error);
         if (json.is_discarded()) {
           metrics.rejected_invalid++;
-          return send_error(res, 400, "invalid_json", "the body is not valid JSON (or not UTF-8)");
+          return send_error(res, 400, "invalid_json", error);
         }
         return accept_event(res, std::move(json));
       }
-      if (lower.rfind("application/x-www-form-urlencoded", 0) == 0) {
+      if (rules::is_form_content_type(type)) {
         std::string error;
         auto json = event_from_params(req.params, error);
         if (json.is_null()) {
@@ -236,7 +274,9 @@ struct BridgeServer::Impl {
       accept_event(res, std::move(json));
     });
 
-    server.Get(R"(/v1/calls/([^/]+))", [this](const httplib::Request& req, httplib::Response& res) {
+    // The rest of the path, '/' included: a PBX chooses its call IDs (`a/b` is asked for as
+    // `a%2Fb`, which the library has decoded by now).
+    server.Get(R"(/v1/calls/(.+))", [this](const httplib::Request& req, httplib::Response& res) {
       std::string call_id = req.matches[1];
       bool found = false;
       std::string history = call_history(journal, call_id, found, *config.get()->secrets);
@@ -330,10 +370,26 @@ bool BridgeServer::bind(const std::string& listen, std::string& error) {
         "no server.tokens configured: accepting unauthenticated requests on loopback only");
   }
   auto& s = impl_->server;
-  int threads = cfg->server.threads;
-  s.new_task_queue = [threads] {
-    return new httplib::ThreadPool(static_cast<std::size_t>(threads));
-  };
+  if (auto* gated = impl_->gated) {
+    GateLimits limits;
+    limits.max_body_bytes = cfg->server.max_body_bytes;
+    limits.read_timeout = std::chrono::milliseconds(cfg->server.read_timeout_ms);
+    limits.idle_timeout = std::chrono::seconds(cfg->server.keep_alive_timeout_seconds);
+    limits.write_timeout = std::chrono::seconds(10);
+    limits.max_waiting = static_cast<std::size_t>(cfg->server.max_waiting_connections);
+    limits.keep_alive_max_count = cfg->server.keep_alive_max_count;
+    limits.threads = cfg->server.threads;
+    auto* metrics = &impl_->metrics;
+    gated->gate = std::make_unique<ConnectionGate>(
+        limits,
+        [gated](httplib::Stream& stream, bool last, bool& closed) {
+          return gated->serve(stream, last, closed);
+        },
+        [metrics](int status) {
+          if (status == 413) metrics->rejected_too_large++;
+          if (status == 400 || status == 408 || status == 431) metrics->rejected_invalid++;
+        });
+  }
   s.set_tcp_nodelay(true);
   s.set_keep_alive_max_count(static_cast<std::size_t>(cfg->server.keep_alive_max_count));
   s.set_keep_alive_timeout(cfg->server.keep_alive_timeout_seconds);
@@ -363,6 +419,7 @@ void BridgeServer::run() {
 
 void BridgeServer::stop() {
   if (impl_->server.is_running()) impl_->server.stop();
+  if (impl_->gated && impl_->gated->gate) impl_->gated->gate->stop();
 }
 
 bool BridgeServer::reload_tls(std::string& error) {

@@ -90,13 +90,17 @@ class RuleSet {
 struct ServerConfig {
   std::string listen = "127.0.0.1:8080";
   std::vector<std::string> tokens;
-  int threads = 32;                    // HTTP pool; one per open keep-alive connection
-  std::size_t max_body_bytes = 65536;  // larger requests get 413
+  int threads = 32;                    // HTTP workers; they serve only whole requests
+  std::size_t max_body_bytes = 65536;  // larger requests get 413, chunked or not
   int keep_alive_max_count = 1000;
   int keep_alive_timeout_seconds = 5;
   // server.tls: HTTPS with this PEM certificate chain and key (TLS 1.2 or later); re-read on
   // SIGHUP. Empty: plain HTTP.
   std::string tls_cert_file, tls_key_file;
+  int read_timeout_ms = 10000;               // a request's headers and body, from its first byte
+  int max_waiting_connections = 1024;        // connections without a whole request yet
+  int max_json_depth = 64;                   // nesting of any JSON body
+  std::size_t max_expanded_bytes = 1 << 20;  // what one payload may grow into (variables)
 };
 
 struct StorageConfig {

@@ -14,6 +14,7 @@
 
 #include "connectors/http/http_client.h"
 #include "rules/engine.h"
+#include "rules/input.h"
 
 namespace callbridge::rules {
 
@@ -144,6 +145,7 @@ struct Host {
   http::Transport& transport;
   std::vector<Route>& routes;  // add the service's endpoints here
   const Services& services;    // those created before this one
+  InputLimits limits = {};     // bounds every JSON body the service's routes parse
 };
 
 }  // namespace callbridge::rules

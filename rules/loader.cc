@@ -82,7 +82,8 @@ class Loader : public ConfigReader {
     if (!expect_map(node, "server")) return;
     check_keys(node,
                {"listen", "tokens", "threads", "max_body_bytes", "keep_alive_max_count",
-                "keep_alive_timeout_seconds", "tls"},
+                "keep_alive_timeout_seconds", "read_timeout_ms", "max_waiting_connections",
+                "max_json_depth", "max_expanded_bytes", "tls"},
                "server");
     if (auto n = node["tls"]) load_tls(n, out);
     if (auto n = node["threads"])
@@ -96,6 +97,18 @@ class Loader : public ConfigReader {
     if (auto n = node["keep_alive_timeout_seconds"])
       if (auto v = integer(n, "server.keep_alive_timeout_seconds", 1, 3600))
         out.keep_alive_timeout_seconds = static_cast<int>(*v);
+    if (auto n = node["read_timeout_ms"])
+      if (auto v = integer(n, "server.read_timeout_ms", 100, 300000))
+        out.read_timeout_ms = static_cast<int>(*v);
+    if (auto n = node["max_waiting_connections"])
+      if (auto v = integer(n, "server.max_waiting_connections", 16, 65536))
+        out.max_waiting_connections = static_cast<int>(*v);
+    if (auto n = node["max_json_depth"])
+      if (auto v = integer(n, "server.max_json_depth", 2, 512))
+        out.max_json_depth = static_cast<int>(*v);
+    if (auto n = node["max_expanded_bytes"])
+      if (auto v = integer(n, "server.max_expanded_bytes", 4096, 64ll << 20))
+        out.max_expanded_bytes = static_cast<std::size_t>(*v);
     if (auto n = node["listen"]) {
       if (auto v = string_setting(n, "server.listen")) {
         auto colon = v->rfind(':');

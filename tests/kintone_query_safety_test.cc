@@ -105,56 +105,57 @@ TEST_CASE("kintone query: no caller ID widens a lookup written as the manual wri
   std::string rules;
   SECTION("JSON body, placeholder inside a query string literal") {
     rules = lookup(base + "/k/v1/records.json",
-                   R"({"app": 7, "query": "電話番号 = \"{TEL}\"", "totalCount": "true"})");
+                   R"j({"app": 7, "query": "電話番号 = \"{TEL}\"", "totalCount": "true"})j");
   }
   SECTION("JSON body, placeholder in a bare position") {
     rules = lookup(base + "/k/v1/records.json",
-                   R"({"app": 7, "query": "電話番号 = {TEL}", "totalCount": "true"})");
+                   R"j({"app": 7, "query": "電話番号 = {TEL}", "totalCount": "true"})j");
   }
   SECTION("JSON body, bare inside in (...)") {
     rules = lookup(base + "/k/v1/records.json",
-                   R"({"app": 7, "query": "電話番号 in ({TEL}, \"x\")", "totalCount": "true"})");
-}
-SECTION("URL query= parameter, bare") {
-  rules = lookup(
-      base + "/k/v1/records.json?app=7&totalCount=true&query=" + pct("電話番号 = ") + "{TEL}", "");
-}
-SECTION("URL query= parameter, inside a string literal") {
-  rules = lookup(base + "/k/v1/records.json?app=7&totalCount=true&query=" + pct("電話番号 = \"") +
-                     "{TEL}" + pct("\""),
-                 "");
-}
-SECTION("templated host") {
-  rules = lookup("http://127.0.0.1:{RESPONSE_KPORT}/k/v1/records.json",
-                 R"({"app": 7, "query": "電話番号 = {TEL}", "totalCount": "true"})");
-  rules = replace_all(rules, "    request:", "    order: 2\n    request:");
-  rules = replace_all(rules, "rules:\n",
-                      "rules:\n  - name: port\n    event: 着信\n    order: 1\n    request: "
-                      "{url: 'response://" +
-                          std::to_string(f.kintone.port()) +
-                          "'}\n    extract: '/(?P<KPORT>[0-9]+)/'\n");
-}
-SECTION("guest space path") {
-  rules = lookup(base + "/k/guest/5/v1/records.json",
-                 R"({"app": 9, "query": "電話番号 = \"{TEL}\"", "totalCount": "true"})");
-}
-SECTION("explicit |query is not quoted twice") {
-  rules = lookup(base + "/k/v1/records.json",
-                 R"({"app": 7, "query": "電話番号 = {TEL|query}", "totalCount": "true"})");
-}
-auto r = f.simulate(rules);
-INFO(r.out << r.err);
-CHECK(r.exit_code == 0);
-CHECK(counts(r.out) == safe_counts());
+                   R"j({"app": 7, "query": "電話番号 in ({TEL}, \"x\")", "totalCount": "true"})j");
+  }
+  SECTION("URL query= parameter, bare") {
+    rules = lookup(
+        base + "/k/v1/records.json?app=7&totalCount=true&query=" + pct("電話番号 = ") + "{TEL}",
+        "");
+  }
+  SECTION("URL query= parameter, inside a string literal") {
+    rules = lookup(base + "/k/v1/records.json?app=7&totalCount=true&query=" + pct("電話番号 = \"") +
+                       "{TEL}" + pct("\""),
+                   "");
+  }
+  SECTION("templated host") {
+    rules = lookup("http://127.0.0.1:{RESPONSE_KPORT}/k/v1/records.json",
+                   R"j({"app": 7, "query": "電話番号 = {TEL}", "totalCount": "true"})j");
+    rules = replace_all(rules, "    request:", "    order: 2\n    request:");
+    rules = replace_all(rules, "rules:\n",
+                        "rules:\n  - name: port\n    event: 着信\n    order: 1\n    request: "
+                        "{url: 'response://" +
+                            std::to_string(f.kintone.port()) +
+                            "'}\n    extract: '/(?P<KPORT>[0-9]+)/'\n");
+  }
+  SECTION("guest space path") {
+    rules = lookup(base + "/k/guest/5/v1/records.json",
+                   R"j({"app": 9, "query": "電話番号 = \"{TEL}\"", "totalCount": "true"})j");
+  }
+  SECTION("explicit |query is not quoted twice") {
+    rules = lookup(base + "/k/v1/records.json",
+                   R"j({"app": 7, "query": "電話番号 = {TEL|query}", "totalCount": "true"})j");
+  }
+  auto r = f.simulate(rules);
+  INFO(r.out << r.err);
+  CHECK(r.exit_code == 0);
+  CHECK(counts(r.out) == safe_counts());
 }
 
 TEST_CASE("kintone query: |raw stays the opt-out", "[query][cli][kintone]") {
   Fixture f;
-  f.events =
-      f.dir.write("raw.json", R"({"event": "着信", "call_id": "r", "tel": "1 or 電話番号 != 1"})");
+  f.events = f.dir.write("raw.json",
+                         R"j({"event": "着信", "call_id": "r", "tel": "1 or 電話番号 != 1"})j");
   auto r =
       f.simulate(lookup(f.kintone.base_url() + "/k/v1/records.json",
-                        R"({"app": 7, "query": "電話番号 = {TEL|raw}", "totalCount": "true"})"));
+                        R"j({"app": 7, "query": "電話番号 = {TEL|raw}", "totalCount": "true"})j"));
   INFO(r.out << r.err);
   CHECK(counts(r.out) == std::vector<std::string>{"2"});  // raw means as written: it widens
   CHECK(r.err.find(kNote) == std::string::npos);
@@ -216,7 +217,7 @@ TEST_CASE("kintone query: validate and simulate note each placeholder treated", 
   auto lines = std::count(r.err.begin(), r.err.end(), '\n');
   CHECK(lines == 3);  // not |query, not another CRM, not outside the query
 
-  std::string events = dir.write("e.json", R"({"event": "着信", "call_id": "c1", "tel": "1"})");
+  std::string events = dir.write("e.json", R"j({"event": "着信", "call_id": "c1", "tel": "1"})j");
   auto s = run_process({kBinary, "simulate", "-c", file, "--event", events});
   INFO(s.out << s.err);
   CHECK(s.exit_code == 0);

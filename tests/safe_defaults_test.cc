@@ -180,10 +180,13 @@ TEST_CASE("busy and journal_unavailable: distinct codes, 503 and Retry-After on 
       "webhooks:\n  - name: biztel\n    path: /v1/hooks/biztel\n    methods: [GET]\n"
       "    accept: [query]\n    auth: token\n    event: { key: event, default: inbound }\n"
       "    call_id: { key: id }\n"
-      "escalation:\n  guidances:\n    - { id: g1, name: g, message: m }\n"
+      "escalation:\n  guidances:\n    - { id: g1, name: g, message: m, responses: { 1: { type: "
+      "terminate, "
+      "message: ok } } }\n"
       "  dialer: { type: simulate, default: \"key 1\" }\n");
   REQUIRE(bridge.start());
   auto client = bridge.client();
+  client.set_read_timeout(60, 0);  // a locked journal answers after SQLite's busy timeout
   auto hook = [&](const std::string& id) {
     return client.Get(("/v1/hooks/biztel?id=" + id).c_str());
   };
@@ -220,7 +223,9 @@ TEST_CASE("busy and journal_unavailable: distinct codes, 503 and Retry-After on 
   }
   SECTION("journal_unavailable: nothing can be made durable") {
     JournalLock lock(bridge.dir.path() + "/journal.db");
-    check(bridge.post_event({{"event", "inbound"}, {"call_id", "J-1"}}), "journal_unavailable");
+    check(
+        client.Post("/v1/events", R"({"event": "inbound", "call_id": "J-1"})", "application/json"),
+        "journal_unavailable");
     check(hook("J-2"), "journal_unavailable");
     check(invoke(), "journal_unavailable");
   }

@@ -18,10 +18,30 @@ void reply(rules::HttpResponse& res, int status, const json& body) {
   res.body = body.dump();
 }
 
+// The body as JSON within the limits; nullopt with the answer set when it is not.
+std::optional<json> json_body(const rules::HttpRequest& req, const rules::InputLimits& limits,
+                              rules::HttpResponse& res) {
+  std::string type = req.header("content-type");
+  if (!type.empty() && !rules::is_json_content_type(type)) {
+    res.error(415, "unsupported_media_type", "send application/json");
+    return std::nullopt;
+  }
+  std::string error;
+  json body = rules::parse_json_body(req.body, limits, error);
+  if (body.is_discarded()) {
+    res.error(400, "invalid_json", error);
+    return std::nullopt;
+  }
+  return body;
+}
+
 // chain/invoke and chain/abort take {"params": {...}}; a bare object is accepted too.
-std::optional<json> params_of(const rules::HttpRequest& req, rules::HttpResponse& res) {
-  json body = json::parse(req.body, nullptr, false);
-  if (body.is_discarded() || !body.is_object()) {
+std::optional<json> params_of(const rules::HttpRequest& req, const rules::InputLimits& limits,
+                              rules::HttpResponse& res) {
+  auto parsed = json_body(req, limits, res);
+  if (!parsed) return std::nullopt;
+  json body = std::move(*parsed);
+  if (!body.is_object()) {
     res.error(400, "invalid_json", "the body must be a JSON object");
     return std::nullopt;
   }
@@ -58,6 +78,7 @@ EscalationService::EscalationService(const EscalationSection& section, rules::Ho
                                      TimerQueue* timers)
     : section_(section),
       events_(host.events),
+      limits_(host.limits),
       timers_(pick_timers(timers, own_timers_, section.workers)),
       store_(host.store) {
   RemoteChains* remote = nullptr;
@@ -158,7 +179,7 @@ void EscalationService::metrics(std::string& out) const {
 }
 
 void EscalationService::handle_invoke(const rules::HttpRequest& req, rules::HttpResponse& res) {
-  auto params = params_of(req, res);
+  auto params = params_of(req, limits_, res);
   if (!params) return;
   bool remote = pigeon_ != nullptr;
   ChainRequest request;
@@ -198,8 +219,13 @@ void EscalationService::handle_invoke(const rules::HttpRequest& req, rules::Http
       return res.error(400, "invalid_parameters", "\"parameters\" must be an object");
     request.parameters = parameters_from_json(*it);
   }
-  if (auto it = p.find("callId"); it != p.end() && it->is_string())
-    request.origin_call_id = it->get<std::string>();
+  if (auto it = p.find("callId"); it != p.end() && !it->is_null()) {
+    auto call_id = rules::call_id_text(*it);
+    std::string problem =
+        call_id ? rules::check_call_id(*call_id, "callId") : "\"callId\" must be a string";
+    if (!problem.empty()) return res.error(400, "invalid_parameters", problem);
+    request.origin_call_id = *call_id;
+  }
   std::string error, code;
   auto chain = engine_->start(std::move(request), error, &code);
   if (!chain && (code == "invalid_callflow" || code == "invalid_guidance"))
@@ -220,7 +246,7 @@ void EscalationService::handle_result(const rules::HttpRequest& req, rules::Http
 }
 
 void EscalationService::handle_abort(const rules::HttpRequest& req, rules::HttpResponse& res) {
-  auto params = params_of(req, res);
+  auto params = params_of(req, limits_, res);
   if (!params) return;
   auto it = params->find("resultId");
   if (it == params->end() || !it->is_string())
@@ -270,10 +296,10 @@ void EscalationService::handle_dial_result(const rules::HttpRequest& req,
   auto* webhook = dynamic_cast<WebhookDialer*>(dialer_.get());
   if (!webhook) return res.error(404, "not_found", "the dialer is not a webhook dialer");
   std::string attempt = req.matches.size() > 1 ? req.matches[1] : "";
-  json body = json::parse(req.body, nullptr, false);
-  if (body.is_discarded()) return res.error(400, "invalid_json", "the body must be JSON");
+  auto body = json_body(req, limits_, res);
+  if (!body) return;
   std::string error;
-  auto result = parse_dial_result(body, error);
+  auto result = parse_dial_result(*body, error);
   if (!result)
     return res.error(400, "invalid_result",
                      error.empty() ? "\"outcome\" (or \"key\") is required" : error);

@@ -44,6 +44,7 @@ class EscalationService final : public rules::Service {
 
   EscalationSection section_;
   rules::EventSink& events_;
+  rules::InputLimits limits_;
   std::unique_ptr<ThreadTimerQueue> own_timers_;
   TimerQueue& timers_;
   KeyValueChainStore store_;

@@ -13,7 +13,6 @@ namespace callbridge::webhook {
 
 namespace {
 
-constexpr std::size_t kMaxCallId = 128;
 constexpr std::size_t kMaxTel = 64;
 
 std::string scalar_text(const nlohmann::json& v) {
@@ -23,23 +22,35 @@ std::string scalar_text(const nlohmann::json& v) {
   return v.dump();
 }
 
-// Objects become NAME_FIELD, arrays NAME (comma-joined scalars) plus NAME_1..NAME_N.
-void flatten(const nlohmann::json& value, const std::string& name, rules::Variables& vars) {
+// Objects become NAME_FIELD, arrays NAME (comma-joined scalars) plus NAME_1..NAME_N. The
+// recursion is as deep as the payload, which the bounded parse limits; `budget` is what the
+// names and values may still add up to. False when they would exceed it.
+bool flatten(const nlohmann::json& value, const std::string& name, rules::Variables& vars,
+             std::size_t& budget) {
+  auto spend = [&](std::size_t bytes) {
+    if (bytes > budget) return false;
+    budget -= bytes;
+    return true;
+  };
   if (value.is_object()) {
     for (const auto& [key, child] : value.items())
-      flatten(child, name + "_" + upper_snake(key), vars);
+      if (!flatten(child, name + "_" + upper_snake(key), vars, budget)) return false;
   } else if (value.is_array()) {
     std::string joined;
     std::size_t index = 0;
     for (const auto& element : value) {
       ++index;
       if (!element.is_structured()) joined += (index > 1 ? "," : "") + scalar_text(element);
-      flatten(element, name + "_" + std::to_string(index), vars);
+      if (!flatten(element, name + "_" + std::to_string(index), vars, budget)) return false;
     }
+    if (!spend(name.size() + joined.size())) return false;
     vars[name] = joined;
   } else {
-    vars[name] = scalar_text(value);
+    std::string text = scalar_text(value);
+    if (!spend(name.size() + text.size())) return false;
+    vars[name] = std::move(text);
   }
+  return true;
 }
 
 bool control_free(std::string_view text) {
@@ -122,7 +133,8 @@ std::string upper_snake(std::string_view name, std::string_view strip) {
 }
 
 std::optional<rules::EventInput> commubo_event_from_json(const nlohmann::json& payload,
-                                                         std::string& error) {
+                                                         std::string& error,
+                                                         const rules::InputLimits& limits) {
   if (!payload.is_object()) {
     error = "the commubo payload must be a JSON object";
     return std::nullopt;
@@ -132,15 +144,14 @@ std::optional<rules::EventInput> commubo_event_from_json(const nlohmann::json& p
   event.answered = false;  // commubo calls before it answers
 
   auto call = payload.find("callId");
-  if (call == payload.end() || !(call->is_string() || call->is_number_integer())) {
+  std::optional<std::string> call_id;
+  if (call != payload.end()) call_id = rules::call_id_text(*call);
+  if (!call_id) {
     error = "\"callId\" is required: a string";
     return std::nullopt;
   }
-  event.call_id = scalar_text(*call);
-  if (event.call_id.empty() || event.call_id.size() > kMaxCallId || !control_free(event.call_id)) {
-    error = "\"callId\" must be 1 to 128 characters without control characters";
-    return std::nullopt;
-  }
+  if (error = rules::check_call_id(*call_id, "callId"); !error.empty()) return std::nullopt;
+  event.call_id = std::move(*call_id);
   if (auto tel = payload.find("phoneNumber"); tel != payload.end()) {
     if (!tel->is_string() && !tel->is_number() && !tel->is_null()) {
       error = "\"phoneNumber\" must be a string";
@@ -154,6 +165,12 @@ std::optional<rules::EventInput> commubo_event_from_json(const nlohmann::json& p
   }
 
   bool customer_found = false;
+  std::size_t budget = limits.max_expanded_bytes;
+  auto too_large = [&] {
+    error = "the payload expands into more than server.max_expanded_bytes (" +
+            std::to_string(limits.max_expanded_bytes) + ") of variables";
+    return std::nullopt;
+  };
   for (const auto& [key, value] : payload.items()) {
     if (value.is_object()) {
       if (key == "customer") customer_found = true;
@@ -162,24 +179,25 @@ std::optional<rules::EventInput> commubo_event_from_json(const nlohmann::json& p
       for (const auto& [field, child] : value.items()) {
         // The reference spells the voice ID field "operatorVocieId" once; accept both.
         std::string name = field == "operatorVocieId" ? "operatorVoiceId" : field;
-        flatten(child, "COMMUBO_" + object + "_" + upper_snake(name, key), event.vars);
+        if (!flatten(child, "COMMUBO_" + object + "_" + upper_snake(name, key), event.vars, budget))
+          return too_large();
       }
-    } else {
-      flatten(value, "COMMUBO_" + upper_snake(key), event.vars);
+    } else if (!flatten(value, "COMMUBO_" + upper_snake(key), event.vars, budget)) {
+      return too_large();
     }
   }
   event.vars["COMMUBO_CUSTOMER_FOUND"] = customer_found ? "1" : "0";
   return event;
 }
 
-std::optional<rules::EventInput> commubo_event_from_text(std::string_view body,
-                                                         std::string& error) {
-  nlohmann::json payload = nlohmann::json::parse(body, nullptr, /*allow_exceptions=*/false);
+std::optional<rules::EventInput> commubo_event_from_text(std::string_view body, std::string& error,
+                                                         const rules::InputLimits& limits) {
+  nlohmann::json payload = rules::parse_json_body(body, limits, error);
   if (payload.is_discarded()) {
-    error = "the body is not JSON (or not UTF-8)";
+    error = "invalid_json: " + error;
     return std::nullopt;
   }
-  return commubo_event_from_json(payload, error);
+  return commubo_event_from_json(payload, error, limits);
 }
 
 std::shared_ptr<const rules::Section> load_commubo_section(const YAML::Node& node,
@@ -214,8 +232,8 @@ std::shared_ptr<const rules::Section> load_commubo_section(const YAML::Node& nod
 }
 
 CommuboService::CommuboService(CommuboSettings settings, rules::KeyValueStore& store,
-                               rules::EventSink& events)
-    : settings_(std::move(settings)), store_(store), events_(events) {}
+                               rules::EventSink& events, rules::InputLimits limits)
+    : settings_(std::move(settings)), limits_(limits), store_(store), events_(events) {}
 
 rules::Route CommuboService::route() {
   rules::Route route;
@@ -237,7 +255,7 @@ void CommuboService::handle(const rules::HttpRequest& request, rules::HttpRespon
   };
 
   std::string error;
-  auto event = commubo_event_from_text(request.body, error);
+  auto event = commubo_event_from_text(request.body, error, limits_);
   if (!event) {
     answer({settings_.on_error_status, "", "error", ""}, error_key(), "", "",
            "invalid_payload: " + error, received, response);

@@ -36,9 +36,13 @@ inline constexpr std::string_view kCommuboAnswers = "commubo.answers";  // KeyVa
 // every other field flattened to COMMUBO_* variables (docs/webhooks.md lists them). A missing
 // `customer` (an unknown caller) is normal: COMMUBO_CUSTOMER_FOUND is then 0. nullopt with
 // `error` when the body is not a JSON object or has no usable callId.
+// The variables may add up to at most `limits.max_expanded_bytes`; the body nests at most
+// `limits.max_json_depth` deep.
 std::optional<rules::EventInput> commubo_event_from_json(const nlohmann::json& payload,
-                                                         std::string& error);
-std::optional<rules::EventInput> commubo_event_from_text(std::string_view body, std::string& error);
+                                                         std::string& error,
+                                                         const rules::InputLimits& limits = {});
+std::optional<rules::EventInput> commubo_event_from_text(std::string_view body, std::string& error,
+                                                         const rules::InputLimits& limits = {});
 
 // "familyNameKana" -> "FAMILY_NAME_KANA"; `strip` drops a leading object name
 // ("customerId" in `customer` -> "ID").
@@ -68,7 +72,8 @@ struct CommuboAnswer {
 // Answers POST /v1/commubo/inbound. Thread-safe; one handler call per HTTP request.
 class CommuboService final : public rules::Service {
  public:
-  CommuboService(CommuboSettings settings, rules::KeyValueStore& store, rules::EventSink& events);
+  CommuboService(CommuboSettings settings, rules::KeyValueStore& store, rules::EventSink& events,
+                 rules::InputLimits limits = {});
 
   rules::Route route();
   void handle(const rules::HttpRequest& request, rules::HttpResponse& response);
@@ -81,6 +86,7 @@ class CommuboService final : public rules::Service {
               std::chrono::steady_clock::time_point received, rules::HttpResponse& response);
 
   CommuboSettings settings_;
+  rules::InputLimits limits_;
   rules::KeyValueStore& store_;
   rules::EventSink& events_;
   std::atomic<unsigned long long> sequence_{0};

@@ -41,7 +41,7 @@ void register_connector(rules::Registry& registry) {
       [](const rules::Config& config, rules::Host& host) -> std::shared_ptr<rules::Service> {
         const auto* settings = config.section<CommuboSettings>("commubo");
         auto service = std::make_shared<CommuboService>(settings ? *settings : CommuboSettings{},
-                                                        host.store, host.events);
+                                                        host.store, host.events, host.limits);
         host.routes.push_back(holding(service, service->route()));
         return service;
       });
@@ -53,7 +53,8 @@ void register_connector(rules::Registry& registry) {
         if (it == config.sections.end()) return nullptr;
         auto settings = std::dynamic_pointer_cast<const WebhookSettings>(it->second);
         if (!settings || settings->sources.empty()) return nullptr;
-        auto service = std::make_shared<WebhookService>(settings, host.store, host.events);
+        auto service = std::make_shared<WebhookService>(
+            settings, host.store, host.events, std::chrono::system_clock::now, host.limits);
         for (auto& route : service->routes()) host.routes.push_back(holding(service, route));
         return service;
       });

@@ -14,7 +14,6 @@ namespace callbridge::webhook {
 
 namespace {
 
-constexpr std::size_t kMaxCallId = 128;
 constexpr std::size_t kMaxTel = 64;
 constexpr const char* kReserved[] = {"/v1/events", "/v1/calls", "/v1/commubo", "/healthz",
                                      "/readyz",    "/metrics",  "/api/"};
@@ -316,8 +315,13 @@ std::shared_ptr<const rules::Section> load_webhooks_section(const YAML::Node& no
 }
 
 WebhookService::WebhookService(std::shared_ptr<const WebhookSettings> settings,
-                               rules::KeyValueStore& store, rules::EventSink& events, WallClock now)
-    : settings_(std::move(settings)), store_(store), events_(events), now_(std::move(now)) {
+                               rules::KeyValueStore& store, rules::EventSink& events, WallClock now,
+                               rules::InputLimits limits)
+    : settings_(std::move(settings)),
+      store_(store),
+      events_(events),
+      now_(std::move(now)),
+      limits_(limits) {
   for (const auto& source : settings_->sources)
     delivery_locks_[source.name] = std::make_unique<std::mutex>();
 }
@@ -360,21 +364,14 @@ void WebhookService::handle(const WebhookSource& source, const rules::HttpReques
   }
 
   Delivery delivery{request, std::nullopt};
-  std::string content_type = request.header("content-type");
-  content_type = content_type.substr(0, content_type.find(';'));
-  std::transform(content_type.begin(), content_type.end(), content_type.begin(),
-                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  while (!content_type.empty() && content_type.back() == ' ') content_type.pop_back();
-  const bool json =
-      content_type == "application/json" ||
-      (content_type.size() > 5 && content_type.compare(content_type.size() - 5, 5, "+json") == 0);
-  if (json) {
+  const std::string content_type = request.header("content-type");
+  if (rules::is_json_content_type(content_type)) {
     if (!source.accept_json)
       return reject(415, "unsupported_media_type", "this source does not accept JSON");
-    delivery.json = nlohmann::json::parse(request.body, nullptr, false);
-    if (delivery.json->is_discarded())
-      return reject(400, "invalid_json", "the body is not JSON, or not UTF-8");
-  } else if (content_type == "application/x-www-form-urlencoded") {
+    std::string error;
+    delivery.json = rules::parse_json_body(request.body, limits_, error);
+    if (delivery.json->is_discarded()) return reject(400, "invalid_json", error);
+  } else if (rules::is_form_content_type(content_type)) {
     if (!source.accept_form)
       return reject(415, "unsupported_media_type", "this source does not accept form bodies");
   } else if (request.body.empty()) {
@@ -438,8 +435,9 @@ void WebhookService::handle(const WebhookSource& source, const rules::HttpReques
   if (!canonical) return reject(400, "invalid_event", "unknown event \"" + *name + "\"");
   event.event = *canonical;
   auto call_id = read_field(source.call_id, delivery);
-  if (!call_id || call_id->empty() || call_id->size() > kMaxCallId || !control_free(*call_id))
-    return reject(400, "invalid_event", "the call ID is missing, or not 1 to 128 characters");
+  if (!call_id) return reject(400, "invalid_event", "the call ID is missing");
+  if (auto problem = rules::check_call_id(*call_id, "call ID"); !problem.empty())
+    return reject(400, "invalid_event", problem);
   event.call_id = *call_id;
   if (source.tel) {
     auto tel = read_field(*source.tel, delivery);

@@ -71,7 +71,8 @@ std::shared_ptr<const rules::Section> load_webhooks_section(const YAML::Node& no
 class WebhookService final : public rules::Service {
  public:
   WebhookService(std::shared_ptr<const WebhookSettings> settings, rules::KeyValueStore& store,
-                 rules::EventSink& events, WallClock now = std::chrono::system_clock::now);
+                 rules::EventSink& events, WallClock now = std::chrono::system_clock::now,
+                 rules::InputLimits limits = {});
 
   // One route per source and method.
   std::vector<rules::Route> routes();
@@ -86,6 +87,7 @@ class WebhookService final : public rules::Service {
   rules::KeyValueStore& store_;
   rules::EventSink& events_;
   WallClock now_;
+  rules::InputLimits limits_;
   std::map<std::string, std::unique_ptr<std::mutex>> delivery_locks_;  // per source
   std::mutex sweep_mutex_;
   std::chrono::system_clock::time_point last_sweep_{};

@@ -1,0 +1,626 @@
+#include "bridge/connection_gate.h"
+
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <nlohmann/json.hpp>
+#include <optional>
+
+namespace callbridge::bridge {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+constexpr std::size_t kReadChunk = 16384;
+// After an error answer, input is read and dropped for a while so that closing does not reset
+// the connection before the client has read the answer.
+constexpr auto kDrainTime = std::chrono::milliseconds(1000);
+constexpr std::size_t kDrainBytes = 1 << 20;
+
+std::string lower(std::string_view s) {
+  std::string out(s);
+  std::transform(out.begin(), out.end(), out.begin(), ::tolower);
+  return out;
+}
+
+std::string_view trim(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r'))
+    s.remove_suffix(1);
+  return s;
+}
+
+// The end of the line starting at `from` (the index of its '\n'), or npos.
+std::size_t line_end(std::string_view buffer, std::size_t from) {
+  return buffer.find('\n', from);
+}
+
+Framing rejected(int status, std::string code, std::string message) {
+  Framing f;
+  f.state = Framing::State::rejected;
+  f.status = status;
+  f.code = std::move(code);
+  f.message = std::move(message);
+  return f;
+}
+
+Framing too_large() {
+  return rejected(413, "too_large", "the request body is larger than server.max_body_bytes");
+}
+
+// Frames a chunked body starting at `at`; `length` is set to the end of the trailers.
+Framing frame_chunked(std::string_view buffer, std::size_t at, std::size_t max_body,
+                      std::size_t max_header) {
+  std::size_t body = 0;
+  for (;;) {
+    std::size_t eol = line_end(buffer, at);
+    if (eol == std::string_view::npos) {
+      if (buffer.size() - at > 1024) return rejected(400, "bad_request", "malformed chunk size");
+      return {};
+    }
+    std::string_view size_line = trim(buffer.substr(at, eol - at));
+    size_line = size_line.substr(0, size_line.find(';'));
+    size_line = trim(size_line);
+    if (size_line.empty() || size_line.size() > 8 ||
+        size_line.find_first_not_of("0123456789abcdefABCDEF") != std::string_view::npos)
+      return rejected(400, "bad_request", "malformed chunk size");
+    std::size_t size = std::stoul(std::string(size_line), nullptr, 16);
+    at = eol + 1;
+    if (size == 0) break;
+    body += size;
+    if (body > max_body) return too_large();
+    if (buffer.size() < at + size + 1) return {};
+    at += size;
+    if (buffer[at] == '\r') {
+      if (buffer.size() < at + 2) return {};
+      ++at;
+    }
+    if (buffer[at] != '\n') return rejected(400, "bad_request", "malformed chunk");
+    ++at;
+  }
+  // Trailers, up to an empty line.
+  const std::size_t trailers = at;
+  for (;;) {
+    std::size_t eol = line_end(buffer, at);
+    if (eol == std::string_view::npos) {
+      if (buffer.size() - trailers > max_header)
+        return rejected(431, "headers_too_large", "the chunked trailers are too large");
+      return {};
+    }
+    bool empty = trim(buffer.substr(at, eol - at)).empty();
+    at = eol + 1;
+    if (empty) break;
+  }
+  Framing f;
+  f.state = Framing::State::complete;
+  f.length = at;
+  return f;
+}
+
+void set_nonblocking(int fd) {
+  int flags = fcntl(fd, F_GETFL, 0);
+  if (flags >= 0) fcntl(fd, F_SETFL, flags | O_NONBLOCK);
+}
+
+// Sends all of `data` within `timeout`; false when the peer is gone or too slow.
+bool send_all(int fd, std::string_view data, std::chrono::milliseconds timeout) {
+  const auto deadline = Clock::now() + timeout;
+  while (!data.empty()) {
+    ssize_t n = ::send(fd, data.data(), data.size(), MSG_NOSIGNAL);
+    if (n > 0) {
+      data.remove_prefix(static_cast<std::size_t>(n));
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+      if (left.count() <= 0) return false;
+      pollfd p{fd, POLLOUT, 0};
+      if (::poll(&p, 1, static_cast<int>(left.count())) <= 0) return false;
+      continue;
+    }
+    return false;
+  }
+  return true;
+}
+
+// One whole request, already buffered, read by the HTTP library; answers go to the socket.
+class BufferedRequestStream final : public httplib::Stream {
+ public:
+  BufferedRequestStream(int fd, std::string_view request, std::chrono::milliseconds write_timeout)
+      : fd_(fd), request_(request), write_timeout_(write_timeout) {}
+
+  bool is_readable() const override { return position_ < request_.size(); }
+  bool is_writable() const override {
+    pollfd p{fd_, POLLOUT, 0};
+    return ::poll(&p, 1, 0) > 0 && (p.revents & POLLOUT);
+  }
+  ssize_t read(char* ptr, std::size_t size) override {
+    std::size_t n = std::min(size, request_.size() - position_);
+    std::memcpy(ptr, request_.data() + position_, n);
+    position_ += n;
+    return static_cast<ssize_t>(n);
+  }
+  ssize_t write(const char* ptr, std::size_t size) override {
+    std::string_view data(ptr, size);
+    std::string fixed;
+    if (!final_status_sent_ && data.rfind("HTTP/1.", 0) == 0 && data.size() > 12) {
+      // The library's reason phrases lack codes a PBX uses (486 would read "Internal Server
+      // Error"): the status line is written again with the right one.
+      int status = std::atoi(std::string(data.substr(9, 3)).c_str());
+      std::size_t eol = data.find("\r\n");
+      if (status >= 100 && eol != std::string_view::npos) {
+        fixed = std::string(data.substr(0, 13)) + std::string(reason_phrase(status)) +
+                std::string(data.substr(eol));
+        data = fixed;
+        if (status >= 200) final_status_sent_ = true;
+      }
+    }
+    if (!send_all(fd_, data, write_timeout_)) return -1;
+    return static_cast<ssize_t>(size);
+  }
+  void get_remote_ip_and_port(std::string& ip, int& port) const override {
+    address(::getpeername, ip, port);
+  }
+  void get_local_ip_and_port(std::string& ip, int& port) const override {
+    address(::getsockname, ip, port);
+  }
+  socket_t socket() const override { return fd_; }
+
+ private:
+  template <class F>
+  void address(F get, std::string& ip, int& port) const {
+    sockaddr_storage addr{};
+    socklen_t len = sizeof(addr);
+    if (get(fd_, reinterpret_cast<sockaddr*>(&addr), &len) != 0) return;
+    char host[NI_MAXHOST] = {};
+    char serv[NI_MAXSERV] = {};
+    if (getnameinfo(reinterpret_cast<sockaddr*>(&addr), len, host, sizeof(host), serv, sizeof(serv),
+                    NI_NUMERICHOST | NI_NUMERICSERV) == 0) {
+      ip = host;
+      port = std::atoi(serv);
+    }
+  }
+
+  int fd_;
+  std::string_view request_;
+  std::size_t position_ = 0;
+  std::chrono::milliseconds write_timeout_;
+  bool final_status_sent_ = false;
+};
+
+}  // namespace
+
+Framing frame_request(std::string_view buffer, std::size_t max_body, std::size_t max_header) {
+  // The headers end at the first empty line.
+  std::size_t at = 0;
+  std::size_t head_end = std::string_view::npos;
+  while (true) {
+    std::size_t eol = line_end(buffer, at);
+    if (eol == std::string_view::npos) break;
+    if (at > 0 && (eol == at || (eol == at + 1 && buffer[at] == '\r'))) {
+      head_end = eol + 1;
+      break;
+    }
+    at = eol + 1;
+  }
+  if (head_end == std::string_view::npos) {
+    if (buffer.size() > max_header)
+      return rejected(431, "headers_too_large", "the request headers are too large");
+    return {};
+  }
+  if (head_end > max_header)
+    return rejected(431, "headers_too_large", "the request headers are too large");
+
+  std::optional<std::string> content_length;
+  bool chunked = false;
+  bool transfer_encoding = false;
+  std::size_t expect_at = std::string_view::npos;
+  std::size_t line = line_end(buffer, 0) + 1;  // past the request line
+  while (line < head_end) {
+    std::size_t eol = line_end(buffer, line);
+    std::string_view header = buffer.substr(line, eol - line);
+    line = eol + 1;
+    std::size_t colon = header.find(':');
+    if (colon == std::string_view::npos) continue;
+    const std::size_t header_at = line - header.size() - 1;
+    std::string name = lower(trim(header.substr(0, colon)));
+    std::string_view value = trim(header.substr(colon + 1));
+    if (name == "content-length") {
+      if (value.empty() || value.size() > 18 ||
+          value.find_first_not_of("0123456789") != std::string_view::npos)
+        return rejected(400, "bad_request", "Content-Length must be a decimal number");
+      if (content_length && *content_length != value)
+        return rejected(400, "bad_request", "conflicting Content-Length headers");
+      content_length = std::string(value);
+    } else if (name == "transfer-encoding") {
+      if (transfer_encoding || lower(value) != "chunked")
+        return rejected(501, "not_implemented", "only Transfer-Encoding: chunked is supported");
+      transfer_encoding = chunked = true;
+    } else if (name == "expect" && lower(value) == "100-continue") {
+      expect_at = header_at;
+    }
+  }
+  if (chunked && content_length)
+    return rejected(400, "bad_request", "Content-Length and Transfer-Encoding together");
+  Framing waiting;
+  if (buffer.size() == head_end) waiting.expect_continue_at = expect_at;
+  if (chunked) {
+    Framing f = frame_chunked(buffer, head_end, max_body, max_header);
+    return f.state == Framing::State::incomplete ? waiting : f;
+  }
+  std::size_t length = content_length ? std::stoull(*content_length) : 0;
+  if (length > max_body) return too_large();
+  if (buffer.size() < head_end + length) return waiting;
+  Framing f;
+  f.state = Framing::State::complete;
+  f.length = head_end + length;
+  return f;
+}
+
+std::string_view reason_phrase(int status) {
+  switch (status) {
+    case 100:
+      return "Continue";
+    case 101:
+      return "Switching Protocols";
+    case 200:
+      return "OK";
+    case 201:
+      return "Created";
+    case 202:
+      return "Accepted";
+    case 204:
+      return "No Content";
+    case 301:
+      return "Moved Permanently";
+    case 302:
+      return "Found";
+    case 303:
+      return "See Other";
+    case 304:
+      return "Not Modified";
+    case 307:
+      return "Temporary Redirect";
+    case 308:
+      return "Permanent Redirect";
+    case 400:
+      return "Bad Request";
+    case 401:
+      return "Unauthorized";
+    case 402:
+      return "Payment Required";
+    case 403:
+      return "Forbidden";
+    case 404:
+      return "Not Found";
+    case 405:
+      return "Method Not Allowed";
+    case 406:
+      return "Not Acceptable";
+    case 408:
+      return "Request Timeout";
+    case 409:
+      return "Conflict";
+    case 410:
+      return "Gone";
+    case 411:
+      return "Length Required";
+    case 412:
+      return "Precondition Failed";
+    case 413:
+      return "Content Too Large";
+    case 414:
+      return "URI Too Long";
+    case 415:
+      return "Unsupported Media Type";
+    case 422:
+      return "Unprocessable Content";
+    case 429:
+      return "Too Many Requests";
+    case 431:
+      return "Request Header Fields Too Large";
+    case 480:
+      return "Temporarily Unavailable";
+    case 481:
+      return "Call/Transaction Does Not Exist";
+    case 486:
+      return "Busy Here";
+    case 487:
+      return "Request Terminated";
+    case 488:
+      return "Not Acceptable Here";
+    case 500:
+      return "Internal Server Error";
+    case 501:
+      return "Not Implemented";
+    case 502:
+      return "Bad Gateway";
+    case 503:
+      return "Service Unavailable";
+    case 504:
+      return "Gateway Timeout";
+    default:
+      break;
+  }
+  if (status < 200) return "Informational";
+  if (status < 300) return "Success";
+  if (status < 400) return "Redirection";
+  if (status < 500) return "Client Error";
+  return "Server Error";
+}
+
+ConnectionGate::ConnectionGate(GateLimits limits, Serve serve, Rejected rejected)
+    : limits_(limits), serve_(std::move(serve)), rejected_(std::move(rejected)) {
+  wake_fd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  poller_ = std::thread([this] { poll_loop(); });
+  for (int i = 0; i < limits_.threads; ++i) workers_.emplace_back([this] { worker_loop(); });
+}
+
+ConnectionGate::~ConnectionGate() {
+  stop();
+}
+
+void ConnectionGate::admit(int fd) {
+  set_nonblocking(fd);
+  int one = 1;
+  ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+  Connection c;
+  c.fd = fd;
+  c.since = Clock::now();
+  // A new connection must begin its request within the read timeout.
+  c.deadline = c.since + limits_.read_timeout;
+  {
+    std::lock_guard lock(mutex_);
+    if (stopping_) {
+      ::close(fd);
+      return;
+    }
+    incoming_.push_back(std::move(c));
+  }
+  wake();
+}
+
+void ConnectionGate::stop() {
+  {
+    std::lock_guard lock(mutex_);
+    if (stopping_) return;
+    stopping_ = true;
+  }
+  wake();
+  ready_cv_.notify_all();
+  if (poller_.joinable()) poller_.join();
+  for (auto& w : workers_)
+    if (w.joinable()) w.join();
+  std::lock_guard lock(mutex_);
+  for (auto& c : incoming_) ::close(c.fd);
+  for (auto& c : ready_) ::close(c.fd);
+  incoming_.clear();
+  ready_.clear();
+  if (wake_fd_ >= 0) ::close(wake_fd_);
+  wake_fd_ = -1;
+}
+
+void ConnectionGate::wake() {
+  std::uint64_t one = 1;
+  if (wake_fd_ >= 0) [[maybe_unused]]
+    auto n = ::write(wake_fd_, &one, sizeof(one));
+}
+
+void ConnectionGate::take_incoming(std::vector<Connection>& waiting) {
+  std::vector<Connection> arrived;
+  {
+    std::lock_guard lock(mutex_);
+    arrived.swap(incoming_);
+  }
+  for (auto& c : arrived) {
+    // A connection back from a worker may already hold the next (pipelined) request.
+    if (!c.buffer.empty() && advance(c)) continue;
+    waiting.push_back(std::move(c));
+  }
+  // Too many waiting: the connection that has waited longest goes, an idle one first.
+  while (waiting.size() > limits_.max_waiting) {
+    auto oldest = waiting.end();
+    for (auto it = waiting.begin(); it != waiting.end(); ++it) {
+      if (oldest == waiting.end() || (it->idle && !oldest->idle) ||
+          (it->idle == oldest->idle && it->since < oldest->since))
+        oldest = it;
+    }
+    close_connection(*oldest);
+    waiting.erase(oldest);
+  }
+}
+
+bool ConnectionGate::receive(Connection& c) {
+  char chunk[kReadChunk];
+  for (;;) {
+    ssize_t n = ::recv(c.fd, chunk, sizeof(chunk), 0);
+    if (n > 0) {
+      if (c.draining) {
+        c.discarded += static_cast<std::size_t>(n);
+        if (c.discarded > kDrainBytes) return false;
+        continue;
+      }
+      if (c.idle) {
+        c.idle = false;
+        c.deadline = Clock::now() + limits_.read_timeout;
+      }
+      c.buffer.append(chunk, static_cast<std::size_t>(n));
+      // Enough to decide; framing rejects anything larger.
+      if (c.buffer.size() > limits_.max_header_bytes + limits_.max_body_bytes + kReadChunk)
+        return true;
+      if (static_cast<std::size_t>(n) < sizeof(chunk)) return true;
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return true;
+    if (n == 0 && !c.draining && !c.buffer.empty()) {
+      // Sent its request, then shut down its side: the request is still answered.
+      c.finished_sending = true;
+      return true;
+    }
+    return false;  // closed by the peer, or an error
+  }
+}
+
+bool ConnectionGate::advance(Connection& c) {
+  Framing f = frame_request(c.buffer, limits_.max_body_bytes, limits_.max_header_bytes);
+  if (f.state == Framing::State::incomplete) {
+    if (f.expect_continue_at != std::string_view::npos) {
+      // The gate says "go on" itself; the header is renamed so that the library, which reads
+      // the request only once it is whole, does not say it again.
+      send_all(c.fd, "HTTP/1.1 100 Continue\r\n\r\n", std::chrono::milliseconds(100));
+      c.buffer.replace(f.expect_continue_at, 6, "X-Sent");
+    }
+    return false;
+  }
+  if (f.state == Framing::State::rejected) {
+    reject(c, f.status, f.code, f.message);
+    return false;  // stays, draining
+  }
+  {
+    std::lock_guard lock(mutex_);
+    ready_.push_back(std::move(c));
+  }
+  ready_cv_.notify_one();
+  return true;
+}
+
+void ConnectionGate::reject(Connection& c, int status, std::string_view code,
+                            std::string_view message) {
+  if (rejected_) rejected_(status);
+  nlohmann::ordered_json body;
+  body["error"]["code"] = code;
+  body["error"]["message"] = message;
+  std::string text = body.dump();
+  std::string answer =
+      "HTTP/1.1 " + std::to_string(status) + " " + std::string(reason_phrase(status)) +
+      "\r\nContent-Type: application/json\r\nContent-Length: " + std::to_string(text.size()) +
+      "\r\nConnection: close\r\n\r\n" + text;
+  send_all(c.fd, answer, std::chrono::milliseconds(100));
+  ::shutdown(c.fd, SHUT_WR);
+  c.draining = true;
+  c.buffer.clear();
+  c.buffer.shrink_to_fit();
+  c.deadline = Clock::now() + kDrainTime;
+}
+
+void ConnectionGate::close_connection(Connection& c) {
+  if (c.fd >= 0) ::close(c.fd);
+  c.fd = -1;
+}
+
+void ConnectionGate::poll_loop() {
+  std::vector<Connection> waiting;
+  std::vector<pollfd> fds;
+  for (;;) {
+    {
+      std::lock_guard lock(mutex_);
+      if (stopping_) break;
+    }
+    take_incoming(waiting);
+    auto now = Clock::now();
+    // Past their deadline: an idle connection is closed; a request begun gets 408.
+    for (auto it = waiting.begin(); it != waiting.end();) {
+      if (it->deadline > now) {
+        ++it;
+        continue;
+      }
+      if (!it->idle && !it->draining) {
+        reject(*it, 408, "request_timeout",
+               "the request did not arrive within server.read_timeout_ms");
+        ++it;
+        continue;
+      }
+      close_connection(*it);
+      it = waiting.erase(it);
+    }
+    fds.clear();
+    fds.push_back({wake_fd_, POLLIN, 0});
+    auto next = now + std::chrono::seconds(1);
+    for (const auto& c : waiting) {
+      fds.push_back({c.fd, POLLIN, 0});
+      next = std::min(next, c.deadline);
+    }
+    int timeout = static_cast<int>(std::max<long long>(
+        1, std::chrono::duration_cast<std::chrono::milliseconds>(next - Clock::now()).count() + 1));
+    int n = ::poll(fds.data(), fds.size(), timeout);
+    if (n < 0 && errno != EINTR) break;
+    if (n <= 0) continue;
+    if (fds[0].revents & POLLIN) {
+      std::uint64_t count;
+      [[maybe_unused]] auto r = ::read(wake_fd_, &count, sizeof(count));
+    }
+    // fds[i + 1] is waiting[i]; walk backwards so that erasing keeps the pairing.
+    for (std::size_t i = waiting.size(); i-- > 0;) {
+      if (!fds[i + 1].revents) continue;
+      Connection& c = waiting[i];
+      bool keep = receive(c);
+      bool left = false;
+      if (keep && !c.draining && !c.buffer.empty()) left = advance(c);
+      if (left) {
+        waiting.erase(waiting.begin() + static_cast<std::ptrdiff_t>(i));
+      } else if (!keep || c.finished_sending) {
+        close_connection(c);
+        waiting.erase(waiting.begin() + static_cast<std::ptrdiff_t>(i));
+      }
+    }
+  }
+  for (auto& c : waiting) close_connection(c);
+}
+
+void ConnectionGate::worker_loop() {
+  for (;;) {
+    Connection c;
+    {
+      std::unique_lock lock(mutex_);
+      ready_cv_.wait(lock, [&] { return stopping_ || !ready_.empty(); });
+      if (stopping_) return;
+      c = std::move(ready_.front());
+      ready_.pop_front();
+    }
+    Framing f = frame_request(c.buffer, limits_.max_body_bytes, limits_.max_header_bytes);
+    ++c.served;
+    bool last = c.served >= limits_.keep_alive_max_count;
+    bool closed = false;
+    bool ok = false;
+    {
+      BufferedRequestStream stream(c.fd, std::string_view(c.buffer).substr(0, f.length),
+                                   limits_.write_timeout);
+      try {
+        ok = serve_(stream, last, closed);
+      } catch (...) {
+        ok = false;
+      }
+    }
+    if (!ok || closed || last || c.finished_sending) {
+      close_connection(c);
+      continue;
+    }
+    c.buffer.erase(0, f.length);
+    c.idle = c.buffer.empty();
+    c.since = Clock::now();
+    c.deadline = c.since + (c.idle ? limits_.idle_timeout : limits_.read_timeout);
+    {
+      std::lock_guard lock(mutex_);
+      if (stopping_) {
+        close_connection(c);
+        return;
+      }
+      incoming_.push_back(std::move(c));
+    }
+    wake();
+  }
+}
+
+}  // namespace callbridge::bridge
