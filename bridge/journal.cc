@@ -966,12 +966,21 @@ std::optional<std::string> Journal::kv_get(std::string_view ns, std::string_view
 
 std::vector<std::pair<std::string, std::string>> Journal::kv_scan(std::string_view ns,
                                                                   std::string_view prefix) {
+  // The keys that start with `prefix` are the range [prefix, after): keys compare byte by byte,
+  // so the primary key finds them without reading the rest of the namespace (a note per event
+  // adds up to millions of keys). `after` is empty when no string follows them all.
+  std::string after(prefix);
+  while (!after.empty() && static_cast<unsigned char>(after.back()) == 0xFF) after.pop_back();
+  if (!after.empty())
+    after.back() = static_cast<char>(static_cast<unsigned char>(after.back()) + 1);
   return impl_->read([&](Connection& db) {
     std::vector<std::pair<std::string, std::string>> out;
-    Statement s(db,
-                "SELECT key, value FROM kv WHERE ns = ?1 AND substr(key, 1, length(?2)) = ?2 "
-                "ORDER BY key");
+    Statement s(db, after.empty()
+                        ? "SELECT key, value FROM kv WHERE ns = ?1 AND key >= ?2 ORDER BY key"
+                        : "SELECT key, value FROM kv WHERE ns = ?1 AND key >= ?2 AND key < ?3 "
+                          "ORDER BY key");
     s.bind(1, ns).bind(2, prefix);
+    if (!after.empty()) s.bind(3, after);
     while (s.step() == SQLITE_ROW) out.emplace_back(s.text(0), s.text(1));
     return out;
   });
