@@ -56,6 +56,8 @@ bool is_loopback(const std::string& host) {
   return host == "127.0.0.1" || host == "localhost" || host == "::1" || host.rfind("127.", 0) == 0;
 }
 
+}  // namespace
+
 // Builds the event JSON from form fields or query parameters (`var.KEY=value` for vars).
 nlohmann::json event_from_params(const httplib::Params& params, std::string& error) {
   nlohmann::json j = nlohmann::json::object();
@@ -72,6 +74,8 @@ nlohmann::json event_from_params(const httplib::Params& params, std::string& err
   }
   return j;
 }
+
+namespace {
 
 rules::HttpRequest to_route_request(const httplib::Request& req) {
   rules::HttpRequest out;

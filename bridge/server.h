@@ -1,7 +1,9 @@
 // The HTTP face of the bridge: durable event intake, call history, health and metrics.
 #pragma once
 
+#include <map>
 #include <memory>
+#include <nlohmann/json_fwd.hpp>
 #include <string>
 #include <vector>
 
@@ -12,6 +14,11 @@
 #include "rules/host.h"
 
 namespace callbridge::bridge {
+
+// The event JSON of form fields or query parameters (`var.KEY=value` for vars), as POST and GET
+// /v1/events read them; null with `error` when a parameter is not UTF-8.
+nlohmann::json event_from_params(const std::multimap<std::string, std::string>& params,
+                                 std::string& error);
 
 class BridgeServer {
  public:

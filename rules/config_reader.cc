@@ -88,12 +88,14 @@ std::set<std::string> ConfigReader::check_keys(const YAML::Node& map,
 }
 
 bool ConfigReader::expect_map(const YAML::Node& node, const std::string& what) {
+  if (!node.IsDefined()) return false;  // a missing key, reported by required()
   if (node.IsMap()) return true;
   error(node, "\"" + what + "\" must be a mapping");
   return false;
 }
 
 std::optional<std::string> ConfigReader::scalar(const YAML::Node& node, const std::string& what) {
+  if (!node.IsDefined()) return std::nullopt;  // a missing key, reported by required()
   if (!node.IsScalar()) {
     error(node, "\"" + what + "\" must be a single value");
     return std::nullopt;
@@ -201,11 +203,14 @@ std::optional<Regex> ConfigReader::regex_setting(const YAML::Node& node, const s
 }
 
 bool ConfigReader::expect_list(const YAML::Node& node, const std::string& what) {
+  if (!node.IsDefined()) return false;  // a missing key, reported by required()
   if (node.IsSequence()) return true;
   error(node, "\"" + what + "\" must be a list");
   return false;
 }
 
+// A missing key gives an invalid node; the readers take it as already reported and return
+// nullopt (or false) without a second error, instead of throwing from yaml-cpp.
 YAML::Node ConfigReader::required(const YAML::Node& map, const std::string& key,
                                   const std::string& context) {
   YAML::Node n = map[key];
@@ -216,6 +221,7 @@ YAML::Node ConfigReader::required(const YAML::Node& map, const std::string& key,
 std::optional<std::string> ConfigReader::secret_setting(const YAML::Node& node,
                                                         const std::string& what) {
   std::optional<std::string> value;
+  if (!node.IsDefined()) return value;  // a missing key, reported by required()
   if (node.IsMap()) {
     check_keys(node, {"file"}, what);
     auto path_node = node["file"];

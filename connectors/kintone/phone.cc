@@ -128,6 +128,9 @@ std::vector<std::string> phone_variants(const std::string& key) {
     split(3, 4);  // 090-1234-5678, 050-1234-5678
     split(4, 3);  // 0800-123-4567
   }
+  // "00..." is an international call prefix, not a national number: no +81 form of it keys back
+  // to `key` ("+8103" is "03"), so none is searched for.
+  if (rest.empty() || rest[0] == '0') return out;
   add("+81" + rest);
   std::size_t n = out.size();
   for (std::size_t i = 1; i < n; ++i)
