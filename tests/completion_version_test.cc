@@ -51,7 +51,7 @@ TEST_CASE("bash completion: commands, options, choices and files", "[completion]
   CHECK(complete(dir, "callbridge comp") == "\n");
 }
 
-TEST_CASE("--version: version, commit and build type", "[cli]") {
+TEST_CASE("callbridge --version: version, commit and build type", "[cli]") {
   auto r = run_process({CALLBRIDGE_BINARY, "--version"});
   CHECK(r.exit_code == 0);
   std::smatch m;

@@ -192,8 +192,8 @@ TEST_CASE("callbridge schema prints the schema", "[schema][cli]") {
 
 TEST_CASE("a required choice that is missing is reported, not a crash", "[schema][loader]") {
   // Probing the loader for the schema found this: `choice(required(...))` on an absent key.
-  auto result = rules::load_config_text("escalation:\n  dialer: {}\n", "t.yaml",
-                                        rules::process_env, bridge::connector_registry());
+  auto result = rules::load_config_text("escalation:\n  dialer: {}\n", "t.yaml", rules::process_env,
+                                        bridge::connector_registry());
   REQUIRE(!result.config);
   bool reported = false;
   for (const auto& d : result.errors)
