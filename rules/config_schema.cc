@@ -280,6 +280,22 @@ const std::map<std::string, std::string>& descriptions() {
       {"rules[].extract", "変数抽出パターン: /pattern/flags with named groups."},
       {"rules[].memo", "メモ: free text, ignored."},
       {"rules[].retry", "Retry policy of this rule (default: dispatcher.retry)."},
+      {"rules[].kintone", "A kintone action: find, get, create, update, upsert, comment, history."},
+      {"rules[].decide", "Answer the commubo callback: status and body."},
+      {"rules[].escalate", "Start an escalation chain: call flow, guidance, parameters."},
+      {"kintone", "kintone connections and the customer directory (docs/kintone.md)."},
+      {"kintone.connections", "Named kintone connections: URL and credentials."},
+      {"kintone.directory", "Customer directory synced from a kintone app for caller lookup."},
+      {"clock", "Time zone and holidays for the NOW_* variables."},
+      {"commubo", "The commubo callback: deadline and default answers (docs/webhooks.md)."},
+      {"webhooks", "Webhook sources: how each PBX's requests become call events."},
+      {"escalation",
+       "Escalation chains: contacts, call flows, guidances, dialer (docs/escalation.md)."},
+      {"escalation.contacts", "連絡先: id, name (表示名), phone (電話番号)."},
+      {"escalation.callflows",
+       "コールフロー: contacts in call order (架電順), loop_limit (最大ループ回数)."},
+      {"escalation.guidances", "ガイダンス: message template and key responses (応答)."},
+      {"escalation.dialer", "How calls are placed: simulate, webhook or pigeon."},
   };
   return table;
 }
@@ -407,6 +423,12 @@ nlohmann::ordered_json schema_of_kind(const std::map<std::string, PathInfo>& inf
 }
 
 }  // namespace
+
+std::vector<std::string> described_paths() {
+  std::vector<std::string> out;
+  for (const auto& [path, text] : descriptions()) out.push_back(path);
+  return out;
+}
 
 nlohmann::ordered_json config_schema(const Registry& registry) {
   auto infos = discover(registry);

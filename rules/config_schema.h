@@ -12,4 +12,7 @@ namespace callbridge::rules {
 // The draft 2020-12 schema of a configuration file for the connectors in `registry`.
 nlohmann::ordered_json config_schema(const Registry& registry);
 
+// The paths that have a written description (the rest are described by kind and bounds).
+std::vector<std::string> described_paths();
+
 }  // namespace callbridge::rules

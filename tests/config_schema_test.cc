@@ -170,6 +170,20 @@ TEST_CASE("every key in the schema has a description", "[schema]") {
             "リクエストボディ") != std::string::npos);
 }
 
+TEST_CASE("every written description names a path of the schema", "[schema]") {
+  std::vector<ObjectAt> all;
+  objects(schema(), "", all);
+  std::set<std::string> paths;
+  for (const auto& object : all)
+    for (const auto& [key, sub] : (*object.schema)["properties"].items())
+      paths.insert(object.path.empty() ? key : object.path + "." + key);
+  for (const auto& path : rules::described_paths()) {
+    if (path.size() > 2 && path.compare(path.size() - 2, 2, "[]") == 0) continue;  // list items
+    INFO(path);
+    CHECK(paths.count(path) == 1);
+  }
+}
+
 TEST_CASE("the schema carries the loader's bounds and choices", "[schema]") {
   const json& p = schema()["properties"];
   CHECK(p["storage"]["properties"]["retention_days"]["minimum"] == 1);
