@@ -214,3 +214,15 @@ TEST_CASE("a required choice that is missing is reported, not a crash", "[schema
     reported |= d.message.find("missing required key \"type\"") != std::string::npos;
   CHECK(reported);
 }
+
+TEST_CASE("a kintone mention without code is reported, not a crash", "[schema][kintone]") {
+  // Found by probing the loader: the mention's node was overwritten with a missing one.
+  auto result = rules::load_config_text(
+      "kintone:\n  connections:\n    main: {url: \"https://example.cybozu.com\", api_token: "
+      "abcdefghijklmnop}\nrules:\n  - name: a\n    event: inbound\n    kintone: {app: 1, op: "
+      "comment, id: \"1\", comment: x, mentions: [{type: USER}]}\n",
+      "t.yaml", rules::process_env, bridge::connector_registry());
+  REQUIRE(!result.config);
+  REQUIRE(result.errors.size() == 1);
+  CHECK(result.errors[0].message == "\"kintone.mentions\" is missing required key \"code\"");
+}
