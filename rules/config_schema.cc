@@ -59,8 +59,13 @@ class ProbeRecorder : public KeyRecorder {
  public:
   // `scalar_target`: the path holding a plain value in this probe; what the loader reads there
   // is recorded as that path's scalar form.
-  ProbeRecorder(std::map<std::string, PathInfo>& infos, std::optional<std::string> scalar_target)
-      : infos_(infos), scalar_target_(std::move(scalar_target)) {}
+  // `list_target`: the path holding a list in this probe; what the loader reads of the list
+  // itself there is not recorded (the kind of the path comes from the other probes).
+  ProbeRecorder(std::map<std::string, PathInfo>& infos, std::optional<std::string> scalar_target,
+                std::optional<std::string> list_target)
+      : infos_(infos),
+        scalar_target_(std::move(scalar_target)),
+        list_target_(std::move(list_target)) {}
 
   void index(const YAML::Node& node, const std::string& path) {
     nodes_.emplace_back(node, path);
@@ -93,6 +98,7 @@ class ProbeRecorder : public KeyRecorder {
     auto path = path_of(node);
     if (!path) return;
     PathInfo& info = infos_[*path];
+    if (list_target_ && *path == *list_target_) return;  // only its items are of interest
     if (scalar_target_ && *path == *scalar_target_) {
       if (kind.type == ValueKind::map || kind.type == ValueKind::list) return;
       if (!info.scalar_form || specificity(kind.type) > specificity(info.scalar_form->type))
@@ -120,6 +126,7 @@ class ProbeRecorder : public KeyRecorder {
 
   std::map<std::string, PathInfo>& infos_;
   std::optional<std::string> scalar_target_;
+  std::optional<std::string> list_target_;
   std::vector<std::pair<YAML::Node, std::string>> nodes_;
 };
 
@@ -173,7 +180,8 @@ void probe(const Registry& registry, std::map<std::string, PathInfo>& infos,
   } else {
     root = document_with(split_path(path), 0, value);
   }
-  ProbeRecorder recorder(infos, value.IsScalar() ? std::optional<std::string>(path) : std::nullopt);
+  ProbeRecorder recorder(infos, value.IsScalar() ? std::optional<std::string>(path) : std::nullopt,
+                         value.IsSequence() ? std::optional<std::string>(path) : std::nullopt);
   recorder.index(root, "");
   static const Template::EnvLookup no_env = [](std::string_view) {
     return std::optional<std::string>{};
