@@ -346,7 +346,9 @@ nlohmann::ordered_json schema_of(const std::map<std::string, PathInfo>& infos,
   auto it = infos.find(path);
   PathInfo info = it == infos.end() ? PathInfo{} : it->second;
   auto d = descriptions().find(path);
-  std::string text = d != descriptions().end() ? d->second : describe_kind(info);
+  std::string text = d != descriptions().end()      ? d->second
+                     : !info.known && info.has_keys ? "A mapping."
+                                                    : describe_kind(info);
   if (!text.empty()) out["description"] = text;
   if (info.has_keys &&
       (!info.known || info.kind.type == ValueKind::map || info.kind.type == ValueKind::scalar)) {
