@@ -15,6 +15,7 @@
 
 #include "bridge/action_record.h"
 #include "bridge/command_format.h"
+#include "bridge/completion.h"
 #include "bridge/connectors.h"
 #include "bridge/dispatcher.h"
 #include "bridge/event_input.h"
@@ -23,8 +24,11 @@
 #include "bridge/journal.h"
 #include "bridge/log.h"
 #include "bridge/server.h"
+#include "bridge/systemd.h"
+#include "bridge/version.h"
 #include "rules/action.h"
 #include "rules/config.h"
+#include "rules/config_schema.h"
 #include "rules/engine.h"
 
 namespace callbridge {
@@ -306,8 +310,12 @@ int serve(const std::string& path, bool path_given) {
                {"journal", config.storage.path},
                {"rules", std::to_string(config.rules->all().size())},
                {"recovered_events", std::to_string(recovered)}});
+  // The journal is open and the listening socket bound: connections are accepted from now on.
+  bridge::notify_service_manager("READY=1\nSTATUS=listening on port " +
+                                 std::to_string(server.port()));
 
   supervise(path, have_file, holder, *journal, server, signals);
+  bridge::notify_service_manager("STOPPING=1");
 
   server.stop();
   http_thread.join();
@@ -528,12 +536,15 @@ int replay(const std::string& path, const std::string& event_id, const std::stri
 int run_cli(int argc, char** argv) {
   CLI::App app{"callbridge: a self-hosted CRM/PBX integration bridge", "callbridge"};
   app.require_subcommand(1);
-  app.set_version_flag("--version", "callbridge 0.1.0");
+  app.set_version_flag("--version", std::string("callbridge ") + build::kVersion + " (commit " +
+                                        build::kCommit + ", " + build::kBuildType + ")");
   std::string config_path = "callbridge.yaml";
 
   auto* validate_cmd =
       app.add_subcommand("validate", "Check a configuration file and report every error");
-  validate_cmd->add_option("-c,--config", config_path, "Configuration file")->capture_default_str();
+  validate_cmd->add_option("-c,--config", config_path, "Configuration file")
+      ->type_name("FILE")
+      ->capture_default_str();
   bool strict_env = false;
   validate_cmd->add_flag("--strict-env", strict_env,
                          "An unset ${NAME} is an error (by default a warning, as serve needs it)");
@@ -544,10 +555,13 @@ int run_cli(int argc, char** argv) {
   std::vector<std::string> event_files;
   bool send = false;
   std::string format_name = "curl";
-  simulate_cmd->add_option("-c,--config", config_path, "Configuration file")->capture_default_str();
+  simulate_cmd->add_option("-c,--config", config_path, "Configuration file")
+      ->type_name("FILE")
+      ->capture_default_str();
   simulate_cmd
       ->add_option("-e,--event", event_files,
                    "Event JSON file (an object or an array of events); repeatable")
+      ->type_name("FILE")
       ->required();
   simulate_cmd->add_flag("--send", send, "Perform the requests and extract variables");
   simulate_cmd->add_option("-f,--format", format_name, "How requests are shown")
@@ -558,6 +572,7 @@ int run_cli(int argc, char** argv) {
   auto* serve_config = serve_cmd
                            ->add_option("-c,--config", config_path,
                                         "Configuration file; without one, embedded defaults")
+                           ->type_name("FILE")
                            ->capture_default_str();
 
   auto* history_cmd =
@@ -565,7 +580,9 @@ int run_cli(int argc, char** argv) {
   std::string call_id;
   bool failures = false;
   std::size_t limit = 50;
-  history_cmd->add_option("-c,--config", config_path, "Configuration file")->capture_default_str();
+  history_cmd->add_option("-c,--config", config_path, "Configuration file")
+      ->type_name("FILE")
+      ->capture_default_str();
   history_cmd->add_option("--call", call_id, "Show one call in detail (JSON)");
   history_cmd->add_flag("--failures", failures,
                         "Only calls with failed actions, and the dead letters");
@@ -578,7 +595,9 @@ int run_cli(int argc, char** argv) {
 
   auto* sync_cmd = app.add_subcommand(
       "directory-sync", "Ask the running bridge to sync the kintone customer directory now");
-  sync_cmd->add_option("-c,--config", config_path, "Configuration file")->capture_default_str();
+  sync_cmd->add_option("-c,--config", config_path, "Configuration file")
+      ->type_name("FILE")
+      ->capture_default_str();
   std::string bridge_url;
   sync_cmd->add_option("--url", bridge_url,
                        "The bridge's base URL (default: http:// and server.listen)");
@@ -586,7 +605,9 @@ int run_cli(int argc, char** argv) {
   auto* replay_cmd = app.add_subcommand("replay", "Re-run dead-lettered actions");
   std::string event_id, rule_name;
   bool replay_all = false, replay_list = false;
-  replay_cmd->add_option("-c,--config", config_path, "Configuration file")->capture_default_str();
+  replay_cmd->add_option("-c,--config", config_path, "Configuration file")
+      ->type_name("FILE")
+      ->capture_default_str();
   replay_cmd->add_option("--event", event_id, "Event ID (ev-N) whose dead actions to re-run");
   replay_cmd->add_option("--rule", rule_name, "Only this rule of that event");
   replay_cmd->add_flag("--all", replay_all, "Re-run every dead-lettered action");
@@ -597,13 +618,31 @@ int run_cli(int argc, char** argv) {
   auto* journal_check_cmd = journal_cmd->add_subcommand(
       "check", "Check the journal file for damage (exit 0 and \"ok\" when sound)");
   journal_check_cmd->add_option("-c,--config", config_path, "Configuration file")
+      ->type_name("FILE")
       ->capture_default_str();
+
+  auto* schema_cmd = app.add_subcommand(
+      "schema", "Print the JSON Schema of the configuration file (for editors and validators)");
+
+  // Hidden: the package runs it at build time to install the bash completion.
+  auto* completion_cmd =
+      app.add_subcommand("completion", "Print a shell completion script")->group("");
+  std::string shell = "bash";
+  completion_cmd->add_option("shell", shell, "Shell")->check(CLI::IsMember({"bash"}));
 
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     int rc = app.exit(e);
     return rc == 0 ? kOk : kBadConfig;
+  }
+  if (schema_cmd->parsed()) {
+    std::cout << rules::config_schema(bridge::connector_registry()).dump(2) << "\n";
+    return kOk;
+  }
+  if (completion_cmd->parsed()) {
+    std::cout << bridge::bash_completion(app);
+    return kOk;
   }
   if (validate_cmd->parsed()) return validate(config_path, strict_env);
   if (serve_cmd->parsed()) return serve(config_path, serve_config->count() > 0);

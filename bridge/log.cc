@@ -6,6 +6,8 @@
 #include <mutex>
 #include <nlohmann/json.hpp>
 
+#include "bridge/systemd.h"
+
 namespace callbridge::bridge {
 
 namespace {
@@ -27,9 +29,54 @@ std::string_view level_name(LogLevel level) {
   return "info";
 }
 
+// syslog priorities, which journald takes from a `<N>` line prefix (sd-daemon(3)).
+int journal_priority(LogLevel level) {
+  switch (level) {
+    case LogLevel::debug:
+      return 7;
+    case LogLevel::info:
+      return 6;
+    case LogLevel::warn:
+      return 4;
+    case LogLevel::error:
+      return 3;
+  }
+  return 6;
+}
+
+// Under systemd the journal stamps time and level itself: `<6>listening port=8080 rules=3`,
+// values quoted as JSON strings when they hold spaces, quotes or control characters.
+std::string journal_line(LogLevel level, std::string_view message,
+                         std::initializer_list<std::pair<std::string_view, std::string>> fields,
+                         std::uint64_t suppressed) {
+  std::string text = "<" + std::to_string(journal_priority(level)) + ">";
+  text += message;
+  auto add = [&](std::string_view key, const std::string& value) {
+    bool plain = !value.empty();
+    for (unsigned char c : value)
+      if (c <= ' ' || c == '"' || c == '\\' || c == '=') plain = false;
+    text += " ";
+    text += key;
+    text += "=";
+    text += plain ? value
+                  : nlohmann::json(value).dump(-1, ' ', false,
+                                               nlohmann::json::error_handler_t::replace);
+  };
+  for (const auto& [key, value] : fields) add(key, value);
+  if (suppressed > 0) add("suppressed", std::to_string(suppressed));
+  return text + "\n";
+}
+
 void write(LogLevel level, std::string_view message,
            std::initializer_list<std::pair<std::string_view, std::string>> fields,
            std::uint64_t suppressed) {
+  static const bool to_journal = stderr_is_journal();
+  if (to_journal) {
+    std::string text = journal_line(level, message, fields, suppressed);
+    std::lock_guard lock(g_mutex);
+    std::fwrite(text.data(), 1, text.size(), stderr);
+    return;
+  }
   nlohmann::ordered_json line;
   auto now = std::chrono::system_clock::now();
   line["ts"] =

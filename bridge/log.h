@@ -1,4 +1,5 @@
-// Structured logs: one JSON object per line on stderr. Callers pass already-redacted text.
+// Structured logs on stderr: one JSON object per line, or, when stderr is the journal (under
+// systemd), one text line whose `<N>` prefix gives journald the level. Callers pass redacted text.
 #pragma once
 
 #include <chrono>

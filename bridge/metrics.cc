@@ -2,6 +2,8 @@
 
 #include <cstdio>
 
+#include "bridge/version.h"
+
 namespace callbridge::bridge {
 
 void Histogram::observe(std::chrono::microseconds value) {
@@ -36,7 +38,11 @@ void Histogram::render(std::string& out, const std::string& name, const std::str
 }
 
 std::string Metrics::render() const {
-  std::string out;
+  std::string out =
+      "# HELP callbridge_build_info The running build: version and commit.\n"
+      "# TYPE callbridge_build_info gauge\n"
+      "callbridge_build_info{version=\"" +
+      std::string(build::kVersion) + "\",commit=\"" + build::kCommit + "\"} 1\n";
   auto counter = [&](const char* name, const char* help, const char* labels, std::uint64_t value,
                      bool header = true) {
     if (header)

@@ -74,6 +74,8 @@ SourceLocation ConfigReader::where_in_text(const YAML::Node& node, std::size_t o
 std::set<std::string> ConfigReader::check_keys(const YAML::Node& map,
                                                const std::vector<std::string>& allowed,
                                                const std::string& context) {
+  if (!map.IsDefined()) return {};
+  if (recorder_) recorder_->keys(map, allowed);
   std::set<std::string> seen;
   for (auto it = map.begin(); it != map.end(); ++it) {
     std::string key = it->first.as<std::string>("");
@@ -89,13 +91,16 @@ std::set<std::string> ConfigReader::check_keys(const YAML::Node& map,
 
 bool ConfigReader::expect_map(const YAML::Node& node, const std::string& what) {
   if (!node.IsDefined()) return false;  // a missing key, reported by required()
+  record(node, ValueKind::map);
   if (node.IsMap()) return true;
   error(node, "\"" + what + "\" must be a mapping");
   return false;
 }
 
 std::optional<std::string> ConfigReader::scalar(const YAML::Node& node, const std::string& what) {
-  if (!node.IsDefined()) return std::nullopt;  // a missing key, reported by required()
+  // A required key that is missing (required() reported it) reads as nothing.
+  if (!node.IsDefined()) return std::nullopt;
+  record(node, ValueKind::scalar);
   if (!node.IsScalar()) {
     error(node, "\"" + what + "\" must be a single value");
     return std::nullopt;
@@ -106,6 +111,7 @@ std::optional<std::string> ConfigReader::scalar(const YAML::Node& node, const st
 // A plain string setting; `${NAME}` expands from the environment and is a secret.
 std::optional<std::string> ConfigReader::string_setting(const YAML::Node& node,
                                                         const std::string& what) {
+  record(node, ValueKind::string);
   auto raw = scalar(node, what);
   if (!raw) return std::nullopt;
   std::vector<Template::Error> errs;
@@ -123,6 +129,7 @@ std::optional<std::string> ConfigReader::string_setting(const YAML::Node& node,
 
 std::optional<long long> ConfigReader::integer(const YAML::Node& node, const std::string& what,
                                                long long min, long long max) {
+  if (recorder_) recorder_->kind(node, {ValueKind::integer, min, max, {}});
   auto raw = scalar(node, what);
   if (!raw) return std::nullopt;
   char* end = nullptr;
@@ -141,6 +148,7 @@ std::optional<long long> ConfigReader::integer(const YAML::Node& node, const std
 }
 
 std::optional<bool> ConfigReader::boolean(const YAML::Node& node, const std::string& what) {
+  record(node, ValueKind::boolean);
   auto raw = scalar(node, what);
   if (!raw) return std::nullopt;
   if (*raw == "true") return true;
@@ -178,6 +186,7 @@ void ConfigReader::report_unset_env(const YAML::Node& node, std::string_view raw
 std::optional<Template> ConfigReader::template_setting(const YAML::Node& node,
                                                        const std::string& what,
                                                        Destination destination) {
+  record(node, ValueKind::template_text);
   auto raw = scalar(node, what);
   if (!raw) return std::nullopt;
   std::vector<Template::Error> errs;
@@ -189,6 +198,7 @@ std::optional<Template> ConfigReader::template_setting(const YAML::Node& node,
 }
 
 std::optional<Regex> ConfigReader::regex_setting(const YAML::Node& node, const std::string& what) {
+  record(node, ValueKind::regex);
   auto raw = scalar(node, what);
   if (!raw) return std::nullopt;
   RegexError err;
@@ -204,6 +214,7 @@ std::optional<Regex> ConfigReader::regex_setting(const YAML::Node& node, const s
 
 bool ConfigReader::expect_list(const YAML::Node& node, const std::string& what) {
   if (!node.IsDefined()) return false;  // a missing key, reported by required()
+  record(node, ValueKind::list);
   if (node.IsSequence()) return true;
   error(node, "\"" + what + "\" must be a list");
   return false;
@@ -213,6 +224,7 @@ bool ConfigReader::expect_list(const YAML::Node& node, const std::string& what) 
 // nullopt (or false) without a second error, instead of throwing from yaml-cpp.
 YAML::Node ConfigReader::required(const YAML::Node& map, const std::string& key,
                                   const std::string& context) {
+  if (recorder_) recorder_->required(map, key);
   YAML::Node n = map[key];
   if (!n) error(map, "\"" + context + "\" is missing required key \"" + key + "\"");
   return n;
@@ -221,7 +233,8 @@ YAML::Node ConfigReader::required(const YAML::Node& map, const std::string& key,
 std::optional<std::string> ConfigReader::secret_setting(const YAML::Node& node,
                                                         const std::string& what) {
   std::optional<std::string> value;
-  if (!node.IsDefined()) return value;  // a missing key, reported by required()
+  if (!node.IsDefined()) return std::nullopt;  // missing and required: already reported
+  record(node, ValueKind::secret);
   if (node.IsMap()) {
     check_keys(node, {"file"}, what);
     auto path_node = node["file"];
@@ -249,6 +262,7 @@ std::optional<std::string> ConfigReader::secret_setting(const YAML::Node& node,
 
 std::optional<std::string> ConfigReader::choice(const YAML::Node& node, const std::string& what,
                                                 const std::vector<std::string>& allowed) {
+  if (recorder_) recorder_->kind(node, {ValueKind::choice, 0, 0, allowed});
   auto v = scalar(node, what);
   if (!v) return std::nullopt;
   if (std::find(allowed.begin(), allowed.end(), *v) != allowed.end()) return v;

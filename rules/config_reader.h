@@ -14,6 +14,27 @@
 
 namespace callbridge::rules {
 
+class Registry;
+
+// What the reader is asked about each node: the keys a mapping allows and the kind of each value.
+// The JSON Schema of the configuration file (rules/config_schema.h) is built from these records,
+// so a key added through the reader appears in the schema without anyone editing a list.
+struct ValueKind {
+  enum Type { scalar, string, template_text, regex, integer, boolean, choice, secret, list, map };
+  Type type = scalar;
+  long long min = 0, max = 0;       // integer
+  std::vector<std::string> values;  // choice
+};
+
+class KeyRecorder {
+ public:
+  virtual ~KeyRecorder() = default;
+  virtual void keys(const YAML::Node& map, const std::vector<std::string>& allowed) = 0;
+  virtual void kind(const YAML::Node& node, const ValueKind& kind) = 0;
+  // `key` is required in `map` (read before, or instead of, the mapping's other keys).
+  virtual void required(const YAML::Node& map, const std::string& key) = 0;
+};
+
 class ConfigReader {
  public:
   ConfigReader(std::string file, const Template::EnvLookup& env,
@@ -59,6 +80,7 @@ class ConfigReader {
   // Reports the unset `${NAME}`s that the lookups since the last call met (UnsetEnv::warning);
   // `raw` is the scalar's text.
   void report_unset_env(const YAML::Node& node, std::string_view raw);
+  void set_recorder(KeyRecorder* recorder) { recorder_ = recorder; }
 
  protected:
   // `offset` into a scalar that may span lines (block scalars need the source text).
@@ -73,6 +95,17 @@ class ConfigReader {
   std::shared_ptr<SecretSet> secrets_;
   std::vector<Diagnostic> errors_;
   std::map<std::string, std::shared_ptr<const Section>, std::less<>> sections_;
+  KeyRecorder* recorder_ = nullptr;
+
+  void record(const YAML::Node& node, ValueKind::Type type) {
+    if (recorder_) recorder_->kind(node, {type, 0, 0, {}});
+  }
 };
+
+// Loads an already parsed document with `recorder` told of every key and value it checks
+// (rules/config_schema.cc probes the loader with it).
+LoadResult load_config_node(const YAML::Node& root, const std::string& file,
+                            const Template::EnvLookup& env, const Registry& registry,
+                            KeyRecorder* recorder);
 
 }  // namespace callbridge::rules

@@ -31,16 +31,21 @@ class Loader : public ConfigReader {
       : ConfigReader(std::move(file), env, unset_env), registry_(registry) {}
 
   LoadResult run(std::string_view text) {
-    LoadResult result;
     source_ = text;
     YAML::Node root;
     try {
       root = YAML::Load(std::string(text));
     } catch (const YAML::Exception& e) {
+      LoadResult result;
       errors_.push_back({{file_, e.mark.line + 1, e.mark.column + 1}, e.msg});
       result.errors = std::move(errors_);
       return result;
     }
+    return run(root);
+  }
+
+  LoadResult run(const YAML::Node& root) {
+    LoadResult result;
     Config config;
     config.file = file_;
     if (root.IsNull()) {
@@ -122,6 +127,7 @@ class Loader : public ConfigReader {
       }
     }
     if (auto n = node["tokens"]) {
+      record(n, ValueKind::list);
       if (!n.IsSequence()) {
         error(n, "\"server.tokens\" must be a list");
       } else {
@@ -196,11 +202,14 @@ class Loader : public ConfigReader {
       if (auto v = integer(n, what + ".max_backoff_ms", 1, 3600000))
         policy.max_backoff = std::chrono::milliseconds(*v);
     if (auto n = node["on"]) {
+      record(n, ValueKind::list);
       if (!n.IsSequence()) {
         error(n, "\"" + what + ".on\" must be a list of: connect, timeout, 429, 5xx");
       } else {
         policy.on_connect = policy.on_timeout = policy.on_429 = policy.on_5xx = false;
         for (const auto& item : n) {
+          if (recorder_)
+            recorder_->kind(item, {ValueKind::choice, 0, 0, {"connect", "timeout", "429", "5xx"}});
           std::string v = item.Scalar();
           if (v == "connect")
             policy.on_connect = true;
@@ -234,6 +243,7 @@ class Loader : public ConfigReader {
 
   std::vector<Rule> load_rules(const YAML::Node& node) {
     std::vector<Rule> rules;
+    record(node, ValueKind::list);
     if (!node.IsSequence()) {
       error(node, "\"rules\" must be a list of rules");
       return rules;
@@ -308,10 +318,8 @@ class Loader : public ConfigReader {
   void load_gate(const YAML::Node& node, Rule& rule) {
     if (!expect_map(node, "when")) return;
     check_keys(node, {"code", "pattern"}, "when");
-    auto code = node["code"];
-    auto pattern = node["pattern"];
-    if (!code) error(node, "\"when\" is missing required key \"code\"");
-    if (!pattern) error(node, "\"when\" is missing required key \"pattern\"");
+    auto code = required(node, "code", "when");
+    auto pattern = required(node, "pattern", "when");
     if (!code || !pattern) return;
     auto t = template_setting(code, "when.code", Destination::text);
     auto p = regex_setting(pattern, "when.pattern");
@@ -334,6 +342,7 @@ class Loader : public ConfigReader {
     }
     bool json_body = false, form_body = false, kintone_rest = false;
     if (auto n = node["headers"]) {
+      record(n, ValueKind::map);
       if (!n.IsMap()) {
         error(n, "\"request.headers\" must be a mapping of header name to value");
       } else {
@@ -429,11 +438,11 @@ class Loader : public ConfigReader {
 
   void load_auth(const YAML::Node& node, RequestSpec& out) {
     if (!expect_map(node, "request.auth")) return;
-    auto type_node = node["type"];
-    if (!type_node) {
-      error(node, "\"request.auth\" is missing required key \"type\"");
-      return;
-    }
+    auto type_node = required(node, "type", "request.auth");
+    if (!type_node) return;
+    // The types, known to the schema; an unknown one is reported below with its own wording.
+    const std::vector<std::string> types{"kintone-token", "kintone-password", "basic", "bearer"};
+    if (recorder_) recorder_->kind(type_node, {ValueKind::choice, 0, 0, types});
     auto type = scalar(type_node, "request.auth.type");
     if (!type) return;
     auto field = [&](const char* key) -> std::optional<std::string> {
@@ -454,6 +463,7 @@ class Loader : public ConfigReader {
       check_keys(node, {"type", "token", "tokens"}, "request.auth");
       std::vector<std::string> tokens;
       if (auto n = node["tokens"]; n && n.IsSequence()) {
+        record(n, ValueKind::list);
         for (const auto& t : n)
           if (auto v = string_setting(t, "request.auth.tokens")) {
             secrets_->add(*v);
@@ -479,8 +489,7 @@ class Loader : public ConfigReader {
       check_keys(node, {"type", "token"}, "request.auth");
       if (auto token = field("token")) add("Authorization", "Bearer " + *token);
     } else {
-      error(type_node, "unknown auth type \"" + *type +
-                           "\"; known: kintone-token, kintone-password, basic, bearer");
+      error(type_node, "unknown auth type \"" + *type + "\"; known: " + join(types));
     }
   }
 
@@ -528,6 +537,14 @@ LoadResult load_config_text(std::string_view yaml, const std::string& file,
                             const Template::EnvLookup& env, const Registry& registry,
                             UnsetEnv unset_env) {
   return Loader(file, env, registry, unset_env).run(yaml);
+}
+
+LoadResult load_config_node(const YAML::Node& root, const std::string& file,
+                            const Template::EnvLookup& env, const Registry& registry,
+                            KeyRecorder* recorder) {
+  Loader loader(file, env, registry, UnsetEnv::warning);
+  loader.set_recorder(recorder);
+  return loader.run(root);
 }
 
 LoadResult load_config_file(const std::string& path, const Template::EnvLookup& env,

@@ -400,14 +400,15 @@ std::shared_ptr<const rules::Action> load_action(const YAML::Node& node,
   ActionSpec s;
 
   const auto* settings = dynamic_cast<const KintoneSettings*>(reader.section("kintone"));
+  // Without the section the action is still read through, so every mistake in it is reported
+  // at once (and the schema learns each key's kind).
   if (!settings) {
     reader.error(node, "rule \"" + rule_name +
                            "\": a kintone action needs a top-level \"kintone:\" section with "
                            "connections");
-    return nullptr;
   }
   if (auto n = node["connection"]) {
-    if (auto v = reader.string_setting(n, ctx + ".connection")) {
+    if (auto v = reader.string_setting(n, ctx + ".connection"); v && settings) {
       if (const ConnectionSpec* c = settings->connection(*v)) {
         s.connection_name = *v;
         s.connection = *c;
@@ -415,6 +416,7 @@ std::shared_ptr<const rules::Action> load_action(const YAML::Node& node,
         reader.error(n, "unknown kintone connection \"" + *v + "\"; known: " + settings->names());
       }
     }
+  } else if (!settings) {
   } else if (settings->connections.size() == 1) {
     s.connection_name = settings->connections.begin()->first;
     s.connection = settings->connections.begin()->second;
@@ -527,15 +529,16 @@ std::shared_ptr<const rules::Action> load_action(const YAML::Node& node,
     if (reader.expect_list(n, ctx + ".mentions")) {
       for (const auto& m : n) {
         std::string type = "USER";
-        YAML::Node code = m;
         if (m.IsMap()) {
           reader.check_keys(m, {"code", "type"}, ctx + ".mentions");
-          code = reader.required(m, "code", ctx + ".mentions");
           if (auto t = m["type"])
             if (auto v =
                     reader.choice(t, ctx + ".mentions.type", {"USER", "GROUP", "ORGANIZATION"}))
               type = *v;
         }
+        // Bound once: assigning to a YAML::Node would overwrite the node it refers to.
+        const YAML::Node code =
+            m.IsMap() ? reader.required(m, "code", ctx + ".mentions") : YAML::Node(m);
         if (!code) continue;
         if (auto t =
                 reader.template_setting(code, ctx + ".mentions.code", rules::Destination::text))
