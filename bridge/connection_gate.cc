@@ -4,6 +4,7 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <openssl/err.h>
 #include <poll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
@@ -134,11 +135,40 @@ bool send_all(int fd, std::string_view data, std::chrono::milliseconds timeout) 
   return true;
 }
 
+// Sends all of `data` over TLS within `timeout` (the socket is non-blocking).
+bool send_all_tls(SSL* ssl, int fd, std::string_view data, std::chrono::milliseconds timeout) {
+  const auto deadline = Clock::now() + timeout;
+  while (!data.empty()) {
+    int n =
+        SSL_write(ssl, data.data(), static_cast<int>(std::min<std::size_t>(data.size(), 1 << 20)));
+    if (n > 0) {
+      data.remove_prefix(static_cast<std::size_t>(n));
+      continue;
+    }
+    int error = SSL_get_error(ssl, n);
+    if (error != SSL_ERROR_WANT_WRITE && error != SSL_ERROR_WANT_READ) {
+      ERR_clear_error();
+      return false;
+    }
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+    if (left.count() <= 0) return false;
+    pollfd p{fd, static_cast<short>(error == SSL_ERROR_WANT_WRITE ? POLLOUT : POLLIN), 0};
+    if (::poll(&p, 1, static_cast<int>(left.count())) <= 0) return false;
+  }
+  return true;
+}
+
+// The connection's bytes go out in plain or over its TLS session.
+bool send_to(int fd, SSL* ssl, std::string_view data, std::chrono::milliseconds timeout) {
+  return ssl ? send_all_tls(ssl, fd, data, timeout) : send_all(fd, data, timeout);
+}
+
 // One whole request, already buffered, read by the HTTP library; answers go to the socket.
 class BufferedRequestStream final : public httplib::Stream {
  public:
-  BufferedRequestStream(int fd, std::string_view request, std::chrono::milliseconds write_timeout)
-      : fd_(fd), request_(request), write_timeout_(write_timeout) {}
+  BufferedRequestStream(int fd, SSL* ssl, std::string_view request,
+                        std::chrono::milliseconds write_timeout)
+      : fd_(fd), ssl_(ssl), request_(request), write_timeout_(write_timeout) {}
 
   bool is_readable() const override { return position_ < request_.size(); }
   bool is_writable() const override {
@@ -166,7 +196,7 @@ class BufferedRequestStream final : public httplib::Stream {
         if (status >= 200) final_status_sent_ = true;
       }
     }
-    if (!send_all(fd_, data, write_timeout_)) return -1;
+    if (!send_to(fd_, ssl_, data, write_timeout_)) return -1;
     return static_cast<ssize_t>(size);
   }
   void get_remote_ip_and_port(std::string& ip, int& port) const override {
@@ -193,6 +223,7 @@ class BufferedRequestStream final : public httplib::Stream {
   }
 
   int fd_;
+  SSL* ssl_;  // null: plain HTTP
   std::string_view request_;
   std::size_t position_ = 0;
   std::chrono::milliseconds write_timeout_;
@@ -360,8 +391,8 @@ std::string_view reason_phrase(int status) {
   return "Server Error";
 }
 
-ConnectionGate::ConnectionGate(GateLimits limits, Serve serve, Rejected rejected)
-    : limits_(limits), serve_(std::move(serve)), rejected_(std::move(rejected)) {
+ConnectionGate::ConnectionGate(GateLimits limits, Serve serve, Rejected rejected, SSL_CTX* tls)
+    : limits_(limits), serve_(std::move(serve)), rejected_(std::move(rejected)), tls_(tls) {
   wake_fd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   poller_ = std::thread([this] { poll_loop(); });
   for (int i = 0; i < limits_.threads; ++i) workers_.emplace_back([this] { worker_loop(); });
@@ -377,13 +408,24 @@ void ConnectionGate::admit(int fd) {
   ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
   Connection c;
   c.fd = fd;
+  if (tls_) {
+    // The handshake runs in the poll loop, as the first reads of the connection.
+    c.ssl = SSL_new(tls_);
+    if (!c.ssl || SSL_set_fd(c.ssl, fd) != 1) {
+      ERR_clear_error();
+      close_connection(c);
+      return;
+    }
+    SSL_set_accept_state(c.ssl);
+    SSL_set_mode(c.ssl, SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+  }
   c.since = Clock::now();
   // A new connection must begin its request within the read timeout.
   c.deadline = c.since + limits_.read_timeout;
   {
     std::lock_guard lock(mutex_);
     if (stopping_) {
-      ::close(fd);
+      close_connection(c);
       return;
     }
     incoming_.push_back(std::move(c));
@@ -403,8 +445,8 @@ void ConnectionGate::stop() {
   for (auto& w : workers_)
     if (w.joinable()) w.join();
   std::lock_guard lock(mutex_);
-  for (auto& c : incoming_) ::close(c.fd);
-  for (auto& c : ready_) ::close(c.fd);
+  for (auto& c : incoming_) close_connection(c);
+  for (auto& c : ready_) close_connection(c);
   incoming_.clear();
   ready_.clear();
   if (wake_fd_ >= 0) ::close(wake_fd_);
@@ -424,6 +466,11 @@ void ConnectionGate::take_incoming(std::vector<Connection>& waiting) {
     arrived.swap(incoming_);
   }
   for (auto& c : arrived) {
+    // TLS may hold bytes already decrypted, which poll() cannot see.
+    if (c.ssl && SSL_pending(c.ssl) > 0 && !receive(c)) {
+      close_connection(c);
+      continue;
+    }
     // A connection back from a worker may already hold the next (pipelined) request.
     if (!c.buffer.empty() && advance(c)) continue;
     waiting.push_back(std::move(c));
@@ -441,10 +488,31 @@ void ConnectionGate::take_incoming(std::vector<Connection>& waiting) {
   }
 }
 
+ssize_t ConnectionGate::read_some(Connection& c, char* into, std::size_t size) {
+  c.want_write = false;
+  if (!c.ssl) return ::recv(c.fd, into, size, 0);
+  int n = SSL_read(c.ssl, into, static_cast<int>(size));
+  if (n > 0) return n;
+  switch (SSL_get_error(c.ssl, n)) {
+    case SSL_ERROR_WANT_WRITE:
+      c.want_write = true;
+      [[fallthrough]];
+    case SSL_ERROR_WANT_READ:
+      errno = EAGAIN;
+      return -1;
+    case SSL_ERROR_ZERO_RETURN:  // the peer's close_notify
+      return 0;
+    default:  // a failed handshake (TLS 1.1, not TLS at all) or a broken session
+      ERR_clear_error();
+      errno = ECONNRESET;
+      return -1;
+  }
+}
+
 bool ConnectionGate::receive(Connection& c) {
   char chunk[kReadChunk];
   for (;;) {
-    ssize_t n = ::recv(c.fd, chunk, sizeof(chunk), 0);
+    ssize_t n = read_some(c, chunk, sizeof(chunk));
     if (n > 0) {
       if (c.draining) {
         c.discarded += static_cast<std::size_t>(n);
@@ -459,7 +527,9 @@ bool ConnectionGate::receive(Connection& c) {
       // Enough to decide; framing rejects anything larger.
       if (c.buffer.size() > limits_.max_header_bytes + limits_.max_body_bytes + kReadChunk)
         return true;
-      if (static_cast<std::size_t>(n) < sizeof(chunk)) return true;
+      // A short read emptied the socket; TLS may still hold decrypted bytes poll() cannot see.
+      if (static_cast<std::size_t>(n) < sizeof(chunk) && !(c.ssl && SSL_pending(c.ssl) > 0))
+        return true;
       continue;
     }
     if (n < 0 && errno == EINTR) continue;
@@ -479,7 +549,7 @@ bool ConnectionGate::advance(Connection& c) {
     if (f.expect_continue_at != std::string_view::npos) {
       // The gate says "go on" itself; the header is renamed so that the library, which reads
       // the request only once it is whole, does not say it again.
-      send_all(c.fd, "HTTP/1.1 100 Continue\r\n\r\n", std::chrono::milliseconds(100));
+      send_to(c.fd, c.ssl, "HTTP/1.1 100 Continue\r\n\r\n", std::chrono::milliseconds(100));
       c.buffer.replace(f.expect_continue_at, 6, "X-Sent");
     }
     return false;
@@ -507,7 +577,8 @@ void ConnectionGate::reject(Connection& c, int status, std::string_view code,
       "HTTP/1.1 " + std::to_string(status) + " " + std::string(reason_phrase(status)) +
       "\r\nContent-Type: application/json\r\nContent-Length: " + std::to_string(text.size()) +
       "\r\nConnection: close\r\n\r\n" + text;
-  send_all(c.fd, answer, std::chrono::milliseconds(100));
+  send_to(c.fd, c.ssl, answer, std::chrono::milliseconds(100));
+  if (c.ssl) SSL_shutdown(c.ssl);  // close_notify; the peer's is not waited for
   ::shutdown(c.fd, SHUT_WR);
   c.draining = true;
   c.buffer.clear();
@@ -516,6 +587,11 @@ void ConnectionGate::reject(Connection& c, int status, std::string_view code,
 }
 
 void ConnectionGate::close_connection(Connection& c) {
+  if (c.ssl) {
+    SSL_free(c.ssl);
+    ERR_clear_error();
+  }
+  c.ssl = nullptr;
   if (c.fd >= 0) ::close(c.fd);
   c.fd = -1;
 }
@@ -549,7 +625,7 @@ void ConnectionGate::poll_loop() {
     fds.push_back({wake_fd_, POLLIN, 0});
     auto next = now + std::chrono::seconds(1);
     for (const auto& c : waiting) {
-      fds.push_back({c.fd, POLLIN, 0});
+      fds.push_back({c.fd, static_cast<short>(c.want_write ? POLLIN | POLLOUT : POLLIN), 0});
       next = std::min(next, c.deadline);
     }
     int timeout = static_cast<int>(std::max<long long>(
@@ -595,7 +671,7 @@ void ConnectionGate::worker_loop() {
     bool closed = false;
     bool ok = false;
     {
-      BufferedRequestStream stream(c.fd, std::string_view(c.buffer).substr(0, f.length),
+      BufferedRequestStream stream(c.fd, c.ssl, std::string_view(c.buffer).substr(0, f.length),
                                    limits_.write_timeout);
       try {
         ok = serve_(stream, last, closed);

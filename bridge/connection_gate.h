@@ -5,6 +5,7 @@
 #pragma once
 
 #include <httplib.h>
+#include <openssl/ssl.h>
 
 #include <chrono>
 #include <condition_variable>
@@ -57,7 +58,9 @@ class ConnectionGate {
   // Told the status of each request the gate itself answers (413, 408, 400, 431).
   using Rejected = std::function<void(int status)>;
 
-  ConnectionGate(GateLimits limits, Serve serve, Rejected rejected);
+  // With `tls`, every connection speaks TLS (the handshake happens while it waits, so a slow
+  // handshake holds no worker either); the context outlives the gate.
+  ConnectionGate(GateLimits limits, Serve serve, Rejected rejected, SSL_CTX* tls = nullptr);
   ~ConnectionGate();
   ConnectionGate(const ConnectionGate&) = delete;
   ConnectionGate& operator=(const ConnectionGate&) = delete;
@@ -70,6 +73,8 @@ class ConnectionGate {
  private:
   struct Connection {
     int fd = -1;
+    SSL* ssl = nullptr;       // the TLS session, with server.tls
+    bool want_write = false;  // TLS needs the socket writable before it can read on
     std::string buffer;
     std::chrono::steady_clock::time_point deadline;
     std::chrono::steady_clock::time_point since;  // when it began to wait
@@ -84,6 +89,8 @@ class ConnectionGate {
   void worker_loop();
   void wake();
   void take_incoming(std::vector<Connection>& waiting);
+  // recv(), or SSL_read() with its errors told as recv()'s (EAGAIN, 0 at the end).
+  ssize_t read_some(Connection& c, char* into, std::size_t size);
   // Reads what `c` has sent; false when the connection is finished with.
   bool receive(Connection& c);
   // Frames `c`'s buffer: true when it left `waiting` (ready, rejected or closed).
@@ -94,6 +101,7 @@ class ConnectionGate {
   const GateLimits limits_;
   const Serve serve_;
   const Rejected rejected_;
+  SSL_CTX* const tls_;
   int wake_fd_ = -1;
   std::mutex mutex_;
   std::condition_variable ready_cv_;

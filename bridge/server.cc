@@ -122,18 +122,24 @@ class GatedServer final : public httplib::Server {
   }
 };
 
-// HTTPS when server.tls is set, with the certificate read now; else plain HTTP. `error` set:
-// the listener must not start.
-std::unique_ptr<httplib::Server> make_listener(const rules::ServerConfig& config,
-                                               std::unique_ptr<TlsCertificate>& tls,
-                                               std::string& error) {
-  if (config.tls_cert_file.empty()) return std::make_unique<GatedServer>();
+using TlsContext = std::unique_ptr<SSL_CTX, decltype(&SSL_CTX_free)>;
+
+// The TLS context of server.tls, with the certificate read now; null for plain HTTP, or with
+// `error` set when the listener must not start.
+TlsContext make_tls_context(const rules::ServerConfig& config, std::unique_ptr<TlsCertificate>& tls,
+                            std::string& error) {
+  TlsContext context(nullptr, &SSL_CTX_free);
+  if (config.tls_cert_file.empty()) return context;
   tls = std::make_unique<TlsCertificate>(config.tls_cert_file, config.tls_key_file);
-  if (!tls->load(error)) return std::make_unique<httplib::Server>();
-  auto server =
-      std::make_unique<httplib::SSLServer>([&](SSL_CTX& ctx) { return tls->install(ctx, error); });
-  if (!server->is_valid() && error.empty()) error = "cannot set up TLS";
-  return server;
+  if (!tls->load(error)) return context;
+  context.reset(SSL_CTX_new(TLS_server_method()));
+  if (!context) {
+    error = "cannot set up TLS";
+    return context;
+  }
+  SSL_CTX_set_options(context.get(), SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION);
+  if (!tls->install(*context, error)) context.reset();
+  return context;
 }
 
 }  // namespace
@@ -146,11 +152,10 @@ struct BridgeServer::Impl {
   Intake& intake;
   const std::vector<rules::Route>& extra_routes;
   const rules::Services* services;
-  std::string tls_error;                      // server.tls could not be set up
-  std::unique_ptr<TlsCertificate> tls;        // when server.tls is set
-  std::unique_ptr<httplib::Server> listener;  // an httplib::SSLServer with TLS
-  httplib::Server& server;
-  GatedServer* gated = nullptr;  // the listener, when it is gated (plain HTTP)
+  std::string tls_error;                // server.tls could not be set up
+  std::unique_ptr<TlsCertificate> tls;  // when server.tls is set
+  TlsContext tls_context;               // the gate speaks TLS on every connection with it
+  GatedServer server;
   int port = 0;
   bool open_access = false;              // no tokens configured and bound to loopback
   std::vector<std::regex> public_paths;  // connector routes that authenticate by themselves
@@ -164,9 +169,7 @@ struct BridgeServer::Impl {
         intake(i),
         extra_routes(r),
         services(s),
-        listener(make_listener(c.get()->server, tls, tls_error)),
-        server(*listener),
-        gated(dynamic_cast<GatedServer*>(listener.get())) {}
+        tls_context(make_tls_context(c.get()->server, tls, tls_error)) {}
 
   bool is_public(const httplib::Request& req) const {
     if (req.path == "/healthz" || req.path == "/readyz") return true;
@@ -374,26 +377,25 @@ bool BridgeServer::bind(const std::string& listen, std::string& error) {
         "no server.tokens configured: accepting unauthenticated requests on loopback only");
   }
   auto& s = impl_->server;
-  if (auto* gated = impl_->gated) {
-    GateLimits limits;
-    limits.max_body_bytes = cfg->server.max_body_bytes;
-    limits.read_timeout = std::chrono::milliseconds(cfg->server.read_timeout_ms);
-    limits.idle_timeout = std::chrono::seconds(cfg->server.keep_alive_timeout_seconds);
-    limits.write_timeout = std::chrono::seconds(10);
-    limits.max_waiting = static_cast<std::size_t>(cfg->server.max_waiting_connections);
-    limits.keep_alive_max_count = cfg->server.keep_alive_max_count;
-    limits.threads = cfg->server.threads;
-    auto* metrics = &impl_->metrics;
-    gated->gate = std::make_unique<ConnectionGate>(
-        limits,
-        [gated](httplib::Stream& stream, bool last, bool& closed) {
-          return gated->serve(stream, last, closed);
-        },
-        [metrics](int status) {
-          if (status == 413) metrics->rejected_too_large++;
-          if (status == 400 || status == 408 || status == 431) metrics->rejected_invalid++;
-        });
-  }
+  GateLimits limits;
+  limits.max_body_bytes = cfg->server.max_body_bytes;
+  limits.read_timeout = std::chrono::milliseconds(cfg->server.read_timeout_ms);
+  limits.idle_timeout = std::chrono::seconds(cfg->server.keep_alive_timeout_seconds);
+  limits.write_timeout = std::chrono::seconds(10);
+  limits.max_waiting = static_cast<std::size_t>(cfg->server.max_waiting_connections);
+  limits.keep_alive_max_count = cfg->server.keep_alive_max_count;
+  limits.threads = cfg->server.threads;
+  auto* metrics = &impl_->metrics;
+  s.gate = std::make_unique<ConnectionGate>(
+      limits,
+      [server = &s](httplib::Stream& stream, bool last, bool& closed) {
+        return server->serve(stream, last, closed);
+      },
+      [metrics](int status) {
+        if (status == 413) metrics->rejected_too_large++;
+        if (status == 400 || status == 408 || status == 431) metrics->rejected_invalid++;
+      },
+      impl_->tls_context.get());
   s.set_tcp_nodelay(true);
   s.set_keep_alive_max_count(static_cast<std::size_t>(cfg->server.keep_alive_max_count));
   s.set_keep_alive_timeout(cfg->server.keep_alive_timeout_seconds);
@@ -423,7 +425,7 @@ void BridgeServer::run() {
 
 void BridgeServer::stop() {
   if (impl_->server.is_running()) impl_->server.stop();
-  if (impl_->gated && impl_->gated->gate) impl_->gated->gate->stop();
+  if (impl_->server.gate) impl_->server.gate->stop();
 }
 
 bool BridgeServer::reload_tls(std::string& error) {

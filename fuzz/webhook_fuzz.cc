@@ -96,8 +96,8 @@ class MemoryStore final : public rules::KeyValueStore {
 class CountingSink final : public rules::EventSink {
  public:
   std::optional<rules::SubmittedEvent> submit(const rules::EventInput& event,
-                                              std::shared_ptr<rules::EventObserver>, int&,
-                                              std::string&) override {
+                                              std::shared_ptr<rules::EventObserver>,
+                                              rules::SubmitRejection&) override {
     fuzz::check(!event.call_id.empty(), "a submitted event has a call ID");
     return rules::SubmittedEvent{"ev-1", event.call_id};
   }

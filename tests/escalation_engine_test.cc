@@ -115,7 +115,7 @@ TEST_CASE("escalation: the manual's tutorial chain (continue, leave, terminate i
   CHECK(h.dialer->dialed().size() == 4);
 }
 
-TEST_CASE("escalation: terminate ends the chain at once; later contacts are not called",
+TEST_CASE("escalation: terminate ends the chain at once: later contacts are not called",
           "[escalation]") {
   Harness h({{"A", answers({"no-answer"})}, {"B", answers({"key 1"})}});
   auto s = h.run(h.start(flow({"A", "B", "C"}, 3)).id);
@@ -145,7 +145,7 @@ TEST_CASE("escalation: no one answers: every contact in every loop, then failure
   CHECK(h.finished.size() == 1);
 }
 
-TEST_CASE("escalation: voicemail and keys without a response count as ignored; continue",
+TEST_CASE("escalation: voicemail and keys without a response count as ignored: continue",
           "[escalation]") {
   Harness h({{"A", answers({"voicemail", "key 1"})}, {"B", answers({"key 7"})}});
   auto s = h.run(h.start(flow({"A", "B"}, 2)).id);
@@ -160,7 +160,7 @@ TEST_CASE("escalation: a failed call moves on to the next contact", "[escalation
   CHECK(trail(s) == std::vector<std::string>{"A@1:failed", "B@1:succeeded1"});
 }
 
-TEST_CASE("escalation: leave skips the contact in later loops; all leave ends in failure",
+TEST_CASE("escalation: leave skips the contact in later loops: all leave ends in failure",
           "[escalation]") {
   Harness h({{"A", answers({"key 3"})}, {"B", answers({"key 2", "key 3"})}});
   auto s = h.run(h.start(flow({"A", "B"}, 5)).id);

@@ -235,7 +235,7 @@ rules:
   CHECK(errors_of(none).find("needs an `escalation:` section") != std::string::npos);
 }
 
-TEST_CASE("escalation config: pigeon passes unknown ids through; token is a secret",
+TEST_CASE("escalation config: pigeon passes unknown ids through: token is a secret",
           "[escalation]") {
   auto r = load(R"(
 escalation:
@@ -354,7 +354,7 @@ TEST_CASE("escalation: abort through the API", "[escalation]") {
   CHECK(res.status == 409);
 }
 
-TEST_CASE("escalation: the escalate action starts a chain; its end comes back to the call",
+TEST_CASE("escalation: the escalate action starts a chain: its end comes back to the call",
           "[escalation]") {
   auto r = load(kYaml);
   INFO(errors_of(r));

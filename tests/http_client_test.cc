@@ -108,7 +108,7 @@ TEST_CASE("methods, headers and bodies arrive as given", "[http]") {
   CHECK(server.seen[0].get_param_value("q") == "電");
 }
 
-TEST_CASE("any status is a response; failures are values with latency", "[http]") {
+TEST_CASE("any status is a response: failures are values with latency", "[http]") {
   TestServer server;
   HttpClient client({true, "", 50000, 8});
 

@@ -11,6 +11,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <chrono>
+#include <vector>
+
 #include <catch2/catch.hpp>
 
 #include "tests/fakes/bridge_harness.h"
@@ -150,4 +153,54 @@ TEST_CASE("server.tls: unreadable files are located errors", "[cli][tls]") {
   CHECK(r.err.find(file + ":2:21: error: \"server.tls\": cannot read " + dir.path() +
                    "/none.pem") != std::string::npos);
   CHECK(r.err.find("cannot read " + dir.path() + "/none.key") != std::string::npos);
+}
+
+TEST_CASE("server.tls: stalled handshakes hold no worker and body limits hold over HTTPS",
+          "[e2e][tls][hostile]") {
+  Bridge bridge;
+  Pem pem = self_signed("bridge.test");
+  std::string cert = bridge.dir.write("cert.pem", pem.cert);
+  std::string key = bridge.dir.write("key.pem", pem.key);
+  bridge.config_path = bridge.dir.write(
+      "callbridge.yaml", "server:\n  listen: 127.0.0.1:0\n  tokens: [\"" + kBridgeToken +
+                             "\"]\n  threads: 2\n  max_body_bytes: 4096\n  tls: { cert_file: " +
+                             cert + ", key_file: " + key + " }\nstorage:\n  path: " +
+                             bridge.dir.path() + "/journal.db\n");
+  REQUIRE(bridge.start());
+  INFO(bridge.process->log());
+  // More connections than workers that never begin their handshake.
+  std::vector<int> stalled;
+  for (int i = 0; i < 16; ++i) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(static_cast<uint16_t>(bridge.port()));
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    REQUIRE(connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+    stalled.push_back(fd);
+  }
+  httplib::SSLClient https("127.0.0.1", bridge.port());
+  https.enable_server_certificate_verification(false);
+  https.set_read_timeout(5, 0);
+  auto started = std::chrono::steady_clock::now();
+  auto health = https.Get("/healthz");
+  REQUIRE(health);
+  CHECK(health->status == 200);
+  CHECK(std::chrono::steady_clock::now() - started < std::chrono::seconds(1));
+  // A chunked body over the limit is refused before it is buffered, as over plain HTTP.
+  httplib::SSLClient upload("127.0.0.1", bridge.port());
+  upload.enable_server_certificate_verification(false);
+  auto big = upload.Post(
+      ("/v1/events?token=" + kBridgeToken).c_str(),
+      [](std::size_t offset, httplib::DataSink& sink) {
+        std::string chunk(4096, ' ');
+        sink.write(chunk.data(), chunk.size());
+        if (offset >= 32768) sink.done();
+        return true;
+      },
+      "application/json");
+  REQUIRE(big);
+  CHECK(big->status == 413);
+  for (int fd : stalled) close(fd);
+  CHECK(bridge.process->stop(SIGTERM) == 0);
 }
