@@ -422,15 +422,20 @@ void ConnectionGate::admit(int fd) {
   c.since = Clock::now();
   // A new connection must begin its request within the read timeout.
   c.deadline = c.since + limits_.read_timeout;
+  hand_to_poller(std::move(c));
+}
+
+bool ConnectionGate::hand_to_poller(Connection c) {
   {
     std::lock_guard lock(mutex_);
     if (stopping_) {
       close_connection(c);
-      return;
+      return false;
     }
     incoming_.push_back(std::move(c));
   }
   wake();
+  return true;
 }
 
 void ConnectionGate::stop() {
@@ -687,15 +692,7 @@ void ConnectionGate::worker_loop() {
     c.idle = c.buffer.empty();
     c.since = Clock::now();
     c.deadline = c.since + (c.idle ? limits_.idle_timeout : limits_.read_timeout);
-    {
-      std::lock_guard lock(mutex_);
-      if (stopping_) {
-        close_connection(c);
-        return;
-      }
-      incoming_.push_back(std::move(c));
-    }
-    wake();
+    if (!hand_to_poller(std::move(c))) return;
   }
 }
 

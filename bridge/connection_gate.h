@@ -89,6 +89,8 @@ class ConnectionGate {
   void worker_loop();
   void wake();
   void take_incoming(std::vector<Connection>& waiting);
+  // Queues `c` for the poll thread; false (and closed) when the gate is stopping.
+  bool hand_to_poller(Connection c);
   // recv(), or SSL_read() with its errors told as recv()'s (EAGAIN, 0 at the end).
   ssize_t read_some(Connection& c, char* into, std::size_t size);
   // Reads what `c` has sent; false when the connection is finished with.

@@ -103,25 +103,4 @@ std::string event_to_json_text(const rules::EventInput& event) {
   return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
-bool valid_utf8(std::string_view s) {
-  std::size_t i = 0;
-  while (i < s.size()) {
-    unsigned char c = static_cast<unsigned char>(s[i]);
-    if (c < 0x80) {
-      ++i;
-      continue;
-    }
-    std::size_t n = c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : c >= 0xC2 ? 2 : 0;
-    if (n == 0 || c > 0xF4 || i + n > s.size()) return false;
-    for (std::size_t k = 1; k < n; ++k)
-      if ((static_cast<unsigned char>(s[i + k]) & 0xC0) != 0x80) return false;
-    unsigned char d = static_cast<unsigned char>(s[i + 1]);
-    if ((c == 0xE0 && d < 0xA0) || (c == 0xED && d >= 0xA0) || (c == 0xF0 && d < 0x90) ||
-        (c == 0xF4 && d >= 0x90))
-      return false;
-    i += n;
-  }
-  return true;
-}
-
 }  // namespace callbridge

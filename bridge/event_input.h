@@ -16,7 +16,4 @@ std::optional<rules::EventInput> event_from_json(const nlohmann::json& json, std
 // The normalized form stored in the journal (canonical event name, vars as strings).
 std::string event_to_json_text(const rules::EventInput& event);
 
-// True when `text` is valid UTF-8.
-bool valid_utf8(std::string_view text);
-
 }  // namespace callbridge

@@ -62,7 +62,7 @@ bool is_loopback(const std::string& host) {
 nlohmann::json event_from_params(const httplib::Params& params, std::string& error) {
   nlohmann::json j = nlohmann::json::object();
   for (const auto& [key, value] : params) {
-    if (!valid_utf8(key) || !valid_utf8(value)) {
+    if (!rules::valid_utf8(key) || !rules::valid_utf8(value)) {
       error = "parameters must be valid UTF-8";
       return nullptr;
     }

@@ -8,8 +8,11 @@
 #include "connectors/webhook/signature.h"
 #include "connectors/webhook/source.h"
 #include "fuzz/fuzz_input.h"
+#include "tests/fakes/memory_store.h"
 
 using namespace callbridge;
+
+using callbridge::testing::MemoryStore;
 
 namespace {
 
@@ -64,34 +67,6 @@ webhooks:
 
 constexpr const char* kSecret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 const auto kNow = std::chrono::system_clock::time_point(std::chrono::seconds(1'700'000'000));
-
-class MemoryStore final : public rules::KeyValueStore {
- public:
-  bool put(std::string_view ns, std::string_view key, std::string_view value,
-           std::string&) override {
-    data_[{std::string(ns), std::string(key)}] = std::string(value);
-    return true;
-  }
-  bool erase(std::string_view ns, std::string_view key, std::string&) override {
-    data_.erase({std::string(ns), std::string(key)});
-    return true;
-  }
-  std::optional<std::string> get(std::string_view ns, std::string_view key) override {
-    auto it = data_.find({std::string(ns), std::string(key)});
-    if (it == data_.end()) return std::nullopt;
-    return it->second;
-  }
-  std::vector<std::pair<std::string, std::string>> scan(std::string_view ns) override {
-    std::vector<std::pair<std::string, std::string>> out;
-    for (const auto& [k, v] : data_)
-      if (k.first == ns) out.emplace_back(k.second, v);
-    return out;
-  }
-  void clear() { data_.clear(); }
-
- private:
-  std::map<std::pair<std::string, std::string>, std::string> data_;
-};
 
 class CountingSink final : public rules::EventSink {
  public:

@@ -8,23 +8,6 @@ namespace callbridge::rules {
 
 namespace {
 
-bool utf8(std::string_view s) {
-  std::size_t i = 0;
-  while (i < s.size()) {
-    unsigned char c = static_cast<unsigned char>(s[i]);
-    if (c < 0x80) {
-      ++i;
-      continue;
-    }
-    std::size_t n = c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : c >= 0xC2 ? 2 : 0;
-    if (n == 0 || c > 0xF4 || i + n > s.size()) return false;
-    for (std::size_t k = 1; k < n; ++k)
-      if ((static_cast<unsigned char>(s[i + k]) & 0xC0) != 0x80) return false;
-    i += n;
-  }
-  return true;
-}
-
 std::string media_type(std::string_view content_type) {
   std::string type(content_type.substr(0, content_type.find(';')));
   std::transform(type.begin(), type.end(), type.begin(),
@@ -112,13 +95,34 @@ class BoundedBuilder {
 
 }  // namespace
 
+bool valid_utf8(std::string_view s) {
+  std::size_t i = 0;
+  while (i < s.size()) {
+    unsigned char c = static_cast<unsigned char>(s[i]);
+    if (c < 0x80) {
+      ++i;
+      continue;
+    }
+    std::size_t n = c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : c >= 0xC2 ? 2 : 0;
+    if (n == 0 || c > 0xF4 || i + n > s.size()) return false;
+    for (std::size_t k = 1; k < n; ++k)
+      if ((static_cast<unsigned char>(s[i + k]) & 0xC0) != 0x80) return false;
+    unsigned char d = static_cast<unsigned char>(s[i + 1]);
+    if ((c == 0xE0 && d < 0xA0) || (c == 0xED && d >= 0xA0) || (c == 0xF0 && d < 0x90) ||
+        (c == 0xF4 && d >= 0x90))
+      return false;
+    i += n;
+  }
+  return true;
+}
+
 std::string check_call_id(std::string_view id, std::string_view field) {
   std::string what = "\"" + std::string(field) + "\"";
   if (id.empty() || id.size() > kMaxCallIdLength)
     return what + " must be 1 to " + std::to_string(kMaxCallIdLength) + " characters";
   for (unsigned char c : id)
     if (c < 0x20 || c == 0x7f) return what + " must not contain control characters";
-  if (!utf8(id)) return what + " must be valid UTF-8";
+  if (!valid_utf8(id)) return what + " must be valid UTF-8";
   return {};
 }
 

@@ -18,6 +18,9 @@ struct InputLimits {
   std::size_t max_expanded_bytes = 1 << 20;
 };
 
+// Well-formed UTF-8: no overlong forms, surrogates or code points beyond U+10FFFF.
+bool valid_utf8(std::string_view text);
+
 // Empty when `id` can name a call (1 to 128 bytes of UTF-8, no control characters; '/' is
 // fine), else why not, naming `field`.
 std::string check_call_id(std::string_view id, std::string_view field);

@@ -10,51 +10,16 @@
 #include "connectors/kintone/oauth.h"
 #include "rules/host.h"
 #include "tests/fakes/fake_kintone.h"
+#include "tests/fakes/memory_store.h"
 
 using namespace callbridge;
 using callbridge::testing::FakeKintone;
 using nlohmann::json;
 using std::chrono::seconds;
 
+using callbridge::testing::MemoryStore;
+
 namespace {
-
-class MemoryStore : public rules::KeyValueStore {
- public:
-  bool put(std::string_view ns, std::string_view key, std::string_view value,
-           std::string&) override {
-    std::lock_guard lock(mutex_);
-    data_[std::string(ns) + "\n" + std::string(key)] = value;
-    return true;
-  }
-  bool erase(std::string_view ns, std::string_view key, std::string&) override {
-    std::lock_guard lock(mutex_);
-    return data_.erase(std::string(ns) + "\n" + std::string(key)) > 0;
-  }
-  std::optional<std::string> get(std::string_view ns, std::string_view key) override {
-    std::lock_guard lock(mutex_);
-    auto it = data_.find(std::string(ns) + "\n" + std::string(key));
-    if (it == data_.end()) return std::nullopt;
-    return it->second;
-  }
-  std::vector<std::pair<std::string, std::string>> scan(std::string_view ns) override {
-    std::lock_guard lock(mutex_);
-    std::vector<std::pair<std::string, std::string>> out;
-    std::string prefix = std::string(ns) + "\n";
-    for (const auto& [k, v] : data_)
-      if (k.rfind(prefix, 0) == 0) out.emplace_back(k.substr(prefix.size()), v);
-    return out;
-  }
-  std::string dump() const {
-    std::lock_guard lock(mutex_);
-    std::string out;
-    for (const auto& [k, v] : data_) out += k + "=" + v + "\n";
-    return out;
-  }
-
- private:
-  mutable std::mutex mutex_;
-  std::map<std::string, std::string> data_;
-};
 
 std::string param(const std::string& url, const std::string& name) {
   auto q = url.find('?');

@@ -10,46 +10,17 @@
 #include "connectors/webhook/decide.h"
 #include "rules/engine.h"
 #include "tests/fakes/fake_kintone.h"
+#include "tests/fakes/memory_store.h"
 #include "tests/fakes/subprocess.h"
 
 using namespace callbridge;
 using namespace std::chrono_literals;
 
+using callbridge::testing::MemoryStore;
+
 namespace {
 
 const std::string kSamples = std::string(CALLBRIDGE_SOURCE_DIR) + "/samples";
-
-class MemoryStore final : public rules::KeyValueStore {
- public:
-  bool put(std::string_view ns, std::string_view key, std::string_view value,
-           std::string&) override {
-    std::lock_guard lock(mutex_);
-    data_[{std::string(ns), std::string(key)}] = std::string(value);
-    return true;
-  }
-  bool erase(std::string_view ns, std::string_view key, std::string&) override {
-    std::lock_guard lock(mutex_);
-    data_.erase({std::string(ns), std::string(key)});
-    return true;
-  }
-  std::optional<std::string> get(std::string_view ns, std::string_view key) override {
-    std::lock_guard lock(mutex_);
-    auto it = data_.find({std::string(ns), std::string(key)});
-    if (it == data_.end()) return std::nullopt;
-    return it->second;
-  }
-  std::vector<std::pair<std::string, std::string>> scan(std::string_view ns) override {
-    std::lock_guard lock(mutex_);
-    std::vector<std::pair<std::string, std::string>> out;
-    for (const auto& [k, v] : data_)
-      if (k.first == ns) out.emplace_back(k.second, v);
-    return out;
-  }
-
- private:
-  std::mutex mutex_;
-  std::map<std::pair<std::string, std::string>, std::string> data_;
-};
 
 // Records submitted events; `behave` plays the dispatcher (or does nothing at all).
 class FakeSink final : public rules::EventSink {

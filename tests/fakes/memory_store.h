@@ -1,0 +1,60 @@
+// The key-value store of the rules' host, in memory: for tests and fuzz targets of connectors
+// that keep state (dedupe keys, directory cursors, commubo notes) without a journal.
+#pragma once
+
+#include <map>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "rules/host.h"
+
+namespace callbridge::testing {
+
+class MemoryStore final : public rules::KeyValueStore {
+ public:
+  bool put(std::string_view ns, std::string_view key, std::string_view value,
+           std::string&) override {
+    std::lock_guard lock(mutex_);
+    data_[{std::string(ns), std::string(key)}] = std::string(value);
+    return true;
+  }
+  bool erase(std::string_view ns, std::string_view key, std::string&) override {
+    std::lock_guard lock(mutex_);
+    data_.erase({std::string(ns), std::string(key)});
+    return true;
+  }
+  std::optional<std::string> get(std::string_view ns, std::string_view key) override {
+    std::lock_guard lock(mutex_);
+    auto it = data_.find({std::string(ns), std::string(key)});
+    if (it == data_.end()) return std::nullopt;
+    return it->second;
+  }
+  std::vector<std::pair<std::string, std::string>> scan(std::string_view ns) override {
+    std::lock_guard lock(mutex_);
+    std::vector<std::pair<std::string, std::string>> out;
+    for (const auto& [k, v] : data_)
+      if (k.first == ns) out.emplace_back(k.second, v);
+    return out;
+  }
+  // Every entry as `NAMESPACE\nKEY=VALUE` lines, in key order.
+  std::string dump() const {
+    std::lock_guard lock(mutex_);
+    std::string out;
+    for (const auto& [k, v] : data_) out += k.first + "\n" + k.second + "=" + v + "\n";
+    return out;
+  }
+  void clear() {
+    std::lock_guard lock(mutex_);
+    data_.clear();
+  }
+
+ private:
+  mutable std::mutex mutex_;
+  std::map<std::pair<std::string, std::string>, std::string> data_;
+};
+
+}  // namespace callbridge::testing
