@@ -130,26 +130,6 @@ class ProbeRecorder : public KeyRecorder {
   std::vector<std::pair<YAML::Node, std::string>> nodes_;
 };
 
-std::vector<std::string> split_path(const std::string& path) {
-  std::vector<std::string> out;
-  std::string part;
-  for (std::size_t i = 0; i < path.size(); ++i) {
-    if (path.compare(i, 2, "[]") == 0) {
-      if (!part.empty()) out.push_back(part);
-      part.clear();
-      out.push_back("[]");
-      ++i;
-    } else if (path[i] == '.') {
-      if (!part.empty()) out.push_back(part);
-      part.clear();
-    } else {
-      part += path[i];
-    }
-  }
-  if (!part.empty()) out.push_back(part);
-  return out;
-}
-
 // A document holding `value` at `segments`, with a fresh mapping or one-item list on the way.
 YAML::Node document_with(const std::vector<std::string>& segments, std::size_t i,
                          const YAML::Node& value) {
@@ -453,6 +433,26 @@ nlohmann::ordered_json config_schema(const Registry& registry) {
   schema.update(body);
   schema["type"] = nlohmann::ordered_json::array({"object", "null"});
   return schema;
+}
+
+std::vector<std::string> split_path(const std::string& path) {
+  std::vector<std::string> out;
+  std::string part;
+  for (std::size_t i = 0; i < path.size(); ++i) {
+    if (path.compare(i, 2, "[]") == 0) {
+      if (!part.empty()) out.push_back(part);
+      part.clear();
+      out.push_back("[]");
+      ++i;
+    } else if (path[i] == '.') {
+      if (!part.empty()) out.push_back(part);
+      part.clear();
+    } else {
+      part += path[i];
+    }
+  }
+  if (!part.empty()) out.push_back(part);
+  return out;
 }
 
 }  // namespace callbridge::rules

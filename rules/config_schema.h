@@ -12,6 +12,10 @@ namespace callbridge::rules {
 // The draft 2020-12 schema of a configuration file for the connectors in `registry`.
 nlohmann::ordered_json config_schema(const Registry& registry);
 
+// A key path as the schema's tests and descriptions write it (`rules[].request.url`), split into
+// its keys, with `[]` for "any item of the list".
+std::vector<std::string> split_path(const std::string& path);
+
 // The paths that have a written description (the rest are described by kind and bounds).
 std::vector<std::string> described_paths();
 

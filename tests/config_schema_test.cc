@@ -23,26 +23,6 @@ const json& schema() {
   return s;
 }
 
-std::vector<std::string> split(const std::string& path) {
-  std::vector<std::string> out;
-  std::string part;
-  for (std::size_t i = 0; i < path.size(); ++i) {
-    if (path.compare(i, 2, "[]") == 0) {
-      if (!part.empty()) out.push_back(part);
-      part.clear();
-      out.push_back("[]");
-      ++i;
-    } else if (path[i] == '.') {
-      if (!part.empty()) out.push_back(part);
-      part.clear();
-    } else {
-      part += path[i];
-    }
-  }
-  if (!part.empty()) out.push_back(part);
-  return out;
-}
-
 YAML::Node at(const std::vector<std::string>& segments, std::size_t i, const YAML::Node& value) {
   if (i == segments.size()) return value;
   if (segments[i] == "[]") {
@@ -61,7 +41,7 @@ std::set<std::string> loader_known_keys(const std::string& path, const YAML::Nod
   YAML::Node map = YAML::Clone(extra);
   if (!map.IsMap()) map = YAML::Node(YAML::NodeType::Map);
   map["no_such_key_for_the_test"] = "x";
-  YAML::Node root = at(split(path), 0, map);
+  YAML::Node root = at(rules::split_path(path), 0, map);
   auto result = rules::load_config_node(
       root, "t.yaml", [](std::string_view) { return std::optional<std::string>{}; },
       bridge::connector_registry(), nullptr);
