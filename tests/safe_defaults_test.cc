@@ -23,6 +23,8 @@ class JournalLock {
  public:
   explicit JournalLock(const std::string& path) {
     REQUIRE(sqlite3_open(path.c_str(), &db_) == SQLITE_OK);
+    // The bridge may be writing at this moment (a readiness probe, an event): wait for it.
+    sqlite3_busy_timeout(db_, 10000);
     REQUIRE(sqlite3_exec(db_, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr) == SQLITE_OK);
   }
   ~JournalLock() {
