@@ -312,6 +312,11 @@ Template Template::compile(std::string_view text, Destination destination, const
           text.find("\xE2\x80\x99") != std::string_view::npos)
         message += " (typographic quotes found: use ASCII \" in JSON)";
       errors.push_back({message, source});
+    } catch (const nlohmann::json::exception& e) {
+      // Well-formed but not representable, e.g. a number beyond a double (1e400).
+      errors.push_back(
+          {"body is not valid JSON (checked with placeholder values): " + std::string(e.what()),
+           0});
     }
   }
   return t;

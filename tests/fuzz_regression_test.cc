@@ -22,3 +22,16 @@ TEST_CASE("validate reports missing keys that are read at once, instead of abort
                           "\"message\"") != std::string::npos);
   CHECK(r.err.find("terminate") == std::string::npos);
 }
+
+TEST_CASE("validate reports a JSON body number beyond a double, instead of aborting",
+          "[cli][fuzz]") {
+  // Found by the template target: 1e400 parses as JSON syntax but overflows a double, and the
+  // exception escaped the body check.
+  std::string file = kCorpus + "/loader/regress-json-number-overflow.yaml";
+  auto r = run_process({kBinary, "validate", "-c", file});
+  CHECK(r.exit_code == 2);
+  CHECK(r.err.find(file + ":8:14: error: \"request.body\": body is not valid JSON (checked with "
+                          "placeholder values): [json.exception.out_of_range.406] number "
+                          "overflow parsing '1e400'") != std::string::npos);
+  CHECK(r.err.find("terminate") == std::string::npos);
+}
