@@ -3,8 +3,10 @@
 #include <httplib.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <nlohmann/json.hpp>
 #include <regex>
+#include <thread>
 
 #include "bridge/connection_gate.h"
 #include "bridge/event_input.h"
@@ -157,6 +159,9 @@ struct BridgeServer::Impl {
   TlsContext tls_context;               // the gate speaks TLS on every connection with it
   GatedServer server;
   int port = 0;
+  // The listener's loop: 0 not started, 1 started, 2 finished or never to start. The library's
+  // stop() does nothing before its loop runs, so a stop that comes first must not be lost.
+  std::atomic<int> listen_state{0};
   bool open_access = false;              // no tokens configured and bound to loopback
   std::vector<std::regex> public_paths;  // connector routes that authenticate by themselves
 
@@ -420,11 +425,20 @@ int BridgeServer::port() const {
 }
 
 void BridgeServer::run() {
+  int idle = 0;
+  if (!impl_->listen_state.compare_exchange_strong(idle, 1)) return;  // stopped before it ran
   impl_->server.listen_after_bind();
+  impl_->listen_state = 2;
 }
 
 void BridgeServer::stop() {
-  if (impl_->server.is_running()) impl_->server.stop();
+  int idle = 0;
+  if (!impl_->listen_state.compare_exchange_strong(idle, 2)) {
+    // run() has begun: wait until the library's loop is up, so that its stop() reaches it.
+    while (impl_->listen_state == 1 && !impl_->server.is_running())
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    if (impl_->listen_state == 1) impl_->server.stop();
+  }
   if (impl_->server.gate) impl_->server.gate->stop();
 }
 
