@@ -1,0 +1,472 @@
+// callbridge next to its peer, Node-RED 4, in one run: the same job on both (one rule: a regex gate
+// on the caller number, then a POST of a kintone-style record to the CRM), the same closed-loop
+// client and the same in-process CRM, which records when each call's request arrived. Each side
+// runs alone, one after the other, and is stopped before the next starts. Everything is loopback.
+#include <fcntl.h>
+#include <httplib.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <mutex>
+#include <optional>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+struct Options {
+  std::string binary = "build/bridge/callbridge";
+  std::string nodered_dir = "bench/nodered";
+  std::string node = "node";
+  int connections = 16;
+  double seconds = 10;
+  double drain_seconds = 120;
+  int workers = 0;  // 0: the bridge's default
+  std::string first = "callbridge";
+  bool no_rule_run = true;
+};
+
+const std::string kToken = "bench-token-0123456789abcdef";
+
+double percentile(std::vector<double> v, double p) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  std::size_t i =
+      std::min(v.size() - 1, static_cast<std::size_t>(p / 100.0 * static_cast<double>(v.size())));
+  return v[i];
+}
+
+long status_kb(int pid, const char* field) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+  std::string line;
+  while (std::getline(in, line))
+    if (line.rfind(field, 0) == 0) return std::atol(line.c_str() + std::string(field).size());
+  return 0;
+}
+
+double seconds_between(Clock::time_point a, Clock::time_point b) {
+  return std::chrono::duration<double>(b - a).count();
+}
+
+// The CRM: answers like kintone's record.json and records when each call's request arrived.
+struct Crm {
+  httplib::Server server;
+  std::thread thread;
+  int port = 0;
+  std::mutex mutex;
+  std::unordered_map<std::string, Clock::time_point> arrived;
+  std::atomic<long> count{0};
+  Crm() {
+    server.new_task_queue = [] { return new httplib::ThreadPool(32); };
+    server.set_tcp_nodelay(true);
+    server.set_keep_alive_max_count(1000000);
+    server.Post("/k/v1/record.json", [this](const httplib::Request& req, httplib::Response& res) {
+      auto now = Clock::now();
+      auto at = req.body.find("\"value\":\"");
+      std::string id = at == std::string::npos
+                           ? ""
+                           : req.body.substr(at + 9, req.body.find('"', at + 9) - at - 9);
+      {
+        std::lock_guard lock(mutex);
+        arrived.emplace(std::move(id), now);
+      }
+      ++count;
+      res.set_content(R"({"id":"1","revision":"1"})", "application/json");
+    });
+    port = server.bind_to_any_port("127.0.0.1");
+    thread = std::thread([this] { server.listen_after_bind(); });
+    while (!server.is_running()) std::this_thread::yield();
+  }
+  ~Crm() {
+    server.stop();
+    thread.join();
+  }
+  void reset() {
+    std::lock_guard lock(mutex);
+    arrived.clear();
+    count = 0;
+  }
+};
+
+// A server under test as a child process; `ready` reads its log and returns the port it listens
+// on once it is ready to serve, 0 before.
+struct Child {
+  int pid = -1;
+  int port = 0;
+  std::string log;
+  Child(const std::vector<std::string>& argv, const std::function<int(const std::string&)>& ready) {
+    int fds[2];
+    if (pipe(fds) != 0) return;
+    std::vector<char*> args;
+    for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+    args.push_back(nullptr);
+    pid = fork();
+    if (pid == 0) {
+      dup2(fds[1], 1);
+      dup2(fds[1], 2);
+      close(fds[0]);
+      execvp(args[0], args.data());
+      _exit(127);
+    }
+    close(fds[1]);
+    auto deadline = Clock::now() + std::chrono::seconds(60);
+    char buf[4096];
+    while (port == 0 && Clock::now() < deadline) {
+      pollfd p{fds[0], POLLIN, 0};
+      if (poll(&p, 1, 200) <= 0) continue;
+      ssize_t n = read(fds[0], buf, sizeof buf);
+      if (n <= 0) break;
+      log.append(buf, static_cast<std::size_t>(n));
+      port = ready(log);
+    }
+    // Keep draining its output so the child never blocks on a full pipe.
+    std::thread([fd = fds[0]] {
+      char b[4096];
+      while (read(fd, b, sizeof b) > 0) {
+      }
+      close(fd);
+    }).detach();
+  }
+  ~Child() {
+    if (pid > 0) {
+      kill(pid, SIGTERM);
+      waitpid(pid, nullptr, 0);
+    }
+  }
+};
+
+struct Sent {
+  std::string id;
+  Clock::time_point sent, answered;
+};
+
+struct Load {
+  std::vector<Sent> acknowledged;
+  long rejected = 0;  // answered, but not 202
+  long failed = 0;    // no answer (connection error, timeout)
+  std::string first_rejection;
+  Clock::time_point start, stop;
+};
+
+// Closed loop: each connection sends its next event as soon as the previous one is answered.
+Load closed_loop(int port, const std::string& prefix, const std::string& event, const Options& o) {
+  Load load;
+  std::mutex mutex;
+  load.start = Clock::now();
+  auto until = load.start + std::chrono::microseconds(static_cast<long>(o.seconds * 1e6));
+  std::vector<std::thread> threads;
+  for (int c = 0; c < o.connections; ++c) {
+    threads.emplace_back([&, c] {
+      httplib::Client client("127.0.0.1", port);
+      client.set_tcp_nodelay(true);
+      client.set_keep_alive(true);
+      client.set_bearer_token_auth(kToken);
+      client.set_read_timeout(30, 0);
+      std::vector<Sent> mine;
+      long rejected = 0, failed = 0;
+      std::string first;
+      for (long n = 0; Clock::now() < until; ++n) {
+        std::string id = prefix + std::to_string(c) + "-" + std::to_string(n);
+        auto t0 = Clock::now();
+        auto r = client.Post(
+            "/v1/events",
+            R"({"event":")" + event + R"(","call_id":")" + id + R"(","tel":"0312345678"})",
+            "application/json");
+        auto t1 = Clock::now();
+        if (r && r->status == 202) {
+          mine.push_back({std::move(id), t0, t1});
+        } else if (r) {
+          ++rejected;
+          if (first.empty()) first = std::to_string(r->status) + " " + r->body.substr(0, 120);
+        } else {
+          ++failed;
+          if (first.empty()) first = httplib::to_string(r.error());
+        }
+      }
+      std::lock_guard lock(mutex);
+      load.acknowledged.insert(load.acknowledged.end(), std::make_move_iterator(mine.begin()),
+                               std::make_move_iterator(mine.end()));
+      load.rejected += rejected;
+      load.failed += failed;
+      if (load.first_rejection.empty()) load.first_rejection = first;
+    });
+  }
+  for (auto& t : threads) t.join();
+  load.stop = Clock::now();
+  return load;
+}
+
+struct Figures {
+  std::string name;
+  bool ran = false;
+  double acknowledged_rate = 0;
+  long acknowledged = 0, rejected = 0, failed = 0;
+  std::string first_rejection;
+  long at_crm_when_load_stopped = 0, at_crm = 0;
+  double until_all_at_crm = 0;  // seconds from the start of the load
+  bool all_at_crm = false;
+  double sustained = 0;
+  double ack_p50 = 0, ack_p99 = 0, crm_p50 = 0, crm_p99 = 0;
+  long peak_rss_kb = 0;
+  double no_rule_rate = 0;  // the bridge's durable intake of events no rule listens to
+};
+
+std::size_t count_arrived(Crm& crm, const std::vector<Sent>& sent) {
+  std::lock_guard lock(crm.mutex);
+  std::size_t n = 0;
+  for (const auto& s : sent) n += crm.arrived.count(s.id);
+  return n;
+}
+
+// Runs the job against a started server and waits until the CRM has every acknowledged action.
+void measure(Figures& f, Crm& crm, int port, int pid, const std::string& prefix, const Options& o) {
+  crm.reset();
+  auto load = closed_loop(port, prefix, "bench", o);
+  f.at_crm_when_load_stopped = static_cast<long>(count_arrived(crm, load.acknowledged));
+  auto deadline = load.stop + std::chrono::microseconds(static_cast<long>(o.drain_seconds * 1e6));
+  while (Clock::now() < deadline) {
+    if (crm.count.load() >= static_cast<long>(load.acknowledged.size()) &&
+        count_arrived(crm, load.acknowledged) == load.acknowledged.size())
+      break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  f.ran = true;
+  f.acknowledged = static_cast<long>(load.acknowledged.size());
+  f.rejected = load.rejected;
+  f.failed = load.failed;
+  f.first_rejection = load.first_rejection;
+  f.acknowledged_rate =
+      static_cast<double>(f.acknowledged) / seconds_between(load.start, load.stop);
+  std::vector<double> ack, to_crm;
+  Clock::time_point last = load.start;
+  {
+    std::lock_guard lock(crm.mutex);
+    for (const auto& s : load.acknowledged) {
+      ack.push_back(std::chrono::duration<double, std::milli>(s.answered - s.sent).count());
+      auto it = crm.arrived.find(s.id);
+      if (it == crm.arrived.end()) continue;
+      ++f.at_crm;
+      last = std::max(last, it->second);
+      to_crm.push_back(std::chrono::duration<double, std::milli>(it->second - s.sent).count());
+    }
+  }
+  f.all_at_crm = f.at_crm == f.acknowledged;
+  f.until_all_at_crm = seconds_between(load.start, last);
+  f.sustained = f.until_all_at_crm > 0 ? static_cast<double>(f.at_crm) / f.until_all_at_crm : 0;
+  f.ack_p50 = percentile(ack, 50);
+  f.ack_p99 = percentile(ack, 99);
+  f.crm_p50 = percentile(to_crm, 50);
+  f.crm_p99 = percentile(to_crm, 99);
+  f.peak_rss_kb = status_kb(pid, "VmHWM:");
+}
+
+Figures run_bridge(Crm& crm, const std::string& dir, const Options& o) {
+  Figures f;
+  f.name = "callbridge";
+  std::string config = dir + "/bridge.yaml";
+  {
+    std::ofstream out(config);
+    out << "server:\n  listen: 127.0.0.1:0\n  tokens: [\"" << kToken
+        << "\"]\n  threads: " << o.connections + 8 << "\n  keep_alive_max_count: 1000000\n"
+        << "storage:\n  path: " << dir << "/journal.db\n";
+    if (o.workers > 0) out << "dispatcher:\n  workers: " << o.workers << "\n";
+    out << "rules:\n  - name: to-crm\n    event: bench\n"
+        << "    when: { code: \"{TEL}\", pattern: '/^0\\d{9,10}$/' }\n"
+        << "    request:\n      method: POST\n      url: http://127.0.0.1:" << crm.port
+        << "/k/v1/record.json\n      headers: { Content-Type: application/json }\n"
+        << "      body: '{\"app\":1,\"record\":{\"call\":{\"value\":\"{ID}\"},"
+        << "\"tel\":{\"value\":\"{TEL}\"}}}'\n";
+  }
+  Child bridge({o.binary, "serve", "-c", config}, [](const std::string& log) {
+    auto at = log.find("\"port\":\"");
+    if (log.find("\"listening\"") == std::string::npos || at == std::string::npos) return 0;
+    return std::atoi(log.c_str() + at + 8);
+  });
+  if (bridge.port == 0) {
+    std::fprintf(stderr, "the bridge did not start (%s):\n%s\n", o.binary.c_str(),
+                 bridge.log.c_str());
+    return f;
+  }
+  measure(f, crm, bridge.port, bridge.pid, "B-", o);
+  if (o.no_rule_run) {
+    // The same client against events no rule listens to: durable intake alone, the yardstick of
+    // the issue's target for sustained actions.
+    auto load = closed_loop(bridge.port, "R-", "bench.norule", o);
+    f.no_rule_rate =
+        static_cast<double>(load.acknowledged.size()) / seconds_between(load.start, load.stop);
+    f.peak_rss_kb = status_kb(bridge.pid, "VmHWM:");
+  }
+  return f;
+}
+
+std::string read_all(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+std::string nodered_version(const std::string& nodered_dir) {
+  std::string pkg = read_all(nodered_dir + "/node_modules/node-red/package.json");
+  auto at = pkg.find("\"version\"");
+  if (at == std::string::npos) return "?";
+  auto q1 = pkg.find('"', pkg.find(':', at));
+  return pkg.substr(q1 + 1, pkg.find('"', q1 + 1) - q1 - 1);
+}
+
+Figures run_nodered(Crm& crm, const std::string& dir, const Options& o) {
+  Figures f;
+  f.name = "Node-RED " + nodered_version(o.nodered_dir);
+  namespace fs = std::filesystem;
+  std::string user_dir = dir + "/nodered";
+  fs::create_directories(user_dir);
+  fs::copy_file(o.nodered_dir + "/flow.json", user_dir + "/flows.json");
+  std::string crm_url = "http://127.0.0.1:" + std::to_string(crm.port) + "/k/v1/record.json";
+  // env(1) sets the variables and execs node in the same process, so the pid is Node-RED's.
+  Child nodered(
+      {"env", "CALLBRIDGE_BENCH_CRM_URL=" + crm_url, "CALLBRIDGE_BENCH_TOKEN=" + kToken, o.node,
+       fs::absolute(o.nodered_dir + "/node_modules/node-red/red.js").string(), "-u", user_dir, "-s",
+       fs::absolute(o.nodered_dir + "/settings.js").string(), "-p", "0"},
+      [](const std::string& log) {
+        const std::string running = "Server now running at http://127.0.0.1:";
+        auto at = log.find(running);
+        if (at == std::string::npos || log.find("Started flows") == std::string::npos) return 0;
+        return std::atoi(log.c_str() + at + running.size());
+      });
+  if (nodered.port == 0) {
+    std::fprintf(stderr, "Node-RED did not start (run scripts/setup --bench):\n%s\n",
+                 nodered.log.c_str());
+    return f;
+  }
+  measure(f, crm, nodered.port, nodered.pid, "N-", o);
+  return f;
+}
+
+std::string thousands(double v) {
+  std::string digits = std::to_string(static_cast<long>(v + 0.5));
+  for (int i = static_cast<int>(digits.size()) - 3; i > 0; i -= 3)
+    digits.insert(static_cast<std::size_t>(i), ",");
+  return digits;
+}
+
+void row(const char* measure, const std::string& bridge, const std::string& peer,
+         const std::string& ratio) {
+  std::printf("| %s | %s | %s | %s |\n", measure, bridge.c_str(), peer.c_str(), ratio.c_str());
+}
+
+std::string ratio(double a, double b) {
+  if (b <= 0) return "";
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.2fx", a / b);
+  return buf;
+}
+
+std::string ms(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, v < 10 ? "%.2f ms" : v < 100 ? "%.1f ms" : "%.0f ms", v);
+  return buf;
+}
+
+void print(const Figures& b, const Figures& n, const Options& o) {
+  std::printf(
+      "\njob: one rule (regex gate on the caller number, POST of a kintone-style record to the "
+      "CRM on loopback), %d connections, closed loop, %.0f s each, one after the other\n\n",
+      o.connections, o.seconds);
+  std::printf("| measure | %s | %s | callbridge / Node-RED |\n|---|---|---|---|\n", b.name.c_str(),
+              n.name.c_str());
+  row("acknowledged events/s", thousands(b.acknowledged_rate), thousands(n.acknowledged_rate),
+      ratio(b.acknowledged_rate, n.acknowledged_rate));
+  auto rejected = [](const Figures& f) {
+    std::string s = thousands(static_cast<double>(f.rejected));
+    if (f.failed > 0) s += " (+" + thousands(static_cast<double>(f.failed)) + " unanswered)";
+    return s;
+  };
+  row("rejected", rejected(b), rejected(n), "");
+  auto at_stop = [](const Figures& f) {
+    return thousands(static_cast<double>(f.at_crm_when_load_stopped)) + " of " +
+           thousands(static_cast<double>(f.acknowledged));
+  };
+  row("actions at the CRM when the load stopped", at_stop(b), at_stop(n), "");
+  auto sustained = [](const Figures& f) {
+    char buf[160];
+    std::snprintf(buf, sizeof buf, "%s (%s%s in %.1f s)", thousands(f.sustained).c_str(),
+                  f.all_at_crm ? "" : "only ", thousands(static_cast<double>(f.at_crm)).c_str(),
+                  f.until_all_at_crm);
+    return std::string(buf);
+  };
+  row("sustained actions/s", sustained(b), sustained(n), ratio(b.sustained, n.sustained));
+  row("acknowledgement p50 / p99", ms(b.ack_p50) + " / " + ms(b.ack_p99),
+      ms(n.ack_p50) + " / " + ms(n.ack_p99), "");
+  row("event to CRM p50 / p99", ms(b.crm_p50) + " / " + ms(b.crm_p99),
+      ms(n.crm_p50) + " / " + ms(n.crm_p99), "");
+  row("peak RSS", thousands(static_cast<double>(b.peak_rss_kb) / 1024.0) + " MB",
+      thousands(static_cast<double>(n.peak_rss_kb) / 1024.0) + " MB",
+      ratio(static_cast<double>(b.peak_rss_kb), static_cast<double>(n.peak_rss_kb)));
+  if (b.no_rule_rate > 0)
+    std::printf(
+        "\ncallbridge durable intake of events no rule listens to, same client: %s ev/s; "
+        "sustained actions / that: %.1f %%\n",
+        thousands(b.no_rule_rate).c_str(), 100.0 * b.sustained / b.no_rule_rate);
+  for (const auto* f : {&b, &n})
+    if (!f->first_rejection.empty())
+      std::printf("%s, first rejection: %s\n", f->name.c_str(), f->first_rejection.c_str());
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Options o;
+  CLI::App app{"callbridge-bench-peer: callbridge and Node-RED 4 doing the same job in one run"};
+  app.add_option("--binary", o.binary, "the callbridge executable")->capture_default_str();
+  app.add_option("--nodered-dir", o.nodered_dir,
+                 "the folder with flow.json, settings.js and node_modules/node-red")
+      ->capture_default_str();
+  app.add_option("--node", o.node, "the Node.js executable")->capture_default_str();
+  app.add_option("--connections", o.connections, "client connections")->capture_default_str();
+  app.add_option("--seconds", o.seconds, "length of each load")->capture_default_str();
+  app.add_option("--drain-seconds", o.drain_seconds,
+                 "how long to wait after the load for the CRM to have every action")
+      ->capture_default_str();
+  app.add_option("--workers", o.workers, "dispatcher.workers of the bridge (0: its default)")
+      ->capture_default_str();
+  app.add_option("--first", o.first, "which side runs first")
+      ->check(CLI::IsMember({"callbridge", "nodered"}))
+      ->capture_default_str();
+  app.add_option("--no-rule-run", o.no_rule_run,
+                 "also measure the bridge's intake of events no rule listens to")
+      ->capture_default_str();
+  CLI11_PARSE(app, argc, argv);
+  signal(SIGPIPE, SIG_IGN);
+
+  char dir_template[] = "/tmp/callbridge-peer-XXXXXX";
+  std::string dir = mkdtemp(dir_template);
+  Crm crm;
+  Figures bridge, nodered;
+  if (o.first == "callbridge") {
+    bridge = run_bridge(crm, dir, o);
+    nodered = run_nodered(crm, dir, o);
+  } else {
+    nodered = run_nodered(crm, dir, o);
+    bridge = run_bridge(crm, dir, o);
+  }
+  std::filesystem::remove_all(dir);
+  if (!bridge.ran || !nodered.ran) return 1;
+  print(bridge, nodered, o);
+  return 0;
+}
