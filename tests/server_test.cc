@@ -1,6 +1,10 @@
 // `callbridge serve` end to end: the real binary, real HTTP, the fake kintone, kill -9.
+#include <arpa/inet.h>
 #include <httplib.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <catch2/catch.hpp>
@@ -211,11 +215,17 @@ TEST_CASE("a CRM that is down gets every action once it is back", "[server][retr
 
 TEST_CASE("a CRM that refuses connections is retried by default until it is up",
           "[server][retry]") {
-  int port;
-  {
-    FakeKintone probe;  // learn a free port, then leave it closed
-    port = probe.port();
-  }
+  // A port bound but not listening refuses connections, and no other test running in parallel
+  // can take it before the CRM comes up on it.
+  int reserved = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);  // not in the bridge
+  REQUIRE(reserved >= 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  REQUIRE(::bind(reserved, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+  socklen_t length = sizeof addr;
+  REQUIRE(::getsockname(reserved, reinterpret_cast<sockaddr*>(&addr), &length) == 0);
+  int port = ntohs(addr.sin_port);
   Bridge bridge;
   std::string rule =
       replace_all(kRecordRule, "{KINTONE}", "http://127.0.0.1:" + std::to_string(port));
@@ -237,6 +247,7 @@ TEST_CASE("a CRM that refuses connections is retried by default until it is up",
     }
     REQUIRE(failed_once);
   }
+  ::close(reserved);
   FakeKintone kintone(port);
   REQUIRE(kintone.port() == port);
   kintone.add_app(1, "record_no");
