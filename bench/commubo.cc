@@ -24,6 +24,7 @@
 #include <thread>
 #include <vector>
 
+#include "record_sink.h"
 #include "tests/fakes/fake_kintone.h"
 #include "tests/fakes/subprocess.h"
 
@@ -45,14 +46,6 @@ struct Options {
   double hung_seconds = 10;
   int deadline_ms = 500;
 };
-
-double percentile(std::vector<double> v, double p) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  std::size_t i =
-      std::min(v.size() - 1, static_cast<std::size_t>(p / 100.0 * static_cast<double>(v.size())));
-  return v[i];
-}
 
 std::string tel_of(int i) {
   char buf[16];
@@ -151,7 +144,8 @@ RunResult drive(int port, int rate, double seconds, TelOf tel) {
 
 void report(const char* what, const RunResult& r) {
   std::printf("%s: %zu answers  p50 %.2f ms  p99 %.2f ms  p99.9 %.2f ms  max %.2f ms  statuses:",
-              what, r.ms.size(), percentile(r.ms, 50), percentile(r.ms, 99), percentile(r.ms, 99.9),
+              what, r.ms.size(), bench::percentile(r.ms, 50), bench::percentile(r.ms, 99),
+              bench::percentile(r.ms, 99.9),
               r.ms.empty() ? 0.0 : *std::max_element(r.ms.begin(), r.ms.end()));
   for (auto [status, count] : r.statuses) std::printf(" %d x%ld", status, count);
   std::printf("  transport failures: %ld\n", r.failures);

@@ -20,6 +20,8 @@
 #include <thread>
 #include <vector>
 
+#include "record_sink.h"
+
 using Clock = std::chrono::steady_clock;
 
 namespace {
@@ -33,14 +35,6 @@ struct Options {
   bool fsync = true;
   int workers = 16;
 };
-
-double percentile(std::vector<double> v, double p) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  std::size_t i =
-      std::min(v.size() - 1, static_cast<std::size_t>(p / 100.0 * static_cast<double>(v.size())));
-  return v[i];
-}
 
 long rss_kb(int pid, const char* field) {
   std::ifstream in("/proc/" + std::to_string(pid) + "/status");
@@ -97,41 +91,6 @@ void write_script(const std::string& path, const std::string& event, const std::
       << "[\"Authorization\"]=\"Bearer " << token << "\"}, body)\n"
       << "end\n";
 }
-
-// The CRM: records when each call's request arrived.
-struct Sink {
-  httplib::Server server;
-  std::thread thread;
-  int port = 0;
-  std::mutex mutex;
-  std::map<std::string, Clock::time_point> arrived;
-  std::atomic<long> count{0};
-  Sink() {
-    server.new_task_queue = [] { return new httplib::ThreadPool(32); };
-    server.set_tcp_nodelay(true);
-    server.set_keep_alive_max_count(100000);
-    server.Post("/k/v1/record.json", [this](const httplib::Request& req, httplib::Response& res) {
-      auto now = Clock::now();
-      auto at = req.body.find("\"value\":\"");
-      std::string id = at == std::string::npos
-                           ? ""
-                           : req.body.substr(at + 9, req.body.find('"', at + 9) - at - 9);
-      {
-        std::lock_guard lock(mutex);
-        arrived.emplace(id, now);
-      }
-      ++count;
-      res.set_content(R"({"id":"1","revision":"1"})", "application/json");
-    });
-    port = server.bind_to_any_port("127.0.0.1");
-    thread = std::thread([this] { server.listen_after_bind(); });
-    while (!server.is_running()) std::this_thread::yield();
-  }
-  ~Sink() {
-    server.stop();
-    thread.join();
-  }
-};
 
 struct BridgeProcess {
   int pid = -1;
@@ -219,7 +178,7 @@ int main(int argc, char** argv) {
                 r.p99.c_str(), r.errors.c_str());
   }
 
-  Sink sink;
+  bench::RecordSink sink;
   std::string config = dir + "/bench.yaml";
   std::ofstream(config) << "server:\n  listen: 127.0.0.1:0\n  tokens: [\"" << token
                         << "\"]\n  threads: " << o.connections + 8
@@ -336,8 +295,8 @@ int main(int argc, char** argv) {
     std::printf(
         "event -> CRM request at %d ev/s (%zu events): p50 %.2f ms  p99 %.2f ms  p99.9 %.2f ms  "
         "max %.2f ms\n",
-        o.rate, ms.size(), percentile(ms, 50), percentile(ms, 99), percentile(ms, 99.9),
-        ms.empty() ? 0.0 : *std::max_element(ms.begin(), ms.end()));
+        o.rate, ms.size(), bench::percentile(ms, 50), bench::percentile(ms, 99),
+        bench::percentile(ms, 99.9), ms.empty() ? 0.0 : *std::max_element(ms.begin(), ms.end()));
   }
   std::printf("bridge peak RSS:   %9ld KiB (now %ld KiB)\n", rss_kb(bridge.pid, "VmHWM:"),
               rss_kb(bridge.pid, "VmRSS:"));

@@ -26,6 +26,8 @@
 #include <unordered_map>
 #include <vector>
 
+#include "record_sink.h"
+
 using Clock = std::chrono::steady_clock;
 
 namespace {
@@ -44,14 +46,6 @@ struct Options {
 
 const std::string kToken = "bench-token-0123456789abcdef";
 
-double percentile(std::vector<double> v, double p) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  std::size_t i =
-      std::min(v.size() - 1, static_cast<std::size_t>(p / 100.0 * static_cast<double>(v.size())));
-  return v[i];
-}
-
 long status_kb(int pid, const char* field) {
   std::ifstream in("/proc/" + std::to_string(pid) + "/status");
   std::string line;
@@ -63,46 +57,6 @@ long status_kb(int pid, const char* field) {
 double seconds_between(Clock::time_point a, Clock::time_point b) {
   return std::chrono::duration<double>(b - a).count();
 }
-
-// The CRM: answers like kintone's record.json and records when each call's request arrived.
-struct Crm {
-  httplib::Server server;
-  std::thread thread;
-  int port = 0;
-  std::mutex mutex;
-  std::unordered_map<std::string, Clock::time_point> arrived;
-  std::atomic<long> count{0};
-  Crm() {
-    server.new_task_queue = [] { return new httplib::ThreadPool(32); };
-    server.set_tcp_nodelay(true);
-    server.set_keep_alive_max_count(1000000);
-    server.Post("/k/v1/record.json", [this](const httplib::Request& req, httplib::Response& res) {
-      auto now = Clock::now();
-      auto at = req.body.find("\"value\":\"");
-      std::string id = at == std::string::npos
-                           ? ""
-                           : req.body.substr(at + 9, req.body.find('"', at + 9) - at - 9);
-      {
-        std::lock_guard lock(mutex);
-        arrived.emplace(std::move(id), now);
-      }
-      ++count;
-      res.set_content(R"({"id":"1","revision":"1"})", "application/json");
-    });
-    port = server.bind_to_any_port("127.0.0.1");
-    thread = std::thread([this] { server.listen_after_bind(); });
-    while (!server.is_running()) std::this_thread::yield();
-  }
-  ~Crm() {
-    server.stop();
-    thread.join();
-  }
-  void reset() {
-    std::lock_guard lock(mutex);
-    arrived.clear();
-    count = 0;
-  }
-};
 
 // A server under test as a child process; `ready` reads its log and returns the port it listens
 // on once it is ready to serve, 0 before.
@@ -227,7 +181,7 @@ struct Figures {
   double no_rule_rate = 0;  // the bridge's durable intake of events no rule listens to
 };
 
-std::size_t count_arrived(Crm& crm, const std::vector<Sent>& sent) {
+std::size_t count_arrived(bench::RecordSink& crm, const std::vector<Sent>& sent) {
   std::lock_guard lock(crm.mutex);
   std::size_t n = 0;
   for (const auto& s : sent) n += crm.arrived.count(s.id);
@@ -235,7 +189,8 @@ std::size_t count_arrived(Crm& crm, const std::vector<Sent>& sent) {
 }
 
 // Runs the job against a started server and waits until the CRM has every acknowledged action.
-void measure(Figures& f, Crm& crm, int port, int pid, const std::string& prefix, const Options& o) {
+void measure(Figures& f, bench::RecordSink& crm, int port, int pid, const std::string& prefix,
+             const Options& o) {
   crm.reset();
   auto load = closed_loop(port, prefix, "bench", o);
   f.at_crm_when_load_stopped = static_cast<long>(count_arrived(crm, load.acknowledged));
@@ -269,14 +224,14 @@ void measure(Figures& f, Crm& crm, int port, int pid, const std::string& prefix,
   f.all_at_crm = f.at_crm == f.acknowledged;
   f.until_all_at_crm = seconds_between(load.start, last);
   f.sustained = f.until_all_at_crm > 0 ? static_cast<double>(f.at_crm) / f.until_all_at_crm : 0;
-  f.ack_p50 = percentile(ack, 50);
-  f.ack_p99 = percentile(ack, 99);
-  f.crm_p50 = percentile(to_crm, 50);
-  f.crm_p99 = percentile(to_crm, 99);
+  f.ack_p50 = bench::percentile(ack, 50);
+  f.ack_p99 = bench::percentile(ack, 99);
+  f.crm_p50 = bench::percentile(to_crm, 50);
+  f.crm_p99 = bench::percentile(to_crm, 99);
   f.peak_rss_kb = status_kb(pid, "VmHWM:");
 }
 
-Figures run_bridge(Crm& crm, const std::string& dir, const Options& o) {
+Figures run_bridge(bench::RecordSink& crm, const std::string& dir, const Options& o) {
   Figures f;
   f.name = "callbridge";
   std::string config = dir + "/bridge.yaml";
@@ -330,7 +285,7 @@ std::string nodered_version(const std::string& nodered_dir) {
   return pkg.substr(q1 + 1, pkg.find('"', q1 + 1) - q1 - 1);
 }
 
-Figures run_nodered(Crm& crm, const std::string& dir, const Options& o) {
+Figures run_nodered(bench::RecordSink& crm, const std::string& dir, const Options& o) {
   Figures f;
   f.name = "Node-RED " + nodered_version(o.nodered_dir);
   namespace fs = std::filesystem;
@@ -456,7 +411,7 @@ int main(int argc, char** argv) {
 
   char dir_template[] = "/tmp/callbridge-peer-XXXXXX";
   std::string dir = mkdtemp(dir_template);
-  Crm crm;
+  bench::RecordSink crm;
   Figures bridge, nodered;
   if (o.first == "callbridge") {
     bridge = run_bridge(crm, dir, o);

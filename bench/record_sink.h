@@ -1,0 +1,68 @@
+// What the benchmark drivers share: a CRM stand-in that answers like kintone's record.json and
+// records when each call's request arrived (the record's first "value" names the call), and the
+// percentile of a sample.
+#pragma once
+
+#include <httplib.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+namespace bench {
+
+inline double percentile(std::vector<double> v, double p) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  std::size_t i =
+      std::min(v.size() - 1, static_cast<std::size_t>(p / 100.0 * static_cast<double>(v.size())));
+  return v[i];
+}
+
+struct RecordSink {
+  using Clock = std::chrono::steady_clock;
+  httplib::Server server;
+  std::thread thread;
+  int port = 0;
+  std::mutex mutex;
+  std::unordered_map<std::string, Clock::time_point> arrived;
+  std::atomic<long> count{0};
+
+  RecordSink() {
+    server.new_task_queue = [] { return new httplib::ThreadPool(32); };
+    server.set_tcp_nodelay(true);
+    server.set_keep_alive_max_count(1000000);
+    server.Post("/k/v1/record.json", [this](const httplib::Request& req, httplib::Response& res) {
+      auto now = Clock::now();
+      auto at = req.body.find("\"value\":\"");
+      std::string id = at == std::string::npos
+                           ? ""
+                           : req.body.substr(at + 9, req.body.find('"', at + 9) - at - 9);
+      {
+        std::lock_guard lock(mutex);
+        arrived.emplace(std::move(id), now);
+      }
+      ++count;
+      res.set_content(R"({"id":"1","revision":"1"})", "application/json");
+    });
+    port = server.bind_to_any_port("127.0.0.1");
+    thread = std::thread([this] { server.listen_after_bind(); });
+    while (!server.is_running()) std::this_thread::yield();
+  }
+  ~RecordSink() {
+    server.stop();
+    thread.join();
+  }
+  void reset() {
+    std::lock_guard lock(mutex);
+    arrived.clear();
+    count = 0;
+  }
+};
+
+}  // namespace bench
