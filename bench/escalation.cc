@@ -12,7 +12,7 @@
 #include <thread>
 
 #include "bridge/intake.h"
-#include "bridge/journal.h"
+#include "bridge/journal/journal.h"
 #include "connectors/escalation/dialer.h"
 #include "connectors/escalation/engine.h"
 #include "connectors/escalation/store.h"

@@ -4,7 +4,7 @@
 #include <cstdint>
 #include <string>
 
-#include "bridge/journal.h"
+#include "bridge/journal/journal.h"
 #include "connectors/http/http_client.h"
 #include "rules/engine.h"
 

@@ -21,7 +21,8 @@
 #include "bridge/event_input.h"
 #include "bridge/history.h"
 #include "bridge/intake.h"
-#include "bridge/journal.h"
+#include "bridge/journal/journal.h"
+#include "bridge/journal/sqlite/sqlite_journal.h"
 #include "bridge/log.h"
 #include "bridge/server.h"
 #include "bridge/systemd.h"
@@ -184,7 +185,9 @@ http::ClientOptions client_options(const rules::Config& config) {
 
 std::unique_ptr<bridge::Journal> open_journal(const rules::Config& config) {
   std::string error;
-  auto journal = bridge::Journal::open({config.storage.path, config.storage.fsync, 512}, error);
+  bridge::JournalOptions options(config.storage.path, config.storage.fsync, 512);
+  options.event_scoped = bridge::JournalStore::event_scoped_keys();
+  auto journal = bridge::Journal::open(options, error);
   if (!journal)
     std::cerr << config.storage.path << ": error: cannot open journal: " << error << "\n";
   return journal;
@@ -411,7 +414,7 @@ int journal_check(const std::string& path) {
   auto config = load_or_report(path, std::cerr);
   if (!config) return kBadConfig;
   const std::string& file = config->storage.path;
-  auto problems = bridge::Journal::check(file);
+  auto problems = bridge::SqliteJournal::check(file);
   if (problems.empty()) {
     std::cout << "ok\n";
     return kOk;

@@ -427,8 +427,7 @@ Dispatcher::StepResult Dispatcher::step(EventWork& work, Clock::time_point& retr
       default:
         break;
     }
-    if (state == ActionState::dead || state == ActionState::unknown ||
-        state == ActionState::failed || state == ActionState::http_error)
+    if (is_failure(state))
       log_limited("action:" + rule.name, LogLevel::warn, "action did not succeed",
                   {{"rule", rule.name},
                    {"call_id", work.stored.call_id},

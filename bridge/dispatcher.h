@@ -14,7 +14,7 @@
 #include <unordered_map>
 #include <vector>
 
-#include "bridge/journal.h"
+#include "bridge/journal/journal.h"
 #include "bridge/metrics.h"
 #include "connectors/http/http_client.h"
 #include "rules/config.h"

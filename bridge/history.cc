@@ -68,8 +68,9 @@ std::string call_history(Journal& journal, const std::string& call_id, bool& fou
       ev["actions"].push_back(std::move(aj));
     }
     // What services noted about the event (a commubo answer, a chain it started).
-    for (const auto& [key, value] : journal.kv_scan(rules::kEventNotes, e.event_id + "/"))
-      ev["notes"][key.substr(e.event_id.size() + 1)] = parse_or_string(value);
+    std::string prefix = rules::event_notes_prefix(e.event_id);
+    for (const auto& [key, value] : journal.kv_scan(rules::kEventNotes, prefix))
+      ev["notes"][key.substr(prefix.size())] = parse_or_string(value);
     out["events"].push_back(std::move(ev));
   }
   auto vars = journal.call_vars(call_id);

@@ -4,7 +4,7 @@
 #include <cstdint>
 #include <string>
 
-#include "bridge/journal.h"
+#include "bridge/journal/journal.h"
 #include "rules/secrets.h"
 
 namespace callbridge::bridge {

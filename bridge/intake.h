@@ -3,7 +3,7 @@
 #pragma once
 
 #include "bridge/dispatcher.h"
-#include "bridge/journal.h"
+#include "bridge/journal/journal.h"
 #include "bridge/metrics.h"
 #include "rules/host.h"
 
@@ -38,6 +38,12 @@ class Intake final : public rules::EventSink {
 class JournalStore final : public rules::KeyValueStore {
  public:
   explicit JournalStore(Journal& journal) : journal_(journal) {}
+
+  // The namespaces whose keys belong to an event (rules::kEventNotes), for
+  // JournalOptions::event_scoped: the journal prunes them with the event's call.
+  static std::vector<EventScopedKeys> event_scoped_keys() {
+    return {{std::string(rules::kEventNotes), rules::event_notes_prefix}};
+  }
   bool put(std::string_view ns, std::string_view key, std::string_view value,
            std::string& error) override {
     return journal_.kv_put(ns, key, value, error);

@@ -9,7 +9,7 @@
 
 #include "bridge/dispatcher.h"
 #include "bridge/intake.h"
-#include "bridge/journal.h"
+#include "bridge/journal/journal.h"
 #include "bridge/metrics.h"
 #include "rules/host.h"
 

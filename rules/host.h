@@ -20,10 +20,19 @@ namespace callbridge::rules {
 
 struct Config;
 
-// Durable on return (group-committed with the journal). Namespaces keep connectors apart.
-// Namespace `event.notes` with key "<event_id>/<name>" (a JSON value) is shown in the call's
-// history under the event's "notes" and pruned with the call.
+// Namespace `event.notes`: a note about one event (a JSON value) under the key
+// event_note_key(event_id, name). The call's history shows it under the event's "notes"; it is
+// pruned with the call (the bridge declares the namespace's keys as the event's to the journal).
 inline constexpr std::string_view kEventNotes = "event.notes";
+// "<event_id>/": every key of the event's notes starts with it.
+inline std::string event_notes_prefix(std::string_view event_id) {
+  return std::string(event_id) + "/";
+}
+inline std::string event_note_key(std::string_view event_id, std::string_view name) {
+  return event_notes_prefix(event_id) + std::string(name);
+}
+
+// Durable on return (group-committed with the journal). Namespaces keep connectors apart.
 class KeyValueStore {
  public:
   virtual ~KeyValueStore() = default;

@@ -11,7 +11,7 @@
 #include "bridge/dispatcher.h"
 #include "bridge/history.h"
 #include "bridge/intake.h"
-#include "bridge/journal.h"
+#include "bridge/journal/journal.h"
 #include "bridge/server.h"
 #include "rules/action.h"
 #include "rules/config_reader.h"

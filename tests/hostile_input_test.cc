@@ -15,7 +15,7 @@
 #include <vector>
 
 #include "bridge/connection_gate.h"
-#include "bridge/journal.h"
+#include "bridge/journal/journal.h"
 #include "tests/fakes/bridge_harness.h"
 
 using namespace callbridge::testing;

@@ -5,7 +5,7 @@
 #include <utility>
 #include <vector>
 
-#include "bridge/journal.h"
+#include "bridge/journal/journal.h"
 #include "tests/fakes/subprocess.h"
 
 using namespace callbridge::bridge;

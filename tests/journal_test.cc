@@ -1,4 +1,4 @@
-#include "bridge/journal.h"
+#include "bridge/journal/journal.h"
 
 #include <atomic>
 #include <catch2/catch.hpp>

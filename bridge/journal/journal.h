@@ -1,0 +1,179 @@
+// The journal: every accepted event, every rule attempt, each call's variables and the
+// connectors' key-value state. An interface with one implementation today (SQLite, see
+// bridge/journal/sqlite/); docs/reliability.md ("The journal") is the contract a backend keeps.
+// Writes are durable on return and group-committed: concurrent callers share one transaction.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace callbridge::bridge {
+
+enum class JournalBackend { sqlite };
+
+// Key-value entries that belong to one event: every key of namespace `ns` that belongs to the
+// event starts with `key_prefix(event_id)`. The journal knows no key layout; the namespace's
+// owner says where an event's keys are, and prune deletes them with the event's call.
+struct EventScopedKeys {
+  std::string ns;
+  std::function<std::string(std::string_view event_id)> key_prefix;
+};
+
+struct JournalOptions {
+  // {path, fsync_each_commit, max_batch}, the rest set by name.
+  JournalOptions(std::string path = "callbridge.db", bool fsync_each_commit = true,
+                 std::size_t max_batch = 512)
+      : path(std::move(path)), fsync_each_commit(fsync_each_commit), max_batch(max_batch) {}
+
+  std::string path;        // SQLite: the database file
+  bool fsync_each_commit;  // synchronous=FULL; false: NORMAL (survives a process crash only)
+  std::size_t max_batch;   // writes per transaction at most
+  JournalBackend backend = JournalBackend::sqlite;
+  std::vector<EventScopedKeys> event_scoped;  // pruned with their event's call
+};
+
+enum class EventState { pending, done, dead };
+// started: sent or about to be sent, no outcome yet. unknown: interrupted after a
+// non-idempotent request may have reached the server. retrying: failed, another attempt is
+// due. dead: retries exhausted (dead letter).
+enum class ActionState {
+  started,
+  retrying,
+  succeeded,
+  http_error,
+  failed,
+  skipped,
+  unknown,
+  dead,
+  replayed
+};
+
+// The outcomes that count as a failed action (history's failed_actions, `history --failures`,
+// the dispatcher's warning). Backends build their queries from this list.
+inline constexpr ActionState kFailureStates[] = {ActionState::http_error, ActionState::failed,
+                                                 ActionState::unknown, ActionState::dead};
+bool is_failure(ActionState state);
+
+std::string_view to_string(EventState state);
+std::string_view to_string(ActionState state);
+std::optional<EventState> event_state_from(std::string_view text);
+std::optional<ActionState> action_state_from(std::string_view text);
+
+struct StoredEvent {
+  std::int64_t seq = 0;  // arrival order, global
+  std::string event_id;  // "ev-<seq>" style public ID
+  std::string call_id;
+  std::string event;                // canonical event name
+  std::string body;                 // the event as JSON (see bridge/event_input.h)
+  std::int64_t received_at_ms = 0;  // unix epoch milliseconds
+  EventState state = EventState::pending;
+};
+
+// The public ID of the event with sequence number `seq`.
+std::string event_id_of(std::int64_t seq);
+
+struct ActionRecord {
+  std::int64_t event_seq = 0;
+  std::string rule;
+  int attempt = 1;
+  ActionState state = ActionState::started;
+  std::int64_t started_at_ms = 0;
+  std::int64_t finished_at_ms = 0;
+  std::string gate;     // why it ran
+  std::string request;  // rendered request as JSON, secrets already redacted
+  int status = 0;       // HTTP status, 0 when none
+  std::int64_t latency_us = 0;
+  std::string extracted;  // JSON object of RESPONSE_* set by this attempt
+  std::string error;
+};
+
+struct CallSummary {
+  std::string call_id;
+  std::int64_t first_at_ms = 0, last_at_ms = 0;
+  int events = 0, failed_actions = 0, pending_events = 0;
+};
+
+// What prune does, in this order, in one transaction. Every backend runs exactly these steps,
+// each one statement or function, so that they delete the same rows.
+enum class PruneStep {
+  select_calls,       // calls whose last event is older than the cutoff and none still pending
+  delete_actions,     // the attempts of their events
+  delete_event_keys,  // the key-value entries of their events (JournalOptions::event_scoped)
+  delete_events,      // their events
+  delete_calls,       // their variables
+};
+inline constexpr PruneStep kPruneSteps[] = {PruneStep::select_calls, PruneStep::delete_actions,
+                                            PruneStep::delete_event_keys, PruneStep::delete_events,
+                                            PruneStep::delete_calls};
+std::string_view to_string(PruneStep step);
+
+class Journal {
+ public:
+  // Opens or creates the configured backend's journal; nullptr with `error` set when it cannot.
+  static std::unique_ptr<Journal> open(const JournalOptions& options, std::string& error);
+  virtual ~Journal() = default;
+
+  // Durable on return (or nullopt with `error`, e.g. disk full or database locked).
+  virtual std::optional<StoredEvent> append_event(const std::string& call_id,
+                                                  const std::string& event, const std::string& body,
+                                                  std::string& error) = 0;
+
+  // An event that no rule listens to, appended already finished: in the same transaction the
+  // call's variables become `defaults`, then the call's current variables, then `vars`, each
+  // patched over the previous (JSON objects). Durable on return.
+  virtual std::optional<StoredEvent> append_finished_event(
+      const std::string& call_id, const std::string& event, const std::string& body,
+      const std::string& defaults_json, const std::string& vars_json, std::string& error) = 0;
+
+  // Records an attempt (insert or replace on event_seq+rule+attempt). Durable on return.
+  virtual bool record_action(const ActionRecord& action, std::string& error) = 0;
+
+  // The same, queued for the next group commit without waiting: for records whose loss in a
+  // crash changes nothing (a skipped gate is evaluated again on recovery).
+  virtual void record_action_later(ActionRecord action) = 0;
+
+  // Marks the event finished and stores the call's variables (JSON object) in one transaction.
+  virtual bool finish_event(std::int64_t seq, EventState state, const std::string& call_id,
+                            const std::string& vars_json, std::string& error) = 0;
+
+  // Reads, from any thread; they do not wait for the group commit.
+  virtual std::vector<StoredEvent> pending_events() = 0;                         // by seq
+  virtual std::vector<ActionRecord> actions_of(std::int64_t event_seq) = 0;      // in record order
+  virtual std::optional<std::string> call_vars(const std::string& call_id) = 0;  // JSON object
+  virtual std::vector<StoredEvent> events_of_call(const std::string& call_id) = 0;  // by seq
+  // Newest first (by last event); failures_only: calls with an action in kFailureStates.
+  virtual std::vector<CallSummary> recent_calls(std::size_t limit, bool failures_only) = 0;
+  virtual std::vector<ActionRecord> dead_actions(std::size_t limit) = 0;  // dead or unknown
+  virtual std::optional<StoredEvent> event(std::int64_t seq) = 0;
+
+  // Runs kPruneSteps for calls whose last event is older than `older_than`: how many calls.
+  virtual std::size_t prune(std::chrono::system_clock::time_point older_than) = 0;
+
+  // Connector state (rules::KeyValueStore): durable on return, group-committed like the rest.
+  virtual bool kv_put(std::string_view ns, std::string_view key, std::string_view value,
+                      std::string& error) = 0;
+  virtual void kv_put_later(std::string_view ns, std::string_view key, std::string_view value) = 0;
+  virtual bool kv_erase(std::string_view ns, std::string_view key, std::string& error) = 0;
+  virtual std::optional<std::string> kv_get(std::string_view ns, std::string_view key) = 0;
+  // Keys of `ns` that start with `prefix`, in key order (bytewise).
+  virtual std::vector<std::pair<std::string, std::string>> kv_scan(
+      std::string_view ns, std::string_view prefix = {}) = 0;
+
+  // Whether the journal's last commit worked; `reason` says why not. While it does not, asks
+  // for a small write now and then to find out when it works again.
+  virtual bool writable(std::string& reason) = 0;
+
+  // Statistics for /metrics.
+  virtual std::uint64_t commits() const = 0;
+  virtual std::uint64_t failed_later_writes() const = 0;  // queued writes that did not commit
+  virtual std::chrono::microseconds last_commit_time() const = 0;
+};
+
+}  // namespace callbridge::bridge

@@ -1,0 +1,80 @@
+#include "bridge/journal/sqlite/schema.h"
+
+namespace callbridge::bridge::sqlite {
+
+namespace {
+
+struct Migration {
+  int version;      // PRAGMA user_version once it ran
+  const char* sql;  // idempotent: a journal without a version may already hold some of it
+};
+
+// Version 1: events in arrival order, each rule's attempts, each call's variables, and the
+// connectors' key-value state.
+constexpr const char* kVersion1 = R"sql(
+CREATE TABLE IF NOT EXISTS events (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT,
+  call_id TEXT NOT NULL,
+  event TEXT NOT NULL,
+  body TEXT NOT NULL,
+  received_at INTEGER NOT NULL,
+  state TEXT NOT NULL,
+  finished_at INTEGER
+);
+CREATE INDEX IF NOT EXISTS events_by_call ON events (call_id, seq);
+CREATE INDEX IF NOT EXISTS events_by_state ON events (state, seq);
+CREATE TABLE IF NOT EXISTS actions (
+  event_seq INTEGER NOT NULL,
+  rule TEXT NOT NULL,
+  attempt INTEGER NOT NULL,
+  state TEXT NOT NULL,
+  started_at INTEGER,
+  finished_at INTEGER,
+  gate TEXT,
+  request TEXT,
+  status INTEGER,
+  latency_us INTEGER,
+  extracted TEXT,
+  error TEXT,
+  PRIMARY KEY (event_seq, rule, attempt)
+);
+CREATE INDEX IF NOT EXISTS actions_by_state ON actions (state);
+CREATE TABLE IF NOT EXISTS calls (
+  call_id TEXT PRIMARY KEY,
+  vars TEXT NOT NULL,
+  updated_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS kv (
+  ns TEXT NOT NULL,
+  key TEXT NOT NULL,
+  value TEXT NOT NULL,
+  updated_at INTEGER NOT NULL,
+  PRIMARY KEY (ns, key)
+) WITHOUT ROWID;
+)sql";
+
+constexpr Migration kMigrations[] = {{1, kVersion1}};
+static_assert(kMigrations[std::size(kMigrations) - 1].version == kSchemaVersion);
+
+}  // namespace
+
+bool migrate(Connection& db, std::string& error) {
+  int version = 0;
+  {
+    Statement s(db, "PRAGMA user_version");
+    if (s.step() == SQLITE_ROW) version = static_cast<int>(s.integer(0));
+  }
+  if (version > kSchemaVersion) {
+    error = "journal schema " + std::to_string(version) + " is newer than this callbridge";
+    return false;
+  }
+  for (const Migration& m : kMigrations) {
+    if (m.version <= version) continue;
+    if (!exec(db.db(), m.sql, error)) return false;
+    std::string set = "PRAGMA user_version=" + std::to_string(m.version);
+    if (!exec(db.db(), set.c_str(), error)) return false;
+  }
+  return true;
+}
+
+}  // namespace callbridge::bridge::sqlite
