@@ -20,6 +20,13 @@ bool is_final(ActionState state) {
   return state != ActionState::started && state != ActionState::retrying;
 }
 
+// When a recovered event was received, on the steady clock: its journaled wall-clock time
+// moved by how long ago that was (never after `now`).
+Clock::time_point received_at(const StoredEvent& event, Clock::time_point now) {
+  std::int64_t ago_ms = std::max<std::int64_t>(unix_ms_now() - event.received_at_ms, 0);
+  return now - std::chrono::milliseconds(ago_ms);
+}
+
 }  // namespace
 
 RetryDecision decide_retry(const rules::Rule& rule, const rules::RetryPolicy& policy,
@@ -88,6 +95,7 @@ std::chrono::milliseconds backoff_delay(const rules::RetryPolicy& policy, int at
 struct Dispatcher::EventWork {
   StoredEvent stored;
   Clock::time_point accepted;
+  std::optional<Backlog::Entry> in_backlog;  // its place in metrics_.backlog until it finishes
   bool recovered = false;
   bool prepared = false;
   bool first_request_seen = false;
@@ -133,6 +141,7 @@ void Dispatcher::submit(StoredEvent event, std::shared_ptr<rules::EventObserver>
   work->stored = std::move(event);
   work->observer = std::move(observer);
   work->accepted = Clock::now();
+  work->in_backlog = metrics_.backlog.add(work->accepted);
   enqueue(std::move(work));
 }
 
@@ -143,6 +152,7 @@ std::size_t Dispatcher::recover() {
     auto work = std::make_unique<EventWork>();
     work->stored = std::move(event);
     work->accepted = Clock::now();
+    work->in_backlog = metrics_.backlog.add(received_at(work->stored, work->accepted));
     work->recovered = true;
     enqueue(std::move(work));
   }
@@ -237,6 +247,7 @@ void Dispatcher::worker_loop() {
     --running_steps_;
     queue.busy = false;
     if (result == StepResult::done) {
+      if (work->in_backlog) metrics_.backlog.finish(*work->in_backlog);
       queue.events.pop_front();
       in_flight_.fetch_sub(1);
       if (queue.events.empty())
@@ -299,6 +310,7 @@ bool Dispatcher::prepare(EventWork& work) {
         unknown.error = "interrupted after the request may have been sent; not repeated";
         if (!journal_.record_action(unknown, error)) return false;
         metrics_.actions_unknown++;
+        metrics_.actions_completed++;
         ++work.next;
         continue;
       }
@@ -427,6 +439,7 @@ Dispatcher::StepResult Dispatcher::step(EventWork& work, Clock::time_point& retr
       default:
         break;
     }
+    if (state != ActionState::skipped) metrics_.actions_completed++;
     if (is_failure(state))
       log_limited("action:" + rule.name, LogLevel::warn, "action did not succeed",
                   {{"rule", rule.name},

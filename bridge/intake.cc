@@ -33,7 +33,8 @@ std::optional<rules::SubmittedEvent> Intake::accept(const rules::EventInput& eve
   }
   if (!dispatcher_.reserve()) {
     metrics_.rejected_busy++;
-    rejection = {503, "busy", "too many events waiting; retry later"};
+    rejection = {503, "busy", "too many events waiting; retry later",
+                 static_cast<int>(metrics_.backlog.retry_after(dispatcher_.depth()).count())};
     return std::nullopt;
   }
   auto stored = journal_.append_event(event.call_id, event.event, event_to_json_text(event), error);

@@ -37,6 +37,24 @@ void Histogram::render(std::string& out, const std::string& name, const std::str
   out += line;
 }
 
+void Metrics::render_backlog(std::string& out) const {
+  out +=
+      "# HELP callbridge_actions_completed_total Actions that reached a final outcome: "
+      "succeeded, http_error, failed, unknown or dead (not skipped, not retried). Its rate is the "
+      "drain rate.\n"
+      "# TYPE callbridge_actions_completed_total counter\n"
+      "callbridge_actions_completed_total " +
+      std::to_string(actions_completed.load()) + "\n";
+  char line[128];
+  std::snprintf(line, sizeof line, "callbridge_backlog_oldest_seconds %.3f\n",
+                backlog.oldest_seconds());
+  out +=
+      "# HELP callbridge_backlog_oldest_seconds Age of the oldest accepted event not yet "
+      "finished; 0 when none.\n"
+      "# TYPE callbridge_backlog_oldest_seconds gauge\n" +
+      std::string(line);
+}
+
 std::string Metrics::render() const {
   std::string out =
       "# HELP callbridge_build_info The running build: version and commit.\n"
@@ -71,6 +89,7 @@ std::string Metrics::render() const {
   counter("callbridge_actions_total", "", "{outcome=\"retried\"}", actions_retried.load(), false);
   counter("callbridge_actions_total", "", "{outcome=\"unknown\"}", actions_unknown.load(), false);
   counter("callbridge_actions_total", "", "{outcome=\"dead\"}", actions_dead.load(), false);
+  render_backlog(out);
   out +=
       "# HELP callbridge_action_latency_seconds Request sent to response received.\n"
       "# TYPE callbridge_action_latency_seconds histogram\n";

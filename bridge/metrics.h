@@ -8,6 +8,8 @@
 #include <functional>
 #include <string>
 
+#include "bridge/backlog.h"
+
 namespace callbridge::bridge {
 
 class Histogram {
@@ -31,10 +33,14 @@ struct Metrics {
   // Actions by final outcome of an attempt.
   std::atomic<std::uint64_t> actions_succeeded{0}, actions_http_error{0}, actions_failed{0},
       actions_skipped{0}, actions_retried{0}, actions_unknown{0}, actions_dead{0};
+  // Actions that will not be tried again and did run: succeeded, http_error, failed, unknown,
+  // dead (not skipped, not retried). Its rate is the drain rate.
+  std::atomic<std::uint64_t> actions_completed{0};
   std::atomic<std::uint64_t> events_processed{0};
   Histogram action_latency;    // request sent to response
   Histogram event_to_request;  // event accepted to its first request sent
   Histogram intake_latency;    // request received to 202 (includes the journal commit)
+  Backlog backlog;             // unfinished accepted events: the oldest one's age, the drain rate
 
   // Gauges read at render time.
   std::function<std::int64_t()> queue_depth;
@@ -43,6 +49,9 @@ struct Metrics {
   std::function<double()> journal_last_commit_seconds;
 
   std::string render() const;
+
+ private:
+  void render_backlog(std::string& out) const;
 };
 
 }  // namespace callbridge::bridge

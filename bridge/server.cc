@@ -227,7 +227,7 @@ struct BridgeServer::Impl {
     Intake::Rejection rejection;
     auto submitted = intake.accept(*event, nullptr, rejection);
     if (!submitted) {
-      res.set_header("Retry-After", "1");
+      res.set_header("Retry-After", std::to_string(rejection.retry_after_seconds));
       return send_error(res, rejection.status, rejection.code, rejection.message);
     }
     nlohmann::ordered_json body;

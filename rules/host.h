@@ -71,6 +71,7 @@ struct SubmitRejection {
   int status = 0;
   std::string code;
   std::string message;
+  int retry_after_seconds = 1;  // the Retry-After to answer with
 };
 
 class EventSink {

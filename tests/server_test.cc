@@ -8,6 +8,7 @@
 
 #include <atomic>
 #include <catch2/catch.hpp>
+#include <cstdlib>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <thread>
@@ -398,7 +399,10 @@ TEST_CASE("a full queue answers 503 with Retry-After", "[server][backpressure]")
     REQUIRE(r);
     if (r->status == 503) {
       ++busy;
-      CHECK(r->get_header_value("Retry-After") == "1");
+      // Derived from the backlog and the drain rate (tests [backlog]), within 1 to 30 s.
+      int retry_after = std::atoi(r->get_header_value("Retry-After").c_str());
+      CHECK(retry_after >= 1);
+      CHECK(retry_after <= 30);
       CHECK(error_code(r) == "busy");
     }
   }

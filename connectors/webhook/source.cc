@@ -461,8 +461,8 @@ void WebhookService::handle(const WebhookSource& source, const rules::HttpReques
     rejection = {503, "journal_unavailable", e.what()};
   }
   if (!submitted) {
-    // Both reasons are temporary: the platform should deliver again after a second.
-    response.headers.emplace_back("Retry-After", "1");
+    // Both reasons are temporary: the platform should deliver again after Retry-After.
+    response.headers.emplace_back("Retry-After", std::to_string(rejection.retry_after_seconds));
     return reject(rejection.status >= 400 ? rejection.status : 503,
                   rejection.code.empty() ? "journal_unavailable" : rejection.code,
                   rejection.message.empty() ? "the event could not be stored" : rejection.message);
