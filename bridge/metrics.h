@@ -1,4 +1,5 @@
-// Counters and histograms for /metrics (Prometheus text format). Lock-free on the hot path.
+// Counters and histograms for /metrics (Prometheus text format). Lock-free on the hot path
+// but for the backlog's one short lock per event accepted and finished.
 #pragma once
 
 #include <array>
