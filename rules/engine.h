@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "connectors/http/http_client.h"
+#include "http/http_client.h"
 #include "rules/config.h"
 
 namespace callbridge::rules {

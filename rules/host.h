@@ -12,7 +12,7 @@
 #include <utility>
 #include <vector>
 
-#include "connectors/http/http_client.h"
+#include "http/http_client.h"
 #include "rules/engine.h"
 #include "rules/input.h"
 

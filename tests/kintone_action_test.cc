@@ -5,7 +5,7 @@
 #include <regex>
 #include <sstream>
 
-#include "connectors/http/http_client.h"
+#include "http/http_client.h"
 #include "connectors/kintone/action.h"
 #include "connectors/kintone/register.h"
 #include "connectors/kintone/service.h"
