@@ -5,7 +5,7 @@
 #include <string>
 
 #include "bridge/journal/journal.h"
-#include "connectors/http/http_client.h"
+#include "http/http_client.h"
 #include "rules/engine.h"
 
 namespace callbridge::bridge {

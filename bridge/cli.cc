@@ -16,21 +16,23 @@
 #include "bridge/action_record.h"
 #include "bridge/command_format.h"
 #include "bridge/completion.h"
-#include "bridge/connectors.h"
 #include "bridge/dispatcher.h"
 #include "bridge/event_input.h"
 #include "bridge/history.h"
 #include "bridge/intake.h"
 #include "bridge/journal/journal.h"
 #include "bridge/journal/sqlite/sqlite_journal.h"
-#include "bridge/log.h"
 #include "bridge/server.h"
 #include "bridge/systemd.h"
 #include "bridge/version.h"
+#include "log/log.h"
 #include "rules/action.h"
 #include "rules/config.h"
+#include "rules/config_reader.h"
 #include "rules/config_schema.h"
 #include "rules/engine.h"
+#include "rules/printable.h"
+#include "rules/registry.h"
 
 namespace callbridge {
 
@@ -38,12 +40,18 @@ namespace {
 
 constexpr int kOk = 0, kRuntimeFailure = 1, kBadConfig = 2;
 
+// The connectors main() passed in (bridge/connectors.cc); the core alone until then.
+const rules::Registry* g_registry = &rules::core_registry();
+const rules::Registry& connector_registry() {
+  return *g_registry;
+}
+
 // `checking`: a file being checked (validate, simulate) rather than run; its warnings and notes
 // are shown, and an unset ${NAME} is a warning unless `strict_env`.
 std::optional<rules::Config> load_or_report(const std::string& path, std::ostream& err,
                                             bool checking = false, bool strict_env = true) {
   rules::LoadResult result =
-      rules::load_config_file(path, rules::process_env, bridge::connector_registry(),
+      rules::load_config_file(path, rules::process_env, connector_registry(),
                               strict_env ? rules::UnsetEnv::error : rules::UnsetEnv::warning);
   std::vector<rules::Diagnostic> shown = result.errors;
   if (checking) shown.insert(shown.end(), result.notes.begin(), result.notes.end());
@@ -134,8 +142,7 @@ int simulate(const std::string& path, const std::vector<std::string>& event_file
       for (const auto& rule : config->rules->all())
         if (rule.name == o.rule && rule.action)
           std::cout << "   " << rule.action_key << ": " << rule.action->describe() << "\n";
-      bool http = o.request && (o.request->url.rfind("http://", 0) == 0 ||
-                                o.request->url.rfind("https://", 0) == 0);
+      bool http = o.request && rules::is_http_url(o.request->url);
       if (o.request && o.request->url.rfind("response://", 0) == 0)
         std::cout << "   local response (no request is sent)\n";
       else if (http)
@@ -205,14 +212,13 @@ void supervise(const std::string& path, bool have_file, bridge::ConfigHolder& ho
       std::size_t pruned =
           journal.prune(std::chrono::system_clock::now() - std::chrono::hours(24 * days));
       if (pruned > 0)
-        bridge::log(bridge::LogLevel::info, "pruned old calls",
-                    {{"calls", std::to_string(pruned)}});
+        log::write(log::Level::info, "pruned old calls", {{"calls", std::to_string(pruned)}});
     }
     timespec timeout{1, 0};
     int sig = sigtimedwait(&signals, nullptr, &timeout);
     if (sig == SIGTERM || sig == SIGINT) {
-      bridge::log(bridge::LogLevel::info, "shutting down",
-                  {{"signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"}});
+      log::write(log::Level::info, "shutting down",
+                 {{"signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"}});
       return;
     }
     if (sig != SIGHUP) continue;
@@ -220,33 +226,33 @@ void supervise(const std::string& path, bool have_file, bridge::ConfigHolder& ho
       // Renewed certificates apply to new connections, whatever the rules' fate.
       std::string error;
       if (server.reload_tls(error))
-        bridge::log(bridge::LogLevel::info, "TLS certificate reloaded");
+        log::write(log::Level::info, "TLS certificate reloaded");
       else
-        bridge::log(bridge::LogLevel::error, "TLS certificate reload rejected; keeping the old one",
-                    {{"error", error}});
+        log::write(log::Level::error, "TLS certificate reload rejected; keeping the old one",
+                   {{"error", error}});
     }
     if (!have_file) {
-      bridge::log(bridge::LogLevel::warn, "SIGHUP ignored: running on embedded defaults");
+      log::write(log::Level::warn, "SIGHUP ignored: running on embedded defaults");
       continue;
     }
     rules::LoadResult result =
-        rules::load_config_file(path, rules::process_env, bridge::connector_registry());
+        rules::load_config_file(path, rules::process_env, connector_registry());
     if (!result.config) {
       for (const auto& d : result.errors)
-        bridge::log(bridge::LogLevel::error, "reload rejected", {{"error", d.format()}});
-      bridge::log(bridge::LogLevel::warn, "keeping the rules in force");
+        log::write(log::Level::error, "reload rejected", {{"error", d.format()}});
+      log::write(log::Level::warn, "keeping the rules in force");
       continue;
     }
     auto current = holder.get();
     if (result.config->server.listen != current->server.listen ||
         result.config->storage.path != current->storage.path)
-      bridge::log(bridge::LogLevel::warn, "server and storage changes take effect on restart");
+      log::write(log::Level::warn, "server and storage changes take effect on restart");
     auto fresh = std::make_shared<rules::Config>(std::move(*result.config));
     fresh->server = current->server;  // listen, tokens and pool are bound at start
     fresh->storage = current->storage;
     std::size_t count = fresh->rules->all().size();
     holder.set(std::move(fresh));
-    bridge::log(bridge::LogLevel::info, "rules reloaded", {{"rules", std::to_string(count)}});
+    log::write(log::Level::info, "rules reloaded", {{"rules", std::to_string(count)}});
   }
 }
 
@@ -258,8 +264,8 @@ int serve(const std::string& path, bool path_given) {
     if (!loaded) return kBadConfig;
     config = std::move(*loaded);
   } else {
-    bridge::log(bridge::LogLevel::info, "no configuration file: running on embedded defaults",
-                {{"looked_for", path}});
+    log::write(log::Level::info, "no configuration file: running on embedded defaults",
+               {{"looked_for", path}});
   }
   // Signals go to the supervisor only; every thread started below inherits the mask.
   sigset_t signals;
@@ -289,7 +295,7 @@ int serve(const std::string& path, bool path_given) {
   rules::Host host{store,    intake,
                    client,   routes,
                    services, {config.server.max_json_depth, config.server.max_expanded_bytes}};
-  for (const auto& factory : bridge::connector_registry().services())
+  for (const auto& factory : connector_registry().services())
     if (auto service = factory.make(config, host)) services.add(factory.name, std::move(service));
   dispatcher.set_services(&services);
   std::size_t recovered = dispatcher.recover();
@@ -300,19 +306,19 @@ int serve(const std::string& path, bool path_given) {
   bridge::BridgeServer server(holder, *journal, dispatcher, metrics, intake, routes, &services);
   std::string error;
   if (!server.bind(config.server.listen, error)) {
-    bridge::log(bridge::LogLevel::error, "cannot start", {{"error", error}});
+    log::write(log::Level::error, "cannot start", {{"error", error}});
     for (const auto& [name, service] : services.all()) service->stop();
     dispatcher.stop(std::chrono::milliseconds(0));
     return kRuntimeFailure;
   }
   std::thread http_thread([&] { server.run(); });
-  bridge::log(bridge::LogLevel::info, "listening",
-              {{"listen", config.server.listen},
-               {"scheme", server.tls() ? "https" : "http"},
-               {"port", std::to_string(server.port())},
-               {"journal", config.storage.path},
-               {"rules", std::to_string(config.rules->all().size())},
-               {"recovered_events", std::to_string(recovered)}});
+  log::write(log::Level::info, "listening",
+             {{"listen", config.server.listen},
+              {"scheme", server.tls() ? "https" : "http"},
+              {"port", std::to_string(server.port())},
+              {"journal", config.storage.path},
+              {"rules", std::to_string(config.rules->all().size())},
+              {"recovered_events", std::to_string(recovered)}});
   // The journal is open and the listening socket bound: connections are accepted from now on.
   bridge::notify_service_manager("READY=1\nSTATUS=listening on port " +
                                  std::to_string(server.port()));
@@ -325,88 +331,23 @@ int serve(const std::string& path, bool path_given) {
   for (const auto& [name, service] : services.all()) service->stop();
   if (!dispatcher.stop(holder.get()->dispatcher.shutdown_grace)) {
     // Unfinished actions stay journaled as started and follow the retry rules on restart.
-    bridge::log(bridge::LogLevel::warn, "grace period over; pending work resumes on restart",
-                {{"in_flight", std::to_string(dispatcher.depth())}});
+    log::write(log::Level::warn, "grace period over; pending work resumes on restart",
+               {{"in_flight", std::to_string(dispatcher.depth())}});
     std::fflush(nullptr);
     _exit(0);
   }
-  bridge::log(bridge::LogLevel::info, "stopped",
-              {{"unfinished_events", std::to_string(dispatcher.depth())}});
+  log::write(log::Level::info, "stopped",
+             {{"unfinished_events", std::to_string(dispatcher.depth())}});
   return kOk;
 }
 
-// POST /v1/kintone/directory/sync?wait=1 on the bridge the configuration describes.
-// `base_url` empty: http:// and server.listen (a wildcard address as loopback).
-int directory_sync(const std::string& path, std::string base_url) {
+// A connector's subcommand: its configuration loaded and checked, the outbound client set up.
+int run_command(const rules::Command& command, const std::string& path,
+                const std::map<std::string, std::string>& options) {
   auto config = load_or_report(path, std::cerr);
   if (!config) return kBadConfig;
-  if (base_url.empty()) {
-    std::string host = config->server.listen.substr(0, config->server.listen.rfind(':'));
-    if (host == "0.0.0.0" || host == "[::]") host = "127.0.0.1";
-    base_url = "http://" + host + config->server.listen.substr(config->server.listen.rfind(':'));
-  }
-  while (!base_url.empty() && base_url.back() == '/') base_url.pop_back();
   http::HttpClient client(client_options(*config));
-  http::Request request;
-  request.method = "POST";
-  request.url = base_url + "/v1/kintone/directory/sync?wait=1";
-  if (!config->server.tokens.empty())
-    request.headers.emplace_back("Authorization", "Bearer " + config->server.tokens.front());
-  request.timeout = std::chrono::minutes(10);
-  auto outcome = client.perform(request);
-  if (outcome.kind != http::OutcomeKind::response) {
-    std::cerr << "cannot reach the bridge at " << base_url << ": "
-              << config->secrets->redact(outcome.error) << "\n";
-    return kRuntimeFailure;
-  }
-  std::cout << config->secrets->redact(outcome.body) << "\n";
-  return outcome.ok() ? kOk : kRuntimeFailure;
-}
-
-// `text` with control characters shown as \xNN, so that a stored value cannot drive the terminal
-// (journals written before call IDs were checked may hold ANSI escapes).
-std::string printable(std::string_view text) {
-  std::string out;
-  for (unsigned char c : text) {
-    if (c < 0x20 || c == 0x7f) {
-      char escaped[8];
-      std::snprintf(escaped, sizeof escaped, "\\x%02x", c);
-      out += escaped;
-    } else {
-      out += static_cast<char>(c);
-    }
-  }
-  return out;
-}
-
-// Escalation chains as the escalation service stores them (key-value namespace
-// `escalation.chains`, one JSON document per chain).
-constexpr std::string_view kChains = "escalation.chains";
-
-int chain_history(bridge::Journal& journal, const std::string& chain_id, std::size_t limit) {
-  if (!chain_id.empty()) {
-    auto text = journal.kv_get(kChains, chain_id);
-    if (!text) {
-      std::cerr << "no escalation chain " << chain_id << "\n";
-      return kRuntimeFailure;
-    }
-    std::cout << nlohmann::json::parse(*text, nullptr, false).dump(2) << "\n";
-    return kOk;
-  }
-  std::cout << "CHAIN                                 STATUS     LOOPS  ATTEMPTS  CALL\n";
-  std::size_t shown = 0;
-  for (const auto& [id, text] : journal.kv_scan(kChains)) {
-    if (shown++ >= limit) break;
-    auto j = nlohmann::json::parse(text, nullptr, false);
-    if (!j.is_object()) continue;
-    char line[512];
-    std::snprintf(line, sizeof line, "%-37s %-10s %5s  %8zu  %s\n", id.c_str(),
-                  j.value("status", "").c_str(), j.contains("loop") ? j["loop"].dump().c_str() : "",
-                  j.contains("attempts") && j["attempts"].is_array() ? j["attempts"].size() : 0,
-                  printable(j.value("origin_call_id", "")).c_str());
-    std::cout << line;
-  }
-  return kOk;
+  return command.run({*config, client, options, std::cout, std::cerr});
 }
 
 // `callbridge journal check`: exit 0 and "ok" when the journal is sound, 1 and each problem.
@@ -426,13 +367,25 @@ int journal_check(const std::string& path) {
   return kRuntimeFailure;
 }
 
+// A connector's history view asked for: `--LIST` (listed true) or `--ITEM ID` (id not empty).
+struct ViewRequest {
+  const rules::HistoryView* view = nullptr;
+  bool listed = false;
+  std::string id;
+};
+
 int history(const std::string& path, const std::string& call_id, bool failures, std::size_t limit,
-            bool chains, const std::string& chain_id) {
+            const std::vector<ViewRequest>& views) {
   auto config = load_or_report(path, std::cerr);
   if (!config) return kBadConfig;
   auto journal = open_journal(*config);
   if (!journal) return kRuntimeFailure;
-  if (chains || !chain_id.empty()) return chain_history(*journal, chain_id, limit);
+  for (const auto& v : views) {
+    if (!v.listed && v.id.empty()) continue;
+    bridge::JournalStore store(*journal);
+    if (!v.id.empty()) return v.view->show(store, v.id, std::cout, std::cerr);
+    return v.view->list(store, limit, std::cout, std::cerr);
+  }
   if (!call_id.empty()) {
     bool found = false;
     std::string text = bridge::call_history(*journal, call_id, found, *config->secrets, 2);
@@ -447,9 +400,9 @@ int history(const std::string& path, const std::string& call_id, bool failures, 
   std::cout << "CALL                          LAST EVENT                EVENTS  FAILED  PENDING\n";
   for (const auto& c : calls) {
     char line[256];
-    std::snprintf(line, sizeof line, "%-29s %-25s %6d  %6d  %7d\n", printable(c.call_id).c_str(),
-                  bridge::ms_to_iso(c.last_at_ms).c_str(), c.events, c.failed_actions,
-                  c.pending_events);
+    std::snprintf(line, sizeof line, "%-29s %-25s %6d  %6d  %7d\n",
+                  rules::printable(c.call_id).c_str(), bridge::ms_to_iso(c.last_at_ms).c_str(),
+                  c.events, c.failed_actions, c.pending_events);
     std::cout << line;
   }
   if (failures) {
@@ -458,7 +411,7 @@ int history(const std::string& path, const std::string& call_id, bool failures, 
     for (const auto& a : dead) {
       auto event = journal->event(a.event_seq);
       std::cout << (event ? event->event_id : "?") << "  " << a.rule << "  attempt " << a.attempt
-                << "  " << bridge::to_string(a.state) << "  " << printable(a.error) << "\n";
+                << "  " << bridge::to_string(a.state) << "  " << rules::printable(a.error) << "\n";
     }
   }
   return kOk;
@@ -475,8 +428,8 @@ int replay(const std::string& path, const std::string& event_id, const std::stri
     for (const auto& a : dead) {
       auto event = journal->event(a.event_seq);
       std::cout << (event ? event->event_id : "?") << "  "
-                << (event ? printable(event->call_id) : "?") << "  " << a.rule << "  "
-                << bridge::to_string(a.state) << "  " << printable(a.error) << "\n";
+                << (event ? rules::printable(event->call_id) : "?") << "  " << a.rule << "  "
+                << bridge::to_string(a.state) << "  " << rules::printable(a.error) << "\n";
     }
     if (!list) {
       std::cerr << "choose actions with --event EVENT_ID [--rule NAME], or --all\n";
@@ -536,7 +489,8 @@ int replay(const std::string& path, const std::string& event_id, const std::stri
 
 }  // namespace
 
-int run_cli(int argc, char** argv) {
+int run_cli(int argc, char** argv, const rules::Registry& registry) {
+  g_registry = &registry;
   CLI::App app{"callbridge: a self-hosted CRM/PBX integration bridge", "callbridge"};
   app.require_subcommand(1);
   app.set_version_flag("--version", std::string("callbridge ") + build::kVersion + " (commit " +
@@ -590,20 +544,31 @@ int run_cli(int argc, char** argv) {
   history_cmd->add_flag("--failures", failures,
                         "Only calls with failed actions, and the dead letters");
   history_cmd->add_option("-n,--limit", limit, "How many calls")->capture_default_str();
-  bool chains = false;
-  std::string chain_id;
-  history_cmd->add_flag("--chains", chains, "Escalation chains: status, loops, attempts");
-  history_cmd->add_option("--chain", chain_id,
-                          "One escalation chain in detail (JSON): parameters, messages, attempts");
+  std::vector<ViewRequest> views;
+  views.reserve(registry.history_views().size());
+  for (const auto& view : registry.history_views()) {
+    auto& v = views.emplace_back(ViewRequest{&view, false, {}});
+    history_cmd->add_flag("--" + view.list_flag, v.listed, view.list_help);
+    history_cmd->add_option("--" + view.item_option, v.id, view.item_help);
+  }
 
-  auto* sync_cmd = app.add_subcommand(
-      "directory-sync", "Ask the running bridge to sync the kintone customer directory now");
-  sync_cmd->add_option("-c,--config", config_path, "Configuration file")
-      ->type_name("FILE")
-      ->capture_default_str();
-  std::string bridge_url;
-  sync_cmd->add_option("--url", bridge_url,
-                       "The bridge's base URL (default: http:// and server.listen)");
+  // Connectors' own subcommands, each with -c,--config and its options.
+  struct CommandRequest {
+    const rules::Command* command;
+    CLI::App* app;
+    std::map<std::string, std::string> options;
+  };
+  std::vector<CommandRequest> commands;
+  commands.reserve(registry.commands().size());
+  for (const auto& command : registry.commands()) {
+    auto& c = commands.emplace_back(
+        CommandRequest{&command, app.add_subcommand(command.name, command.help), {}});
+    c.app->add_option("-c,--config", config_path, "Configuration file")
+        ->type_name("FILE")
+        ->capture_default_str();
+    for (const auto& option : command.options)
+      c.app->add_option("--" + option.name, c.options[option.name], option.help);
+  }
 
   auto* replay_cmd = app.add_subcommand("replay", "Re-run dead-lettered actions");
   std::string event_id, rule_name;
@@ -640,7 +605,7 @@ int run_cli(int argc, char** argv) {
     return rc == 0 ? kOk : kBadConfig;
   }
   if (schema_cmd->parsed()) {
-    std::cout << rules::config_schema(bridge::connector_registry()).dump(2) << "\n";
+    std::cout << rules::config_schema(connector_registry()).dump(2) << "\n";
     return kOk;
   }
   if (completion_cmd->parsed()) {
@@ -649,9 +614,14 @@ int run_cli(int argc, char** argv) {
   }
   if (validate_cmd->parsed()) return validate(config_path, strict_env);
   if (serve_cmd->parsed()) return serve(config_path, serve_config->count() > 0);
-  if (history_cmd->parsed())
-    return history(config_path, call_id, failures, limit, chains, chain_id);
-  if (sync_cmd->parsed()) return directory_sync(config_path, bridge_url);
+  if (history_cmd->parsed()) return history(config_path, call_id, failures, limit, views);
+  for (const auto& c : commands) {
+    if (!c.app->parsed()) continue;
+    std::map<std::string, std::string> given;
+    for (const auto& [name, value] : c.options)
+      if (c.app->count("--" + name) > 0) given[name] = value;
+    return run_command(*c.command, config_path, given);
+  }
   if (journal_check_cmd->parsed()) return journal_check(config_path);
   if (replay_cmd->parsed())
     return replay(config_path, event_id, rule_name, replay_all, replay_list);

@@ -4,7 +4,7 @@
 #include <string>
 #include <string_view>
 
-#include "connectors/http/http_client.h"
+#include "http/http_client.h"
 
 namespace callbridge {
 

@@ -7,7 +7,7 @@
 
 #include "bridge/action_record.h"
 #include "bridge/event_input.h"
-#include "bridge/log.h"
+#include "log/log.h"
 #include "rules/engine.h"
 
 namespace callbridge::bridge {
@@ -238,8 +238,8 @@ void Dispatcher::worker_loop() {
     } catch (const std::exception& e) {
       // A bug must not take the bridge down; the event stays pending and is retried.
       std::string what = work->config ? work->config->secrets->redact(e.what()) : e.what();
-      log(LogLevel::error, "event step failed",
-          {{"event_id", work->stored.event_id}, {"error", what}});
+      log::write(log::Level::error, "event step failed",
+                 {{"event_id", work->stored.event_id}, {"error", what}});
       retry_at = Clock::now() + std::chrono::seconds(5);
     }
 
@@ -270,8 +270,8 @@ bool Dispatcher::prepare(EventWork& work) {
   work.engine = std::make_unique<rules::Engine>(work.config->rules, work.config->secrets,
                                                 &transport_, services_);
   if (!input) {
-    log(LogLevel::error, "stored event unreadable",
-        {{"event_id", work.stored.event_id}, {"error", error}});
+    log::write(log::Level::error, "stored event unreadable",
+               {{"event_id", work.stored.event_id}, {"error", error}});
     return false;
   }
   work.call = call_context(journal_, work.stored.call_id, &*input);
@@ -280,8 +280,8 @@ bool Dispatcher::prepare(EventWork& work) {
       try {
         service->enrich(*input, work.call.vars);
       } catch (const std::exception& e) {
-        log_limited("enrich:" + name, LogLevel::error, "service failed to enrich an event",
-                    {{"service", name}, {"error", work.config->secrets->redact(e.what())}});
+        log::write_limited("enrich:" + name, log::Level::error, "service failed to enrich an event",
+                           {{"service", name}, {"error", work.config->secrets->redact(e.what())}});
       }
     }
   }
@@ -329,7 +329,8 @@ bool Dispatcher::record(EventWork& work, const rules::Rule& rule, ActionState st
                                              outcome, started_ms, *work.config->secrets),
                              error))
     return true;
-  log_limited("journal-action", LogLevel::error, "journal write failed", {{"error", error}});
+  log::write_limited("journal-action", log::Level::error, "journal write failed",
+                     {{"error", error}});
   return false;
 }
 
@@ -393,11 +394,11 @@ Dispatcher::StepResult Dispatcher::step(EventWork& work, Clock::time_point& retr
           retry_at = Clock::now() + backoff_delay(policy, work.attempt, response);
           work.call.vars = std::move(before);
           ++work.attempt;
-          log_limited("retry:" + rule.name, LogLevel::warn, "action failed, will retry",
-                      {{"rule", rule.name},
-                       {"call_id", work.stored.call_id},
-                       {"error", work.config->secrets->redact(outcome.error)},
-                       {"attempt", std::to_string(work.attempt - 1)}});
+          log::write_limited("retry:" + rule.name, log::Level::warn, "action failed, will retry",
+                             {{"rule", rule.name},
+                              {"call_id", work.stored.call_id},
+                              {"error", work.config->secrets->redact(outcome.error)},
+                              {"attempt", std::to_string(work.attempt - 1)}});
           return StepResult::wait;
         case RetryDecision::unknown:
           state = ActionState::unknown;
@@ -441,18 +442,19 @@ Dispatcher::StepResult Dispatcher::step(EventWork& work, Clock::time_point& retr
     }
     if (state != ActionState::skipped) metrics_.actions_completed++;
     if (is_failure(state))
-      log_limited("action:" + rule.name, LogLevel::warn, "action did not succeed",
-                  {{"rule", rule.name},
-                   {"call_id", work.stored.call_id},
-                   {"state", std::string(to_string(state))},
-                   {"error", work.config->secrets->redact(outcome.error)}});
+      log::write_limited("action:" + rule.name, log::Level::warn, "action did not succeed",
+                         {{"rule", rule.name},
+                          {"call_id", work.stored.call_id},
+                          {"state", std::string(to_string(state))},
+                          {"error", work.config->secrets->redact(outcome.error)}});
     ++work.next;
     work.attempt = 1;
   }
   std::string error;
   if (!journal_.finish_event(work.stored.seq, EventState::done, work.stored.call_id,
                              variables_to_json(work.call.vars), error)) {
-    log_limited("journal-finish", LogLevel::error, "journal write failed", {{"error", error}});
+    log::write_limited("journal-finish", log::Level::error, "journal write failed",
+                       {{"error", error}});
     return StepResult::wait;
   }
   metrics_.events_processed++;

@@ -16,7 +16,7 @@
 
 #include "bridge/journal/journal.h"
 #include "bridge/metrics.h"
-#include "connectors/http/http_client.h"
+#include "http/http_client.h"
 #include "rules/config.h"
 #include "rules/engine.h"
 #include "rules/host.h"

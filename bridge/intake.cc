@@ -2,14 +2,16 @@
 
 #include "bridge/action_record.h"
 #include "bridge/event_input.h"
-#include "bridge/log.h"
+#include "log/log.h"
 
 namespace callbridge::bridge {
 
 std::nullopt_t Intake::journal_unavailable(const std::string& error, Rejection& rejection) {
   metrics_.rejected_journal++;
-  log_limited("intake-journal", LogLevel::error, "cannot make event durable", {{"error", error}});
-  rejection = {503, "journal_unavailable", "the event could not be made durable; retry later"};
+  log::write_limited("intake-journal", log::Level::error, "cannot make event durable",
+                     {{"error", error}});
+  rejection.set(503, rules::ErrorCode::journal_unavailable,
+                "the event could not be made durable; retry later");
   return std::nullopt;
 }
 
@@ -33,8 +35,9 @@ std::optional<rules::SubmittedEvent> Intake::accept(const rules::EventInput& eve
   }
   if (!dispatcher_.reserve()) {
     metrics_.rejected_busy++;
-    rejection = {503, "busy", "too many events waiting; retry later",
-                 static_cast<int>(metrics_.backlog.retry_after(dispatcher_.depth()).count())};
+    rejection.set(503, rules::ErrorCode::busy, "too many events waiting; retry later");
+    rejection.retry_after_seconds =
+        static_cast<int>(metrics_.backlog.retry_after(dispatcher_.depth()).count());
     return std::nullopt;
   }
   auto stored = journal_.append_event(event.call_id, event.event, event_to_json_text(event), error);

@@ -11,8 +11,9 @@
 #include "bridge/connection_gate.h"
 #include "bridge/event_input.h"
 #include "bridge/history.h"
-#include "bridge/log.h"
 #include "bridge/tls.h"
+#include "log/log.h"
+#include "rules/error_code.h"
 #include "rules/input.h"
 
 namespace callbridge::bridge {
@@ -21,14 +22,11 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-void send_error(httplib::Response& res, int status, std::string_view code,
-                std::string_view message) {
-  nlohmann::ordered_json body;
-  body["error"]["code"] = code;
-  body["error"]["message"] = message;
+using rules::ErrorCode;
+
+void send_error(httplib::Response& res, int status, ErrorCode code, std::string_view message) {
   res.status = status;
-  res.set_content(body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace),
-                  "application/json");
+  res.set_content(rules::error_body(code, message), "application/json");
 }
 
 // Compares without an early exit, so response time says nothing about where a guess went wrong.
@@ -222,13 +220,13 @@ struct BridgeServer::Impl {
     auto event = event_from_json(json, error);
     if (!event) {
       metrics.rejected_invalid++;
-      return send_error(res, 400, "invalid_event", error);
+      return send_error(res, 400, ErrorCode::invalid_event, error);
     }
     Intake::Rejection rejection;
     auto submitted = intake.accept(*event, nullptr, rejection);
     if (!submitted) {
       res.set_header("Retry-After", std::to_string(rejection.retry_after_seconds));
-      return send_error(res, rejection.status, rejection.code, rejection.message);
+      return send_error(res, rejection.status, rejection.error_code(), rejection.message);
     }
     nlohmann::ordered_json body;
     body["event_id"] = submitted->event_id;
@@ -245,7 +243,7 @@ struct BridgeServer::Impl {
       if (!authorized(req)) {
         metrics.rejected_unauthorized++;
         res.set_header("WWW-Authenticate", "Bearer");
-        send_error(res, 401, "unauthorized", "a valid token is required");
+        send_error(res, 401, ErrorCode::unauthorized, "a valid token is required");
         return httplib::Server::HandlerResponse::Handled;
       }
       return httplib::Server::HandlerResponse::Unhandled;
@@ -258,7 +256,7 @@ struct BridgeServer::Impl {
         auto json = rules::parse_json_body(req.body, input_limits(), error);
         if (json.is_discarded()) {
           metrics.rejected_invalid++;
-          return send_error(res, 400, "invalid_json", error);
+          return send_error(res, 400, ErrorCode::invalid_json, error);
         }
         return accept_event(res, std::move(json));
       }
@@ -267,12 +265,12 @@ struct BridgeServer::Impl {
         auto json = event_from_params(req.params, error);
         if (json.is_null()) {
           metrics.rejected_invalid++;
-          return send_error(res, 400, "invalid_encoding", error);
+          return send_error(res, 400, ErrorCode::invalid_encoding, error);
         }
         return accept_event(res, std::move(json));
       }
       metrics.rejected_invalid++;
-      send_error(res, 415, "unsupported_media_type",
+      send_error(res, 415, ErrorCode::unsupported_media_type,
                  "send application/json or application/x-www-form-urlencoded");
     });
 
@@ -281,7 +279,7 @@ struct BridgeServer::Impl {
       auto json = event_from_params(req.params, error);
       if (json.is_null()) {
         metrics.rejected_invalid++;
-        return send_error(res, 400, "invalid_encoding", error);
+        return send_error(res, 400, ErrorCode::invalid_encoding, error);
       }
       accept_event(res, std::move(json));
     });
@@ -292,7 +290,7 @@ struct BridgeServer::Impl {
       std::string call_id = req.matches[1];
       bool found = false;
       std::string history = call_history(journal, call_id, found, *config.get()->secrets);
-      if (!found) return send_error(res, 404, "not_found", "no such call");
+      if (!found) return send_error(res, 404, ErrorCode::not_found, "no such call");
       res.set_content(history, "application/json");
     });
 
@@ -329,24 +327,24 @@ struct BridgeServer::Impl {
       if (!res.body.empty()) return;
       switch (res.status) {
         case 404:
-          send_error(res, 404, "not_found", "no such endpoint");
+          send_error(res, 404, ErrorCode::not_found, "no such endpoint");
           break;
         case 413:
           metrics.rejected_too_large++;
-          send_error(res, 413, "too_large",
+          send_error(res, 413, ErrorCode::too_large,
                      "the request body is larger than server.max_body_bytes");
           break;
         case 405:
-          send_error(res, 405, "method_not_allowed", "method not allowed here");
+          send_error(res, 405, ErrorCode::method_not_allowed, "method not allowed here");
           break;
         default:
-          send_error(res, res.status, "http_error", "request failed");
+          send_error(res, res.status, ErrorCode::http_error, "request failed");
           break;
       }
     });
     server.set_exception_handler(
         [](const httplib::Request&, httplib::Response& res, std::exception_ptr) {
-          send_error(res, 500, "internal", "internal error");
+          send_error(res, 500, ErrorCode::internal, "internal error");
         });
   }
 };
@@ -378,8 +376,8 @@ bool BridgeServer::bind(const std::string& listen, std::string& error) {
       return false;
     }
     impl_->open_access = true;
-    log(LogLevel::warn,
-        "no server.tokens configured: accepting unauthenticated requests on loopback only");
+    log::write(log::Level::warn,
+               "no server.tokens configured: accepting unauthenticated requests on loopback only");
   }
   auto& s = impl_->server;
   GateLimits limits;

@@ -1,7 +1,6 @@
 #include "bridge/systemd.h"
 
 #include <sys/socket.h>
-#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -29,17 +28,6 @@ bool notify_service_manager(std::string_view state) {
                           reinterpret_cast<const sockaddr*>(&address), size);
   ::close(fd);
   return sent == static_cast<ssize_t>(state.size());
-}
-
-bool stderr_is_journal() {
-  const char* stream = std::getenv("JOURNAL_STREAM");
-  if (!stream) return false;
-  unsigned long long device = 0, inode = 0;
-  if (std::sscanf(stream, "%llu:%llu", &device, &inode) != 2) return false;
-  struct stat st {};
-  if (::fstat(STDERR_FILENO, &st) != 0) return false;
-  return static_cast<unsigned long long>(st.st_dev) == device &&
-         static_cast<unsigned long long>(st.st_ino) == inode;
 }
 
 }  // namespace callbridge::bridge

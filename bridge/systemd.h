@@ -1,5 +1,5 @@
-// The two parts of systemd's protocol callbridge speaks, without linking libsystemd: service
-// state notifications (sd_notify(3)) and whether stderr is connected to the journal.
+// systemd's service state notifications (sd_notify(3)), without linking libsystemd. Whether
+// stderr is connected to the journal is the logger's concern (log/log.h).
 #pragma once
 
 #include <string>
@@ -11,9 +11,5 @@ namespace callbridge::bridge {
 // socket when it starts with '@'). False when the variable is unset or the send fails; a bridge
 // not started by systemd simply has no socket.
 bool notify_service_manager(std::string_view state);
-
-// True when stderr is the stream systemd connected to journald: $JOURNAL_STREAM names
-// stderr's device and inode (systemd.exec(5)).
-bool stderr_is_journal();
 
 }  // namespace callbridge::bridge

@@ -5,8 +5,9 @@
 #include <nlohmann/json.hpp>
 
 #include "bridge/connectors.h"
+#include "connectors/webhook/config.h"
+#include "connectors/webhook/service.h"
 #include "connectors/webhook/signature.h"
-#include "connectors/webhook/source.h"
 #include "fuzz/fuzz_input.h"
 #include "tests/fakes/memory_store.h"
 

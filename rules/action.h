@@ -6,7 +6,7 @@
 #include <functional>
 #include <string>
 
-#include "connectors/http/http_client.h"
+#include "http/http_client.h"
 #include "rules/engine.h"
 
 namespace callbridge::rules {

@@ -32,6 +32,8 @@ struct HeaderSpec {
   bool secret = false;  // computed auth headers: always shown as [secret]
 };
 
+class RequestInspector;
+
 struct RequestSpec {
   std::string method = "GET";
   Template url;
@@ -39,6 +41,8 @@ struct RequestSpec {
   std::vector<HeaderSpec> headers;
   Template body;
   std::chrono::milliseconds timeout{10000};
+  // Connectors' inspectors that adapt this request before each send (rules/registry.h).
+  std::vector<std::shared_ptr<const RequestInspector>> inspectors;
 };
 
 // Which failures are tried again, and how often. `on_*` unset: by method (see docs/server.md).
@@ -133,10 +137,12 @@ struct Config {
   // Connector sections by top-level key.
   std::map<std::string, std::shared_ptr<const Section>, std::less<>> sections;
 
+  // The section loaded under `key` as its connector's type; null when absent. The one way a
+  // section is found, here and in ConfigReader while loading.
   template <class T>
-  const T* section(std::string_view key) const {
+  std::shared_ptr<const T> section(std::string_view key) const {
     auto it = sections.find(key);
-    return it == sections.end() ? nullptr : dynamic_cast<const T*>(it->second.get());
+    return it == sections.end() ? nullptr : std::dynamic_pointer_cast<const T>(it->second);
   }
 };
 

@@ -270,9 +270,8 @@ std::optional<std::string> ConfigReader::choice(const YAML::Node& node, const st
   return std::nullopt;
 }
 
-const Section* ConfigReader::section(std::string_view key) const {
-  auto it = sections_.find(key);
-  return it == sections_.end() ? nullptr : it->second.get();
+bool is_http_url(std::string_view url) {
+  return url.rfind("http://", 0) == 0 || url.rfind("https://", 0) == 0;
 }
 
 }  // namespace callbridge::rules

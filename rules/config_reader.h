@@ -35,6 +35,9 @@ class KeyRecorder {
   virtual void required(const YAML::Node& map, const std::string& key) = 0;
 };
 
+// True when `url` starts with http:// or https://, the schemes the outbound client speaks.
+bool is_http_url(std::string_view url);
+
 class ConfigReader {
  public:
   ConfigReader(std::string file, const Template::EnvLookup& env,
@@ -74,13 +77,21 @@ class ConfigReader {
                                     const std::vector<std::string>& allowed);
 
   // Sections already loaded (sections load before rules, in registry order).
-  const Section* section(std::string_view key) const;
+  template <class T>
+  std::shared_ptr<const T> section(std::string_view key) const {
+    auto it = sections_.find(key);
+    return it == sections_.end() ? nullptr : std::dynamic_pointer_cast<const T>(it->second);
+  }
   SecretSet& secrets() { return *secrets_; }
   Template::EnvLookup tracked_env();  // env lookups that register the values as secrets
   // Reports the unset `${NAME}`s that the lookups since the last call met (UnsetEnv::warning);
   // `raw` is the scalar's text.
   void report_unset_env(const YAML::Node& node, std::string_view raw);
   void set_recorder(KeyRecorder* recorder) { recorder_ = recorder; }
+  // Tells the schema recorder, if any, what kind of value `node` holds.
+  void record(const YAML::Node& node, ValueKind::Type type) {
+    if (recorder_) recorder_->kind(node, {type, 0, 0, {}});
+  }
 
  protected:
   // `offset` into a scalar that may span lines (block scalars need the source text).
@@ -96,10 +107,6 @@ class ConfigReader {
   std::vector<Diagnostic> errors_;
   std::map<std::string, std::shared_ptr<const Section>, std::less<>> sections_;
   KeyRecorder* recorder_ = nullptr;
-
-  void record(const YAML::Node& node, ValueKind::Type type) {
-    if (recorder_) recorder_->kind(node, {type, 0, 0, {}});
-  }
 };
 
 // Loads an already parsed document with `recorder` told of every key and value it checks

@@ -227,10 +227,13 @@ std::map<std::string, PathInfo> discover(const Registry& registry) {
   return infos;
 }
 
-// Short descriptions, with the BIZTEL call-action field's Japanese label where one exists.
-// Keys without an entry are described by their kind and bounds.
-const std::map<std::string, std::string>& descriptions() {
-  static const std::map<std::string, std::string> table = {
+// Short descriptions of the core keys, with the BIZTEL call-action field's Japanese label where
+// one exists; connectors add theirs through the registry. Keys without an entry are described by
+// their kind and bounds.
+using Texts = std::map<std::string, std::string>;
+
+Texts descriptions(const Registry& registry) {
+  std::map<std::string, std::string> table = {
       {"server", "The HTTP intake: address, tokens, connection limits."},
       {"server.listen", "HOST:PORT the bridge listens on (port 0: any free port)."},
       {"server.tokens", "Bearer tokens the intake accepts, at least 16 characters each."},
@@ -263,28 +266,13 @@ const std::map<std::string, std::string>& descriptions() {
       {"rules[].request.headers", "リクエストヘッダ: header name to template."},
       {"rules[].request.body", "リクエストボディ: template."},
       {"rules[].request.timeout", "タイムアウト判定: whole seconds."},
-      {"rules[].request.auth", "Computed credentials (kintone token or password, basic, bearer)."},
+      {"rules[].request.auth", "Computed credentials: basic, bearer, or a connector's kind."},
       {"rules[].request.auth.type", "Which credentials are sent."},
       {"rules[].extract", "変数抽出パターン: /pattern/flags with named groups."},
       {"rules[].memo", "メモ: free text, ignored."},
       {"rules[].retry", "Retry policy of this rule (default: dispatcher.retry)."},
-      {"rules[].kintone", "A kintone action: find, get, create, update, upsert, comment, history."},
-      {"rules[].decide", "Answer the commubo callback: status and body."},
-      {"rules[].escalate", "Start an escalation chain: call flow, guidance, parameters."},
-      {"kintone", "kintone connections and the customer directory (docs/kintone.md)."},
-      {"kintone.connections", "Named kintone connections: URL and credentials."},
-      {"kintone.directory", "Customer directory synced from a kintone app for caller lookup."},
-      {"clock", "Time zone and holidays for the NOW_* variables."},
-      {"commubo", "The commubo callback: deadline and default answers (docs/webhooks.md)."},
-      {"webhooks", "Webhook sources: how each PBX's requests become call events."},
-      {"escalation",
-       "Escalation chains: contacts, call flows, guidances, dialer (docs/escalation.md)."},
-      {"escalation.contacts", "連絡先: id, name (表示名), phone (電話番号)."},
-      {"escalation.callflows",
-       "コールフロー: contacts in call order (架電順), loop_limit (最大ループ回数)."},
-      {"escalation.guidances", "ガイダンス: message template and key responses (応答)."},
-      {"escalation.dialer", "How calls are placed: simulate, webhook or pigeon."},
   };
+  for (const auto& [path, text] : registry.descriptions()) table[path] = text;
   return table;
 }
 
@@ -318,15 +306,16 @@ nlohmann::ordered_json scalar_values() {
 }
 
 nlohmann::ordered_json schema_of_kind(const std::map<std::string, PathInfo>& infos,
-                                      const std::string& path, const PathInfo& info);
+                                      const Texts& texts, const std::string& path,
+                                      const PathInfo& info);
 
-nlohmann::ordered_json schema_of(const std::map<std::string, PathInfo>& infos,
+nlohmann::ordered_json schema_of(const std::map<std::string, PathInfo>& infos, const Texts& texts,
                                  const std::string& path) {
   nlohmann::ordered_json out;
   auto it = infos.find(path);
   PathInfo info = it == infos.end() ? PathInfo{} : it->second;
-  auto d = descriptions().find(path);
-  std::string text = d != descriptions().end()      ? d->second
+  auto d = texts.find(path);
+  std::string text = d != texts.end()               ? d->second
                      : !info.known && info.has_keys ? "A mapping."
                                                     : describe_kind(info);
   if (!text.empty()) out["description"] = text;
@@ -335,7 +324,8 @@ nlohmann::ordered_json schema_of(const std::map<std::string, PathInfo>& infos,
     nlohmann::ordered_json object;
     object["type"] = "object";
     nlohmann::ordered_json properties = nlohmann::ordered_json::object();
-    for (const auto& key : info.keys) properties[key] = schema_of(infos, child_path(path, key));
+    for (const auto& key : info.keys)
+      properties[key] = schema_of(infos, texts, child_path(path, key));
     object["properties"] = properties;
     object["additionalProperties"] = false;
     // A name or the inline mapping (a call flow), a mapping or a list of them (delivery_id).
@@ -344,12 +334,12 @@ nlohmann::ordered_json schema_of(const std::map<std::string, PathInfo>& infos,
       PathInfo plain;
       plain.known = true;
       plain.kind = *info.scalar_form;
-      forms.push_back(schema_of_kind(infos, path, plain));
+      forms.push_back(schema_of_kind(infos, texts, path, plain));
     }
     forms.push_back(object);
     if (auto item = infos.find(path + "[]");
         item != infos.end() && (item->second.has_keys || item->second.known))
-      forms.push_back({{"type", "array"}, {"items", schema_of(infos, path + "[]")}});
+      forms.push_back({{"type", "array"}, {"items", schema_of(infos, texts, path + "[]")}});
     if (forms.size() == 1)
       out.update(object);
     else
@@ -360,12 +350,13 @@ nlohmann::ordered_json schema_of(const std::map<std::string, PathInfo>& infos,
     info.known = true;
     info.kind = *info.scalar_form;
   }
-  out.update(schema_of_kind(infos, path, info));
+  out.update(schema_of_kind(infos, texts, path, info));
   return out;
 }
 
 nlohmann::ordered_json schema_of_kind(const std::map<std::string, PathInfo>& infos,
-                                      const std::string& path, const PathInfo& info) {
+                                      const Texts& texts, const std::string& path,
+                                      const PathInfo& info) {
   nlohmann::ordered_json out = nlohmann::ordered_json::object();
   if (!info.known) return out;  // read by the loader without the reader's typed functions
   switch (info.kind.type) {
@@ -397,13 +388,13 @@ nlohmann::ordered_json schema_of_kind(const std::map<std::string, PathInfo>& inf
       break;
     case ValueKind::list:
       out["type"] = "array";
-      out["items"] = schema_of(infos, path + "[]");
+      out["items"] = schema_of(infos, texts, path + "[]");
       break;
     case ValueKind::map:
       out["type"] = "object";
       if (auto any = infos.find(path + ".*");
           any != infos.end() && (any->second.known || any->second.has_keys))
-        out["additionalProperties"] = schema_of(infos, path + ".*");
+        out["additionalProperties"] = schema_of(infos, texts, path + ".*");
       break;
     default:
       out.update(scalar_values());
@@ -414,19 +405,20 @@ nlohmann::ordered_json schema_of_kind(const std::map<std::string, PathInfo>& inf
 
 }  // namespace
 
-std::vector<std::string> described_paths() {
+std::vector<std::string> described_paths(const Registry& registry) {
   std::vector<std::string> out;
-  for (const auto& [path, text] : descriptions()) out.push_back(path);
+  for (const auto& [path, text] : descriptions(registry)) out.push_back(path);
   return out;
 }
 
 nlohmann::ordered_json config_schema(const Registry& registry) {
   auto infos = discover(registry);
+  Texts texts = descriptions(registry);
   nlohmann::ordered_json schema;
   schema["$schema"] = "https://json-schema.org/draft/2020-12/schema";
   schema["$id"] = "file:///usr/share/callbridge/callbridge.schema.json";
   schema["title"] = "callbridge configuration";
-  nlohmann::ordered_json body = schema_of(infos, "");
+  nlohmann::ordered_json body = schema_of(infos, texts, "");
   body["description"] =
       "callbridge.yaml: server, storage, dispatcher, http, rules and the "
       "connectors' sections.";

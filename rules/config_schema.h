@@ -16,7 +16,8 @@ nlohmann::ordered_json config_schema(const Registry& registry);
 // its keys, with `[]` for "any item of the list".
 std::vector<std::string> split_path(const std::string& path);
 
-// The paths that have a written description (the rest are described by kind and bounds).
-std::vector<std::string> described_paths();
+// The paths that have a written description, the core's and the connectors' (the rest are
+// described by kind and bounds).
+std::vector<std::string> described_paths(const Registry& registry);
 
 }  // namespace callbridge::rules

@@ -3,21 +3,11 @@
 #include <algorithm>
 
 #include "rules/action.h"
+#include "rules/registry.h"
 
 namespace callbridge::rules {
 
 namespace {
-
-// kintone reads a GET's parameters from a JSON body, as the RemoTEL examples do, but many HTTP
-// stacks drop GET bodies; kintone documents POST + X-HTTP-Method-Override: GET for exactly this.
-bool is_kintone_api(std::string_view url) {
-  std::size_t scheme = url.find("://");
-  if (scheme == std::string_view::npos) return false;
-  std::size_t path = url.find('/', scheme + 3);
-  if (path == std::string_view::npos) return false;
-  std::string_view p = url.substr(path);
-  return p.rfind("/k/v1/", 0) == 0 || p.rfind("/k/guest/", 0) == 0;
-}
 
 std::string quoted(std::string_view s) {
   return "\"" + std::string(s) + "\"";
@@ -41,6 +31,12 @@ void apply_extract(const Regex& extract, const std::string& body, CallContext& c
 }
 
 }  // namespace
+
+void RuleOutcome::note_undefined(const RenderReport& report) {
+  for (const auto& name : report.undefined)
+    if (std::find(undefined.begin(), undefined.end(), name) == undefined.end())
+      undefined.push_back(name);
+}
 
 std::string_view to_string(RuleStatus status) {
   switch (status) {
@@ -100,11 +96,6 @@ RuleOutcome Engine::run_rule(const Rule& rule, CallContext& call,
                              const BeforeSend& before_send) const {
   RuleOutcome out;
   out.rule = rule.name;
-  auto note_undefined = [&](const RenderReport& report) {
-    for (const auto& name : report.undefined)
-      if (std::find(out.undefined.begin(), out.undefined.end(), name) == out.undefined.end())
-        out.undefined.push_back(name);
-  };
 
   if (rule.when) {
     RenderReport report;
@@ -150,13 +141,9 @@ RuleOutcome Engine::run_rule(const Rule& rule, CallContext& call,
   }
   request.body = spec.body.render(call.vars, report);
   shown.body = spec.body.render(call.vars, report, true);
-  note_undefined(report);
-  if (!spec.pseudo_response && request.method == "GET" && !request.body.empty() &&
-      is_kintone_api(request.url)) {
-    request.method = shown.method = "POST";
-    request.headers.emplace_back("X-HTTP-Method-Override", "GET");
-    shown.headers.emplace_back("X-HTTP-Method-Override", "GET");
-  }
+  out.note_undefined(report);
+  if (!spec.pseudo_response)
+    for (const auto& inspector : spec.inspectors) inspector->adapt(request, shown);
   shown.url = secrets_->redact(shown.url);
   shown.body = secrets_->redact(shown.body);
   for (auto& [name, value] : shown.headers) value = secrets_->redact(value);

@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "connectors/http/http_client.h"
+#include "http/http_client.h"
 #include "rules/config.h"
 
 namespace callbridge::rules {
@@ -50,6 +50,9 @@ struct RuleOutcome {
   // Set by typed actions that know better than the HTTP status whether trying again can help
   // (a kintone 429 applied nothing; a validation error never succeeds). Unset: by status.
   std::optional<bool> retryable;
+
+  // Adds the variables `report` rendered empty to `undefined`, each once.
+  void note_undefined(const RenderReport& report);
 };
 
 class Engine {

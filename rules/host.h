@@ -12,8 +12,9 @@
 #include <utility>
 #include <vector>
 
-#include "connectors/http/http_client.h"
+#include "http/http_client.h"
 #include "rules/engine.h"
+#include "rules/error_code.h"
 #include "rules/input.h"
 
 namespace callbridge::rules {
@@ -69,9 +70,13 @@ struct SubmittedEvent {
 // after Retry-After.
 struct SubmitRejection {
   int status = 0;
-  std::string code;
+  std::string code;  // the JSON name of its ErrorCode; empty while nothing was rejected
   std::string message;
   int retry_after_seconds = 1;  // the Retry-After to answer with
+
+  void set(int status, ErrorCode code, std::string message);
+  // The code by its enum; journal_unavailable while none is set.
+  ErrorCode error_code() const;
 };
 
 class EventSink {
@@ -105,7 +110,7 @@ struct HttpResponse {
   std::vector<std::pair<std::string, std::string>> headers;
 
   // {"error": {"code": CODE, "message": MESSAGE}} with `status`, the bridge's error shape.
-  void error(int status, std::string_view code, std::string_view message);
+  void error(int status, ErrorCode code, std::string_view message);
 };
 
 enum class RouteAuth {
@@ -153,9 +158,13 @@ struct Host {
   KeyValueStore& store;
   EventSink& events;
   http::Transport& transport;
-  std::vector<Route>& routes;  // add the service's endpoints here
+  std::vector<Route>& routes;  // the mounted endpoints; services add theirs with add_route
   const Services& services;    // those created before this one
   InputLimits limits = {};     // bounds every JSON body the service's routes parse
+
+  // Mounts one of `service`'s endpoints. The route keeps the service alive, and an exception
+  // from its handler answers 500 `internal` with the common error body (and is logged).
+  void add_route(std::shared_ptr<Service> service, Route route);
 };
 
 }  // namespace callbridge::rules

@@ -340,7 +340,7 @@ class Loader : public ConfigReader {
         out.method = m;
       }
     }
-    bool json_body = false, form_body = false, kintone_rest = false;
+    bool json_body = false, form_body = false;
     if (auto n = node["headers"]) {
       record(n, ValueKind::map);
       if (!n.IsMap()) {
@@ -384,12 +384,10 @@ class Loader : public ConfigReader {
         if (auto t = template_setting(n, "request.url", Destination::url)) {
           RenderReport report;
           std::string probe = t->render({}, report);
-          if (probe.rfind("http://", 0) != 0 && probe.rfind("https://", 0) != 0) {
+          if (!is_http_url(probe)) {
             error(n, "\"request.url\": must start with http://, https:// or response://");
           }
           out.url = std::move(*t);
-          kintone_rest = is_kintone_rest_path(out.url.probe());
-          if (kintone_rest) protect_query(n, out.url);
         }
       }
     } else {
@@ -405,35 +403,14 @@ class Loader : public ConfigReader {
         Destination d = json_body   ? Destination::json
                         : form_body ? Destination::form
                                     : Destination::text;
-        if (auto t = template_setting(n, "request.body", d)) {
-          out.body = std::move(*t);
-          if (kintone_rest) protect_query(n, out.body);
-        }
+        if (auto t = template_setting(n, "request.body", d)) out.body = std::move(*t);
       }
     }
     if (auto n = node["timeout"]) {
       if (auto v = integer(n, "request.timeout", 1, 300)) out.timeout = std::chrono::seconds(*v);
     }
-  }
-
-  // A kintone REST path: /k/v1/... or /k/guest/SPACE/v1/... (the host may be templated).
-  static bool is_kintone_rest_path(std::string_view url) {
-    std::size_t scheme = url.find("://");
-    if (scheme == std::string_view::npos) return false;
-    std::size_t slash = url.find('/', scheme + 3);
-    if (slash == std::string_view::npos) return false;
-    std::string_view path = url.substr(slash, url.find_first_of("?#", slash) - slash);
-    if (path.rfind("/k/v1/", 0) == 0) return true;
-    if (path.rfind("/k/guest/", 0) != 0) return false;
-    std::size_t space_end = path.find('/', 9);
-    return space_end != std::string_view::npos && space_end > 9 &&
-           path.substr(space_end).rfind("/v1/", 0) == 0;
-  }
-
-  // Placeholders in a kintone query are escaped for its query language; each gets a note.
-  void protect_query(const YAML::Node& node, Template& t) {
-    for (const auto& p : t.protect_kintone_query())
-      note(node, "{" + p.name + "} is escaped for kintone's query language", p.offset);
+    for (const auto& inspector : registry_.request_inspectors())
+      if (inspector->inspect(out, node, *this)) out.inspectors.push_back(inspector);
   }
 
   void load_auth(const YAML::Node& node, RequestSpec& out) {
@@ -441,54 +418,25 @@ class Loader : public ConfigReader {
     auto type_node = required(node, "type", "request.auth");
     if (!type_node) return;
     // The types, known to the schema; an unknown one is reported below with its own wording.
-    const std::vector<std::string> types{"kintone-token", "kintone-password", "basic", "bearer"};
+    std::vector<std::string> types;
+    for (const auto& kind : registry_.auth_kinds()) types.push_back(kind.type);
+    types.insert(types.end(), {"basic", "bearer"});
     if (recorder_) recorder_->kind(type_node, {ValueKind::choice, 0, 0, types});
     auto type = scalar(type_node, "request.auth.type");
     if (!type) return;
-    auto field = [&](const char* key) -> std::optional<std::string> {
-      auto n = node[key];
-      if (!n) {
-        error(node,
-              "\"request.auth\" of type " + *type + " is missing required key \"" + key + "\"");
-        return std::nullopt;
-      }
-      auto v = string_setting(n, std::string("request.auth.") + key);
-      if (v) secrets_->add(*v);
-      return v;
-    };
-    auto add = [&](std::string name, std::string value) {
-      out.headers.push_back({std::move(name), Template::literal(std::move(value), true), true});
-    };
-    if (*type == "kintone-token") {
-      check_keys(node, {"type", "token", "tokens"}, "request.auth");
-      std::vector<std::string> tokens;
-      if (auto n = node["tokens"]; n && n.IsSequence()) {
-        record(n, ValueKind::list);
-        for (const auto& t : n)
-          if (auto v = string_setting(t, "request.auth.tokens")) {
-            secrets_->add(*v);
-            tokens.push_back(*v);
-          }
-      } else if (auto v = field("token")) {
-        tokens.push_back(*v);
-      }
-      std::string joined;
-      for (const auto& t : tokens) joined += (joined.empty() ? "" : ",") + t;
-      if (!tokens.empty()) add("X-Cybozu-API-Token", joined);
-    } else if (*type == "kintone-password") {
-      check_keys(node, {"type", "login", "password"}, "request.auth");
-      auto login = field("login");
-      auto password = field("password");
-      if (login && password) add("X-Cybozu-Authorization", base64_encode(*login + ":" + *password));
-    } else if (*type == "basic") {
-      check_keys(node, {"type", "user", "password"}, "request.auth");
-      auto user = field("user");
-      auto password = field("password");
-      if (user && password) add("Authorization", "Basic " + base64_encode(*user + ":" + *password));
+    AuthReader auth(node, *type, *this, out);
+    if (*type == "basic") {
+      auth.check_keys({"user", "password"});
+      auto user = auth.secret("user");
+      auto password = auth.secret("password");
+      if (user && password)
+        auth.add_header("Authorization", "Basic " + base64_encode(*user + ":" + *password));
     } else if (*type == "bearer") {
-      check_keys(node, {"type", "token"}, "request.auth");
-      if (auto token = field("token")) add("Authorization", "Bearer " + *token);
+      auth.check_keys({"token"});
+      if (auto token = auth.secret("token")) auth.add_header("Authorization", "Bearer " + *token);
     } else {
+      for (const auto& kind : registry_.auth_kinds())
+        if (kind.type == *type) return kind.load(auth);
       error(type_node, "unknown auth type \"" + *type + "\"; known: " + join(types));
     }
   }

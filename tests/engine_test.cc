@@ -4,6 +4,8 @@
 #include <functional>
 #include <mutex>
 
+#include "bridge/connectors.h"
+
 using namespace callbridge;
 using namespace callbridge::rules;
 
@@ -36,7 +38,7 @@ std::optional<std::string> test_env(std::string_view name) {
 
 std::shared_ptr<const RuleSet> rules_from(const std::string& yaml,
                                           std::shared_ptr<const SecretSet>* secrets = nullptr) {
-  auto r = load_config_text(yaml, "t.yaml", test_env);
+  auto r = load_config_text(yaml, "t.yaml", test_env, bridge::connector_registry());
   for (const auto& e : r.errors) INFO(e.format());
   REQUIRE(r.config);
   if (secrets) *secrets = r.config->secrets;

@@ -109,8 +109,8 @@ struct Bridge {
   ManualTimerQueue timers;
   std::shared_ptr<EscalationService> service;
 
-  explicit Bridge(const EscalationSection& section) {
-    service = std::make_shared<EscalationService>(section, host, &timers);
+  explicit Bridge(const EscalationSettings& section) {
+    service = EscalationService::create(section, host, &timers);
     services.add("escalation", service);
     service->start();
   }
@@ -132,14 +132,14 @@ struct Bridge {
       route.handler(req, res);
       return res;
     }
-    res.error(404, "no_route", path);
+    res.error(404, rules::ErrorCode::not_found, "no route for " + path);
     return res;
   }
 };
 
-const EscalationSection& section_of(const rules::LoadResult& r) {
+const EscalationSettings& section_of(const rules::LoadResult& r) {
   REQUIRE(r.config);
-  auto* s = r.config->section<EscalationSection>("escalation");
+  auto s = r.config->section<EscalationSettings>("escalation");
   REQUIRE(s);
   return *s;
 }
@@ -158,7 +158,7 @@ TEST_CASE("escalation config: the section and the action load", "[escalation]") 
   const auto& g = s.guidances.at("fd09003c-1ef2-4988-8b30-4a9fbe9da402");
   CHECK(g.responses.at(3).reaction == Reaction::leave);
   CHECK(g.responses.at(2).reaction == Reaction::continue_on);
-  CHECK(s.dialer.type == "simulate");
+  CHECK(s.dialer.type == DialerType::simulate);
   CHECK(s.dialer.script.at("c-01").size() == 1);
   CHECK(s.engine.ring_timeout == 30s);
   const auto& rule = r.config->rules->all().at(0);

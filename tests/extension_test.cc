@@ -82,7 +82,7 @@ rules::Registry test_registry() {
   r.add_action("greet",
                [](const YAML::Node& node, rules::ConfigReader& reader,
                   const std::string&) -> std::shared_ptr<const rules::Action> {
-                 auto* section = dynamic_cast<const GreetingSection*>(reader.section("greeting"));
+                 auto section = reader.section<GreetingSection>("greeting");
                  if (!section) {
                    reader.error(node, "\"greet\" needs a top-level \"greeting\" section");
                    return nullptr;
@@ -100,7 +100,12 @@ rules::Registry test_registry() {
                            }});
     host.routes.push_back({"POST", R"(/v1/test/items/([a-z]+))", rules::RouteAuth::token,
                            [](const rules::HttpRequest& req, rules::HttpResponse& res) {
-                             if (req.body.empty()) return res.error(400, "empty", "no body");
+                             if (req.body.empty()) {
+                               // An extension's own code, beside rules::ErrorCode's vocabulary.
+                               res.status = 400;
+                               res.body = R"({"error":{"code":"empty","message":"no body"}})";
+                               return;
+                             }
                              res.status = 201;
                              res.body = "{\"item\":\"" + req.matches.at(1) + "\"}";
                            }});

@@ -5,10 +5,10 @@
 #include <regex>
 #include <sstream>
 
-#include "connectors/http/http_client.h"
 #include "connectors/kintone/action.h"
 #include "connectors/kintone/register.h"
 #include "connectors/kintone/service.h"
+#include "http/http_client.h"
 #include "rules/config.h"
 #include "rules/engine.h"
 #include "rules/registry.h"
@@ -135,7 +135,7 @@ rules:
       update_key: { field: 通話ID, value: "{ID}" }
       record: { 通話ID: "{ID}", 電話番号: { value: "{TEL}" }, タグ: [a, "{EVENT}"] }
 )");
-  const auto* s = config.section<kintone::KintoneSettings>("kintone");
+  auto s = config.section<kintone::KintoneSettings>("kintone");
   REQUIRE(s);
   REQUIRE(s->connections.size() == 2);
   const auto& other = s->connection("other")->connection;

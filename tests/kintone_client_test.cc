@@ -5,7 +5,7 @@
 #include <set>
 #include <thread>
 
-#include "connectors/http/http_client.h"
+#include "http/http_client.h"
 #include "connectors/kintone/client.h"
 #include "connectors/kintone/errors.h"
 #include "connectors/kintone/phone.h"

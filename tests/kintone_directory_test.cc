@@ -4,7 +4,7 @@
 #include <map>
 #include <mutex>
 
-#include "connectors/http/http_client.h"
+#include "http/http_client.h"
 #include "connectors/kintone/client.h"
 #include "connectors/kintone/directory.h"
 #include "connectors/kintone/oauth.h"

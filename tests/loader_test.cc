@@ -1,5 +1,6 @@
 #include <catch2/catch.hpp>
 
+#include "bridge/connectors.h"
 #include "rules/config.h"
 
 using namespace callbridge::rules;
@@ -14,7 +15,7 @@ std::optional<std::string> test_env(std::string_view name) {
 }
 
 LoadResult load(std::string_view yaml) {
-  return load_config_text(yaml, "test.yaml", test_env);
+  return load_config_text(yaml, "test.yaml", test_env, callbridge::bridge::connector_registry());
 }
 
 std::vector<std::string> messages(const LoadResult& r) {

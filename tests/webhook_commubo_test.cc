@@ -5,9 +5,10 @@
 #include <thread>
 
 #include "bridge/connectors.h"
-#include "connectors/webhook/clock.h"
-#include "connectors/webhook/commubo.h"
-#include "connectors/webhook/decide.h"
+#include "connectors/clock/config.h"
+#include "connectors/clock/service.h"
+#include "connectors/commubo/action.h"
+#include "connectors/commubo/service.h"
 #include "rules/engine.h"
 #include "tests/fakes/fake_kintone.h"
 #include "tests/fakes/memory_store.h"
@@ -77,7 +78,7 @@ std::string known_payload() {
 
 TEST_CASE("commubo: the 002 payload as is maps to commubo.inbound", "[webhook][commubo]") {
   std::string error;
-  auto event = webhook::commubo_event_from_text(known_payload(), error);
+  auto event = commubo::commubo_event_from_text(known_payload(), error);
   INFO(error);
   REQUIRE(event);
   CHECK(event->event == "commubo.inbound");
@@ -114,7 +115,7 @@ TEST_CASE("commubo: the 002 payload as is maps to commubo.inbound", "[webhook][c
 TEST_CASE("commubo: unknown callers, typed variants and malformed payloads", "[webhook][commubo]") {
   std::string error;
   SECTION("no customer object: an unknown caller is normal") {
-    auto event = webhook::commubo_event_from_text(
+    auto event = commubo::commubo_event_from_text(
         testing::read_file(kSamples + "/events/commubo.unknown.json"), error);
     REQUIRE(event);
     CHECK(event->vars["COMMUBO_CUSTOMER_FOUND"] == "0");
@@ -122,7 +123,7 @@ TEST_CASE("commubo: unknown callers, typed variants and malformed payloads", "[w
     CHECK(event->vars["COMMUBO_OPERATOR_ID"] == "11112222-3333-4444-5555-6666777788889999");
   }
   SECTION("numbers where the reference says integer; the misspelt voice ID field") {
-    auto event = webhook::commubo_event_from_text(
+    auto event = commubo::commubo_event_from_text(
         R"({"callId": 42, "callType": 1, "phoneNumber": "0312345678",
             "operator": {"operatorVocieId": 7}, "customer": null})",
         error);
@@ -133,7 +134,7 @@ TEST_CASE("commubo: unknown callers, typed variants and malformed payloads", "[w
     CHECK(event->vars["COMMUBO_CUSTOMER_FOUND"] == "0");
   }
   SECTION("no phoneNumber: TEL is left to the engine (anonymous)") {
-    auto event = webhook::commubo_event_from_text(R"({"callId": "C1"})", error);
+    auto event = commubo::commubo_event_from_text(R"({"callId": "C1"})", error);
     REQUIRE(event);
     CHECK(event->tel.empty());
   }
@@ -141,23 +142,23 @@ TEST_CASE("commubo: unknown callers, typed variants and malformed payloads", "[w
                           R"({"callId": {"x": 1}})", R"({"callId": "a\nb"})",
                           R"({"callId": "C1", "phoneNumber": ["1"]})", "{\"callId\": \"\xff\"}"}) {
     INFO(bad);
-    CHECK_FALSE(webhook::commubo_event_from_text(bad, error));
+    CHECK_FALSE(commubo::commubo_event_from_text(bad, error));
     CHECK_FALSE(error.empty());
   }
-  CHECK(webhook::upper_snake("familyNameKana") == "FAMILY_NAME_KANA");
-  CHECK(webhook::upper_snake("customerId", "customer") == "ID");
-  CHECK(webhook::upper_snake("customerIdX2", "customer") == "ID_X2");
-  CHECK(webhook::upper_snake("customers", "customer") == "CUSTOMERS");
-  CHECK(webhook::upper_snake("HTTPStatus") == "HTTP_STATUS");
+  CHECK(commubo::upper_snake("familyNameKana") == "FAMILY_NAME_KANA");
+  CHECK(commubo::upper_snake("customerId", "customer") == "ID");
+  CHECK(commubo::upper_snake("customerIdX2", "customer") == "ID_X2");
+  CHECK(commubo::upper_snake("customers", "customer") == "CUSTOMERS");
+  CHECK(commubo::upper_snake("HTTPStatus") == "HTTP_STATUS");
 }
 
 TEST_CASE("commubo: answers with the first decision, the default, or the error status",
           "[webhook][commubo]") {
   MemoryStore store;
   FakeSink sink;
-  webhook::CommuboSettings settings;
+  commubo::CommuboSettings settings;
   settings.deadline = 5000ms;
-  webhook::CommuboService service(settings, store, sink);
+  commubo::CommuboService service(settings, store, sink);
   rules::HttpResponse response;
 
   SECTION("a decide rule rejects: its status and body, at once, later decisions ignored") {
@@ -237,12 +238,12 @@ TEST_CASE("commubo: answers with the first decision, the default, or the error s
 TEST_CASE("commubo: configured statuses for errors and defaults", "[webhook][commubo]") {
   MemoryStore store;
   FakeSink sink;
-  webhook::CommuboSettings settings;
+  commubo::CommuboSettings settings;
   settings.deadline = 5000ms;
   settings.on_error_status = 503;
   settings.default_status = 480;
   settings.default_body = "closed";
-  webhook::CommuboService service(settings, store, sink);
+  commubo::CommuboService service(settings, store, sink);
   rules::HttpResponse response;
   service.handle(post("nonsense"), response);
   CHECK(response.status == 503);
@@ -263,9 +264,9 @@ TEST_CASE("commubo: a decision that never comes is answered at the deadline",
           "[webhook][commubo]") {
   MemoryStore store;
   FakeSink sink;  // never calls the observer back: a CRM that hangs
-  webhook::CommuboSettings settings;
+  commubo::CommuboSettings settings;
   settings.deadline = 300ms;
-  webhook::CommuboService service(settings, store, sink);
+  commubo::CommuboService service(settings, store, sink);
   rules::HttpResponse response;
   auto start = std::chrono::steady_clock::now();
   service.handle(post(known_payload()), response);
@@ -287,7 +288,7 @@ TEST_CASE("decide: sets the decision variables, no network", "[webhook][commubo]
   auto body = rules::Template::compile(R"({"blocked":"{TEL}"})", rules::Destination::text,
                                        rules::process_env, errors);
   REQUIRE(errors.empty());
-  webhook::DecideAction action(486, body);
+  commubo::DecideAction action(486, body);
   rules::CallContext call{"C1", {{"TEL", "0120999999"}}};
   rules::SecretSet secrets;
   std::function<bool(const http::Request&)> before = [](const http::Request&) {
@@ -303,10 +304,10 @@ TEST_CASE("decide: sets the decision variables, no network", "[webhook][commubo]
   CHECK(out.extracted["DECISION_STATUS"] == "486");
   CHECK(action.idempotent());
   CHECK(action.describe() == "decide 486 (reject)");
-  CHECK(webhook::parse_decision_status("200") == 200);
-  CHECK_FALSE(webhook::parse_decision_status("204"));
-  CHECK_FALSE(webhook::parse_decision_status("600"));
-  CHECK_FALSE(webhook::parse_decision_status("486x"));
+  CHECK(commubo::parse_decision_status("200") == 200);
+  CHECK_FALSE(commubo::parse_decision_status("204"));
+  CHECK_FALSE(commubo::parse_decision_status("600"));
+  CHECK_FALSE(commubo::parse_decision_status("486x"));
 }
 
 TEST_CASE("decide and commubo: configuration accepted and rejected", "[webhook][commubo]") {
@@ -320,7 +321,7 @@ rules:
                                     "c.yaml", rules::process_env, registry);
   for (const auto& e : ok.errors) UNSCOPED_INFO(e.format());
   REQUIRE(ok.config);
-  const auto* settings = ok.config->section<webhook::CommuboSettings>("commubo");
+  auto settings = ok.config->section<commubo::CommuboSettings>("commubo");
   REQUIRE(settings);
   CHECK(settings->deadline == 1500ms);
   CHECK(settings->on_error_status == 503);
@@ -351,26 +352,26 @@ TEST_CASE("clock: local time, weekday, holidays and zones", "[webhook][clock]") 
   // 2026-04-01 00:30 UTC is Wednesday 09:30 in Tokyo.
   const sys_seconds t = sys_days{year{2026} / April / 1} + 30min;
   std::string error;
-  auto tokyo = webhook::TimeZone::load("Asia/Tokyo", error);
+  auto tokyo = clock::TimeZone::load("Asia/Tokyo", error);
   REQUIRE(tokyo);
-  auto vars = webhook::clock_variables(t, *tokyo, {"2026-04-01"});
+  auto vars = clock::clock_variables(t, *tokyo, {"2026-04-01"});
   CHECK(vars["NOW_DATE"] == "2026-04-01");
   CHECK(vars["NOW_TIME"] == "09:30");
   CHECK(vars["NOW_HHMM"] == "0930");
   CHECK(vars["NOW_WEEKDAY"] == "wed");
   CHECK(vars["NOW_HOLIDAY"] == "1");
-  auto fixed = webhook::TimeZone::load("-05:30", error);
+  auto fixed = clock::TimeZone::load("-05:30", error);
   REQUIRE(fixed);
-  CHECK(webhook::clock_variables(t, *fixed)["NOW_TIME"] == "19:00");
-  CHECK(webhook::clock_variables(t, *fixed)["NOW_WEEKDAY"] == "tue");
-  auto ny = webhook::TimeZone::load("America/New_York", error);
+  CHECK(clock::clock_variables(t, *fixed)["NOW_TIME"] == "19:00");
+  CHECK(clock::clock_variables(t, *fixed)["NOW_WEEKDAY"] == "tue");
+  auto ny = clock::TimeZone::load("America/New_York", error);
   REQUIRE(ny);
   CHECK(ny->offset_at(sys_days{year{2026} / January / 15}) == -5h);
   CHECK(ny->offset_at(sys_days{year{2026} / July / 15}) == -4h);
-  CHECK_FALSE(webhook::TimeZone::load("Mars/Olympus", error));
+  CHECK_FALSE(clock::TimeZone::load("Mars/Olympus", error));
   CHECK(error.find("Mars/Olympus") != std::string::npos);
-  CHECK_FALSE(webhook::TimeZone::load("../etc/passwd", error));
-  CHECK_FALSE(webhook::TimeZone::from_tzif("x", "TZif2", error));
+  CHECK_FALSE(clock::TimeZone::load("../etc/passwd", error));
+  CHECK_FALSE(clock::TimeZone::from_tzif("x", "TZif2", error));
 }
 
 // The sample run through the engine: rules decide as documented, against a fake kintone.
@@ -389,18 +390,18 @@ TEST_CASE("commubo sample: known, unknown and blocklisted callers, business hour
   auto loaded = rules::load_config_text(text, "commubo.yaml", env, bridge::connector_registry());
   for (const auto& e : loaded.errors) UNSCOPED_INFO(e.format());
   REQUIRE(loaded.config);
-  const auto* clock_settings = loaded.config->section<webhook::ClockSettings>("clock");
+  auto clock_settings = loaded.config->section<clock::ClockSettings>("clock");
   REQUIRE(clock_settings);
   using namespace std::chrono;
   sys_seconds now = sys_days{year{2026} / April / 1} + 1h;  // Wed 10:00 in Tokyo
-  webhook::ClockService clock(*clock_settings, [&] { return now; });
+  clock::ClockService clock(*clock_settings, [&] { return now; });
   http::HttpClient client;
   rules::Engine engine(loaded.config->rules, loaded.config->secrets, &client);
 
   auto run = [&](const std::string& file, const std::string& tel = "") {
     std::string error;
     auto event =
-        webhook::commubo_event_from_text(testing::read_file(kSamples + "/events/" + file), error);
+        commubo::commubo_event_from_text(testing::read_file(kSamples + "/events/" + file), error);
     REQUIRE(event);
     if (!tel.empty()) event->tel = tel;
     rules::CallContext call;

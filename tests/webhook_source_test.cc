@@ -6,8 +6,9 @@
 
 #include "bridge/connectors.h"
 #include "bridge/event_input.h"
+#include "connectors/webhook/config.h"
+#include "connectors/webhook/service.h"
 #include "connectors/webhook/signature.h"
-#include "connectors/webhook/source.h"
 #include "tests/fakes/memory_store.h"
 #include "tests/fakes/subprocess.h"
 
@@ -43,9 +44,9 @@ std::shared_ptr<const webhook::WebhookSettings> load(const std::string& text,
   auto loaded = rules::load_config_text(text, file, test_env, bridge::connector_registry());
   for (const auto& e : loaded.errors) UNSCOPED_INFO(e.format());
   REQUIRE(loaded.config);
-  auto it = loaded.config->sections.find("webhooks");
-  REQUIRE(it != loaded.config->sections.end());
-  return std::dynamic_pointer_cast<const webhook::WebhookSettings>(it->second);
+  auto settings = loaded.config->section<webhook::WebhookSettings>("webhooks");
+  REQUIRE(settings);
+  return settings;
 }
 
 rules::HttpRequest get(std::multimap<std::string, std::string> params) {

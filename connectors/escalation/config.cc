@@ -2,7 +2,7 @@
 
 #include <yaml-cpp/yaml.h>
 
-#include "connectors/escalation/service.h"
+#include "connectors/escalation/action.h"
 #include "rules/config_reader.h"
 
 namespace callbridge::escalation {
@@ -191,16 +191,18 @@ std::optional<CallFlow> load_callflow(ConfigReader& reader, const YAML::Node& no
   return f;
 }
 
-bool load_dialer(ConfigReader& reader, const YAML::Node& node, EscalationSection& section) {
+bool load_dialer(ConfigReader& reader, const YAML::Node& node, EscalationSettings& section) {
   const std::string what = "escalation.dialer";
   if (!reader.expect_map(node, what)) return false;
   auto type = reader.choice(reader.required(node, "type", what), what + ".type",
                             {"simulate", "webhook", "pigeon"});
   if (!type) return false;
   DialerConfig& d = section.dialer;
-  d.type = *type;
+  d.type = *type == "webhook"  ? DialerType::webhook
+           : *type == "pigeon" ? DialerType::pigeon
+                               : DialerType::simulate;
   bool ok = true;
-  if (d.type == "simulate") {
+  if (d.type == DialerType::simulate) {
     reader.check_keys(node, {"type", "script", "default"}, what);
     if (YAML::Node def = node["default"]) {
       auto text = reader.scalar(def, what + ".default");
@@ -248,14 +250,14 @@ bool load_dialer(ConfigReader& reader, const YAML::Node& node, EscalationSection
         d.script[contact] = std::move(answers);
       }
     }
-  } else if (d.type == "webhook") {
+  } else if (d.type == DialerType::webhook) {
     reader.check_keys(node, {"type", "url", "headers", "timeout", "callback_base"}, what);
     auto url = reader.string_setting(reader.required(node, "url", what), what + ".url");
     if (url)
       d.webhook.url = *url;
     else
       ok = false;
-    if (url && url->rfind("http://", 0) != 0 && url->rfind("https://", 0) != 0) {
+    if (url && !rules::is_http_url(*url)) {
       reader.error(node["url"], what + ".url: must start with http:// or https://");
       ok = false;
     }
@@ -287,7 +289,7 @@ bool load_dialer(ConfigReader& reader, const YAML::Node& node, EscalationSection
       d.pigeon.base_url = *url;
     else
       ok = false;
-    if (url && url->rfind("http://", 0) != 0 && url->rfind("https://", 0) != 0) {
+    if (url && !rules::is_http_url(*url)) {
       reader.error(node["url"], what + ".url: must start with http:// or https://");
       ok = false;
     }
@@ -303,6 +305,18 @@ bool load_dialer(ConfigReader& reader, const YAML::Node& node, EscalationSection
 
 }  // namespace
 
+std::string_view to_string(DialerType type) {
+  switch (type) {
+    case DialerType::simulate:
+      return "simulate";
+    case DialerType::webhook:
+      return "webhook";
+    case DialerType::pigeon:
+      return "pigeon";
+  }
+  return "simulate";
+}
+
 std::shared_ptr<const rules::Section> load_section(const YAML::Node& node, ConfigReader& reader) {
   const std::string what = "escalation";
   if (!reader.expect_map(node, what)) return nullptr;
@@ -312,7 +326,7 @@ std::shared_ptr<const rules::Section> load_section(const YAML::Node& node, Confi
                      "pause_between_calls", "pause_between_loops", "attempt_timeout",
                      "poll_interval", "poll_max_interval", "workers", "history_limit", "api"},
                     what);
-  auto section = std::make_shared<EscalationSection>();
+  auto section = std::make_shared<EscalationSettings>();
   if (YAML::Node contacts = node["contacts"]; contacts && reader.expect_list(contacts, what)) {
     int n = 0;
     for (const auto& item : contacts) {
@@ -388,14 +402,14 @@ std::shared_ptr<const rules::Action> load_action(const YAML::Node& node, ConfigR
   if (!reader.expect_map(node, what)) return nullptr;
   std::size_t errors_before = reader.error_count();
   reader.check_keys(node, {"callflow", "guidance", "parameters"}, what);
-  const auto* section = dynamic_cast<const EscalationSection*>(reader.section("escalation"));
+  auto section = reader.section<EscalationSettings>("escalation");
   if (!section) {
     // A section with errors loads as nothing; its own errors say why.
     if (errors_before == 0)
       reader.error(node, "escalate: needs an `escalation:` section (contacts, call flows, dialer)");
     return nullptr;
   }
-  bool remote = section->dialer.type == "pigeon";
+  bool remote = section->dialer.type == DialerType::pigeon;
   CallFlow flow;
   Guidance guidance;
   YAML::Node flow_node = reader.required(node, "callflow", what);
@@ -441,88 +455,6 @@ std::shared_ptr<const rules::Action> load_action(const YAML::Node& node, ConfigR
   if (reader.error_count() != errors_before) return nullptr;
   return std::make_shared<EscalateAction>(rule_name, std::move(flow), std::move(guidance),
                                           std::move(parameters));
-}
-
-EscalateAction::EscalateAction(std::string rule, CallFlow callflow, Guidance guidance,
-                               std::vector<ParameterSpec> parameters)
-    : rule_(std::move(rule)),
-      callflow_(std::move(callflow)),
-      guidance_(std::move(guidance)),
-      parameters_(std::move(parameters)) {}
-
-std::string EscalateAction::describe() const {
-  std::string flow = callflow_.id.empty() ? "an inline call flow" : "call flow " + callflow_.id;
-  std::string g = guidance_.id.empty() ? "an inline guidance" : "guidance " + guidance_.id;
-  return "escalate " + flow + " with " + g;
-}
-
-void EscalateAction::run(rules::ActionContext& ctx, rules::RuleOutcome& out) const {
-  Parameters shown_values;
-  rules::RenderReport report;
-  for (const auto& p : parameters_)
-    shown_values[p.name] = ctx.secrets.redact(p.value.render(ctx.call.vars, report, true));
-  for (const auto& name : report.undefined)
-    if (std::find(out.undefined.begin(), out.undefined.end(), name) == out.undefined.end())
-      out.undefined.push_back(name);
-  nlohmann::json params = nlohmann::json::object();
-  for (const auto& [k, v] : shown_values) params[k] = v;
-  nlohmann::json shown_body{{"callflow", callflow_.id.empty() ? pigeon_callflow(callflow_)
-                                                              : nlohmann::json(callflow_.id)},
-                            {"guidance", guidance_.id.empty() ? pigeon_guidance(guidance_)
-                                                              : nlohmann::json(guidance_.id)},
-                            {"parameters", params}};
-  http::Request shown;
-  shown.method = "POST";
-  shown.url = "escalation://chain/start";
-  shown.body = shown_body.dump();
-  out.request = shown;
-  if (!report.error.empty()) {
-    out.status = rules::RuleStatus::failed;
-    out.error = report.error;
-    return;
-  }
-  auto* service = ctx.services ? ctx.services->find<EscalationService>("escalation") : nullptr;
-  if (!ctx.transport || !ctx.services) return;  // dry run: shown, not started
-  if (!service) {
-    out.status = rules::RuleStatus::failed;
-    out.error = "the escalation service is not running";
-    out.retryable = false;
-    return;
-  }
-  if (!ctx.before_send(shown)) {
-    out.status = rules::RuleStatus::failed;
-    out.error = "not sent: the journal could not record the attempt";
-    return;
-  }
-  ChainRequest request;
-  request.callflow = callflow_;
-  request.guidance = guidance_;
-  // The chain is journaled and its messages are shown in its history: secrets never go there, so
-  // a `${ENV}` value in a parameter arrives as [secret].
-  request.parameters = std::move(shown_values);
-  request.origin_call_id = ctx.call.call_id;
-  request.origin_rule = rule_;
-  std::string error;
-  auto chain = service->start_chain(std::move(request), error);
-  out.sent = true;
-  http::Outcome response;
-  response.kind = http::OutcomeKind::response;
-  if (!chain) {
-    response.status = 503;
-    response.body =
-        nlohmann::json{{"error", {{"code", "escalation_unavailable"}, {"message", error}}}}.dump();
-    out.status = rules::RuleStatus::http_error;
-    out.error = "escalation not started: " + error;
-    out.retryable = true;  // nothing was started
-    out.response = response;
-    return;
-  }
-  response.status = 202;
-  response.body = nlohmann::json{{"resultId", chain->id}}.dump();
-  out.status = rules::RuleStatus::succeeded;
-  out.extracted["ESCALATION_CHAIN_ID"] = chain->id;
-  ctx.call.vars["ESCALATION_CHAIN_ID"] = chain->id;
-  out.response = response;
 }
 
 }  // namespace callbridge::escalation

@@ -1,5 +1,6 @@
-// The `escalation:` section and the `escalate:` rule action, validated once at load into
-// immutable typed objects (see docs/escalation.md for the YAML).
+// The escalation connector's configuration: the `escalation:` section and the loader of the
+// `escalate:` rule action, validated once at load into immutable typed objects (see
+// docs/escalation.md for the YAML).
 #pragma once
 
 #include <map>
@@ -25,15 +26,19 @@ class ConfigReader;
 
 namespace callbridge::escalation {
 
+// How chains place calls: in-process script, an HTTP dialer, or Kompira Pigeon's own chains.
+enum class DialerType { simulate, webhook, pigeon };
+std::string_view to_string(DialerType type);
+
 struct DialerConfig {
-  std::string type = "simulate";  // simulate | webhook | pigeon
+  DialerType type = DialerType::simulate;
   SimulatedDialer::Script script;
   ScriptedAnswer fallback;  // simulate: contacts without a script (default no-answer)
   WebhookDialerSettings webhook;
   PigeonSettings pigeon;
 };
 
-class EscalationSection final : public rules::Section {
+class EscalationSettings final : public rules::Section {
  public:
   std::map<std::string, Contact, std::less<>> contacts;
   std::map<std::string, CallFlow, std::less<>> callflows;  // contacts resolved
@@ -48,32 +53,7 @@ class EscalationSection final : public rules::Section {
 std::shared_ptr<const rules::Section> load_section(const YAML::Node& node,
                                                    rules::ConfigReader& reader);
 
-class EscalationService;
-
-// `escalate:` in a rule: starts a chain for the call, with parameters rendered from its
-// variables. Sets ESCALATION_CHAIN_ID; the response body is {"resultId": "..."} (status 202).
-class EscalateAction final : public rules::Action {
- public:
-  struct ParameterSpec {
-    std::string name;
-    rules::Template value;
-  };
-  EscalateAction(std::string rule, CallFlow callflow, Guidance guidance,
-                 std::vector<ParameterSpec> parameters);
-  void run(rules::ActionContext& ctx, rules::RuleOutcome& out) const override;
-  bool idempotent() const override { return false; }  // a second chain calls people twice
-  std::string describe() const override;
-
-  const CallFlow& callflow() const { return callflow_; }
-  const Guidance& guidance() const { return guidance_; }
-
- private:
-  std::string rule_;
-  CallFlow callflow_;
-  Guidance guidance_;
-  std::vector<ParameterSpec> parameters_;
-};
-
+// `escalate:` in a rule: an EscalateAction (action.h) with its call flow and guidance resolved.
 std::shared_ptr<const rules::Action> load_action(const YAML::Node& node,
                                                  rules::ConfigReader& reader,
                                                  const std::string& rule_name);

@@ -14,7 +14,7 @@
 
 #include "connectors/escalation/model.h"
 #include "connectors/escalation/timer_queue.h"
-#include "connectors/http/http_client.h"
+#include "http/http_client.h"
 
 namespace callbridge::escalation {
 

@@ -3,29 +3,9 @@
 #include <algorithm>
 #include <deque>
 #include <mutex>
-#include <random>
 #include <unordered_map>
 
 namespace callbridge::escalation {
-
-std::string new_uuid() {
-  static std::mutex mutex;
-  static std::mt19937_64 rng{std::random_device{}()};
-  std::uint64_t a, b;
-  {
-    std::lock_guard lock(mutex);
-    a = rng();
-    b = rng();
-  }
-  a = (a & 0xffffffffffff0fffULL) | 0x0000000000004000ULL;  // version 4
-  b = (b & 0x3fffffffffffffffULL) | 0x8000000000000000ULL;  // variant 10
-  char out[37];
-  std::snprintf(out, sizeof out, "%08x-%04x-%04x-%04x-%012llx", static_cast<unsigned>(a >> 32),
-                static_cast<unsigned>((a >> 16) & 0xffff), static_cast<unsigned>(a & 0xffff),
-                static_cast<unsigned>(b >> 48),
-                static_cast<unsigned long long>(b & 0xffffffffffffULL));
-  return out;
-}
 
 namespace {
 
@@ -467,15 +447,15 @@ std::vector<std::string> Engine::recover() {
 }
 
 std::optional<ChainState> Engine::start(ChainRequest request, std::string& error,
-                                        std::string* code) {
+                                        rules::ErrorCode* code) {
   Impl& self = *impl_;
-  auto fail = [&](const char* c) {
+  auto fail = [&](rules::ErrorCode c) {
     if (code) *code = c;
     return std::nullopt;
   };
   if (self.stopped) {
     error = "the escalation engine is stopped";
-    return fail("escalation_unavailable");
+    return fail(rules::ErrorCode::escalation_unavailable);
   }
   ChainState s;
   s.id = new_uuid();
@@ -491,19 +471,19 @@ std::optional<ChainState> Engine::start(ChainRequest request, std::string& error
   } else {
     if (!self.dialer) {
       error = "no dialer configured";
-      return fail("escalation_unavailable");
+      return fail(rules::ErrorCode::escalation_unavailable);
     }
     if (auto e = validate(s.callflow); !e.empty()) {
       error = e;
-      return fail("invalid_callflow");
+      return fail(rules::ErrorCode::invalid_callflow);
     }
     if (auto e = validate(s.guidance); !e.empty()) {
       error = e;
-      return fail("invalid_guidance");
+      return fail(rules::ErrorCode::invalid_guidance);
     }
     self.advance(s, false, s.created_at);
   }
-  if (!self.store.save(s, error)) return fail("journal_unavailable");
+  if (!self.store.save(s, error)) return fail(rules::ErrorCode::journal_unavailable);
   auto chain = std::make_shared<Chain>();
   chain->state = s;
   {

@@ -81,7 +81,7 @@ class Engine {
   // `code`: journal_unavailable (not saved), invalid_callflow, invalid_guidance or
   // escalation_unavailable (stopped, no dialer).
   std::optional<ChainState> start(ChainRequest request, std::string& error,
-                                  std::string* code = nullptr);
+                                  rules::ErrorCode* code = nullptr);
   // False with `error` (and `status` 404 or 409/502) when it is unknown or already finished.
   bool abort(const std::string& id, std::string& error, int& status);
   std::optional<ChainState> get(const std::string& id) const;
@@ -104,8 +104,5 @@ class Engine {
   struct Impl;
   std::shared_ptr<Impl> impl_;
 };
-
-// Lower-case UUID v4, like Pigeon's ids.
-std::string new_uuid();
 
 }  // namespace callbridge::escalation

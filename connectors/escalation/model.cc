@@ -1,7 +1,10 @@
 #include "connectors/escalation/model.h"
 
 #include <algorithm>
+#include <cstdio>
 #include <ctime>
+#include <mutex>
+#include <random>
 
 #include "rules/clock_text.h"
 
@@ -468,6 +471,25 @@ Parameters parameters_from_json(const json& j) {
   Parameters out;
   if (!j.is_object()) return out;
   for (const auto& [k, v] : j.items()) out[k] = text_of(v);
+  return out;
+}
+
+std::string new_uuid() {
+  static std::mutex mutex;
+  static std::mt19937_64 rng{std::random_device{}()};
+  std::uint64_t a, b;
+  {
+    std::lock_guard lock(mutex);
+    a = rng();
+    b = rng();
+  }
+  a = (a & 0xffffffffffff0fffULL) | 0x0000000000004000ULL;  // version 4
+  b = (b & 0x3fffffffffffffffULL) | 0x8000000000000000ULL;  // variant 10
+  char out[37];
+  std::snprintf(out, sizeof out, "%08x-%04x-%04x-%04x-%012llx", static_cast<unsigned>(a >> 32),
+                static_cast<unsigned>((a >> 16) & 0xffff), static_cast<unsigned>(a & 0xffff),
+                static_cast<unsigned>(b >> 48),
+                static_cast<unsigned long long>(b & 0xffffffffffffULL));
   return out;
 }
 

@@ -65,6 +65,9 @@ std::optional<ChainStatus> chain_status_from_string(std::string_view text);
 using Millis = std::int64_t;     // milliseconds since the Unix epoch
 std::string iso8601(Millis at);  // 2024-05-01T09:30:00.000Z
 
+// Lower-case UUID v4, like Pigeon's ids: a chain's id and its attempts' prefix.
+std::string new_uuid();
+
 struct Attempt {
   std::string id;  // CHAIN-N
   std::string contact_id;

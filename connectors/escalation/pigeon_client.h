@@ -7,7 +7,7 @@
 #include <string>
 
 #include "connectors/escalation/engine.h"
-#include "connectors/http/http_client.h"
+#include "http/http_client.h"
 
 namespace callbridge::escalation {
 

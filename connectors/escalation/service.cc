@@ -23,13 +23,13 @@ std::optional<json> json_body(const rules::HttpRequest& req, const rules::InputL
                               rules::HttpResponse& res) {
   std::string type = req.header("content-type");
   if (!type.empty() && !rules::is_json_content_type(type)) {
-    res.error(415, "unsupported_media_type", "send application/json");
+    res.error(415, rules::ErrorCode::unsupported_media_type, "send application/json");
     return std::nullopt;
   }
   std::string error;
   json body = rules::parse_json_body(req.body, limits, error);
   if (body.is_discarded()) {
-    res.error(400, "invalid_json", error);
+    res.error(400, rules::ErrorCode::invalid_json, error);
     return std::nullopt;
   }
   return body;
@@ -42,12 +42,12 @@ std::optional<json> params_of(const rules::HttpRequest& req, const rules::InputL
   if (!parsed) return std::nullopt;
   json body = std::move(*parsed);
   if (!body.is_object()) {
-    res.error(400, "invalid_json", "the body must be a JSON object");
+    res.error(400, rules::ErrorCode::invalid_json, "the body must be a JSON object");
     return std::nullopt;
   }
   if (auto it = body.find("params"); it != body.end()) {
     if (!it->is_object()) {
-      res.error(400, "invalid_params", "\"params\" must be an object");
+      res.error(400, rules::ErrorCode::invalid_params, "\"params\" must be an object");
       return std::nullopt;
     }
     return *it;
@@ -74,7 +74,7 @@ json summary(const ChainState& s) {
 
 }  // namespace
 
-EscalationService::EscalationService(const EscalationSection& section, rules::Host& host,
+EscalationService::EscalationService(const EscalationSettings& section, rules::Host& host,
                                      TimerQueue* timers)
     : section_(section),
       events_(host.events),
@@ -82,10 +82,10 @@ EscalationService::EscalationService(const EscalationSection& section, rules::Ho
       timers_(pick_timers(timers, own_timers_, section.workers)),
       store_(host.store) {
   RemoteChains* remote = nullptr;
-  if (section_.dialer.type == "pigeon") {
+  if (section_.dialer.type == DialerType::pigeon) {
     pigeon_ = std::make_unique<PigeonClient>(section_.dialer.pigeon, host.transport);
     remote = pigeon_.get();
-  } else if (section_.dialer.type == "webhook") {
+  } else if (section_.dialer.type == DialerType::webhook) {
     dialer_ = std::make_unique<WebhookDialer>(section_.dialer.webhook, host.transport);
   } else {
     dialer_ = std::make_unique<SimulatedDialer>(timers_, section_.dialer.script,
@@ -93,19 +93,26 @@ EscalationService::EscalationService(const EscalationSection& section, rules::Ho
   }
   engine_ = std::make_unique<Engine>(section_.engine, timers_, store_, dialer_.get(), remote);
   engine_->set_finished_handler([this](const ChainState& s) { return submit_finished(s); });
-  if (!section_.api) return;
+}
+
+std::shared_ptr<EscalationService> EscalationService::create(const EscalationSettings& section,
+                                                             rules::Host& host,
+                                                             TimerQueue* timers) {
+  auto service = std::make_shared<EscalationService>(section, host, timers);
+  for (auto& route : service->routes()) host.add_route(service, std::move(route));
+  return service;
+}
+
+std::vector<rules::Route> EscalationService::routes() {
+  std::vector<rules::Route> out;
+  if (!section_.api) return out;
   auto route =
       [&](std::string method, std::string pattern,
           void (EscalationService::*handler)(const rules::HttpRequest&, rules::HttpResponse&)) {
-        host.routes.push_back(
-            rules::Route{std::move(method), std::move(pattern), rules::RouteAuth::token,
-                         [this, handler](const rules::HttpRequest& req, rules::HttpResponse& res) {
-                           try {
-                             (this->*handler)(req, res);
-                           } catch (const std::exception& e) {
-                             res.error(500, "internal", e.what());
-                           }
-                         }});
+        out.push_back({std::move(method), std::move(pattern), rules::RouteAuth::token,
+                       [this, handler](const rules::HttpRequest& req, rules::HttpResponse& res) {
+                         (this->*handler)(req, res);
+                       }});
       };
   route("POST", "/api/apps/pigeon/chain/invoke", &EscalationService::handle_invoke);
   route("GET", "/api/apps/pigeon/results/([^/]+)", &EscalationService::handle_result);
@@ -113,6 +120,7 @@ EscalationService::EscalationService(const EscalationSection& section, rules::Ho
   route("GET", "/v1/escalation/chains", &EscalationService::handle_chains);
   route("GET", "/v1/escalation/chains/([^/]+)", &EscalationService::handle_chain);
   route("POST", "/v1/escalation/dial/([^/]+)/result", &EscalationService::handle_dial_result);
+  return out;
 }
 
 EscalationService::~EscalationService() {
@@ -192,12 +200,12 @@ void EscalationService::handle_invoke(const rules::HttpRequest& req, rules::Http
     else if (remote)
       request.callflow.id = id;
     else
-      return res.error(404, "unknown_callflow", "no call flow \"" + id + "\"");
+      return res.error(404, rules::ErrorCode::unknown_callflow, "no call flow \"" + id + "\"");
   } else if (auto it = p.find("callflow"); it != p.end()) {
     if (auto e = callflow_from_pigeon(*it, section_.contacts, request.callflow); !e.empty())
-      return res.error(400, "invalid_callflow", e);
+      return res.error(400, rules::ErrorCode::invalid_callflow, e);
   } else {
-    return res.error(400, "missing_callflow", "callflowId or callflow is required");
+    return res.error(400, rules::ErrorCode::missing_callflow, "callflowId or callflow is required");
   }
   if (auto it = p.find("guidanceId"); it != p.end()) {
     std::string id = it->is_string() ? it->get<std::string>() : it->dump();
@@ -207,33 +215,35 @@ void EscalationService::handle_invoke(const rules::HttpRequest& req, rules::Http
     else if (remote)
       request.guidance.id = id;
     else
-      return res.error(404, "unknown_guidance", "no guidance \"" + id + "\"");
+      return res.error(404, rules::ErrorCode::unknown_guidance, "no guidance \"" + id + "\"");
   } else if (auto it = p.find("guidance"); it != p.end()) {
     if (auto e = guidance_from_pigeon(*it, request.guidance); !e.empty())
-      return res.error(400, "invalid_guidance", e);
+      return res.error(400, rules::ErrorCode::invalid_guidance, e);
   } else {
-    return res.error(400, "missing_guidance", "guidanceId or guidance is required");
+    return res.error(400, rules::ErrorCode::missing_guidance, "guidanceId or guidance is required");
   }
   if (auto it = p.find("parameters"); it != p.end()) {
     if (!it->is_object() && !it->is_null())
-      return res.error(400, "invalid_parameters", "\"parameters\" must be an object");
+      return res.error(400, rules::ErrorCode::invalid_params, "\"parameters\" must be an object");
     request.parameters = parameters_from_json(*it);
   }
   if (auto it = p.find("callId"); it != p.end() && !it->is_null()) {
     auto call_id = rules::call_id_text(*it);
     std::string problem =
         call_id ? rules::check_call_id(*call_id, "callId") : "\"callId\" must be a string";
-    if (!problem.empty()) return res.error(400, "invalid_parameters", problem);
+    if (!problem.empty()) return res.error(400, rules::ErrorCode::invalid_params, problem);
     request.origin_call_id = *call_id;
   }
-  std::string error, code;
+  std::string error;
+  rules::ErrorCode code = rules::ErrorCode::escalation_unavailable;
   auto chain = engine_->start(std::move(request), error, &code);
-  if (!chain && (code == "invalid_callflow" || code == "invalid_guidance"))
+  if (!chain &&
+      (code == rules::ErrorCode::invalid_callflow || code == rules::ErrorCode::invalid_guidance))
     return res.error(400, code, error);
   if (!chain) {
     // Not durable, or the engine is stopping: temporary either way.
     res.headers.emplace_back("Retry-After", "1");
-    return res.error(503, code.empty() ? "escalation_unavailable" : code, error);
+    return res.error(503, code, error);
   }
   reply(res, 200, json{{"resultId", chain->id}});
 }
@@ -241,7 +251,7 @@ void EscalationService::handle_invoke(const rules::HttpRequest& req, rules::Http
 void EscalationService::handle_result(const rules::HttpRequest& req, rules::HttpResponse& res) {
   std::string id = req.matches.size() > 1 ? req.matches[1] : "";
   auto chain = engine_->get(id);
-  if (!chain) return res.error(404, "not_found", "no result " + id);
+  if (!chain) return res.error(404, rules::ErrorCode::not_found, "no result " + id);
   reply(res, 200, pigeon_result(*chain));
 }
 
@@ -250,14 +260,14 @@ void EscalationService::handle_abort(const rules::HttpRequest& req, rules::HttpR
   if (!params) return;
   auto it = params->find("resultId");
   if (it == params->end() || !it->is_string())
-    return res.error(400, "missing_result_id", "resultId is required");
+    return res.error(400, rules::ErrorCode::missing_result_id, "resultId is required");
   std::string error;
   int status = 0;
   if (!engine_->abort(it->get<std::string>(), error, status))
     return res.error(status,
-                     status == 404   ? "not_found"
-                     : status == 409 ? "not_active"
-                                     : "upstream_error",
+                     status == 404   ? rules::ErrorCode::not_found
+                     : status == 409 ? rules::ErrorCode::not_active
+                                     : rules::ErrorCode::upstream_error,
                      error);
   auto chain = engine_->get(it->get<std::string>());
   reply(res, 200, chain ? pigeon_result(*chain) : json{{"resultId", it->get<std::string>()}});
@@ -269,7 +279,7 @@ void EscalationService::handle_chains(const rules::HttpRequest& req, rules::Http
     try {
       limit = static_cast<std::size_t>(std::stoul(req.param("limit")));
     } catch (...) {
-      return res.error(400, "invalid_limit", "limit must be a positive integer");
+      return res.error(400, rules::ErrorCode::invalid_limit, "limit must be a positive integer");
     }
   }
   std::string status = req.param("status");
@@ -285,7 +295,7 @@ void EscalationService::handle_chains(const rules::HttpRequest& req, rules::Http
 void EscalationService::handle_chain(const rules::HttpRequest& req, rules::HttpResponse& res) {
   std::string id = req.matches.size() > 1 ? req.matches[1] : "";
   auto chain = engine_->get(id);
-  if (!chain) return res.error(404, "not_found", "no chain " + id);
+  if (!chain) return res.error(404, rules::ErrorCode::not_found, "no chain " + id);
   json out = to_json(*chain);
   out["result"] = pigeon_result(*chain);
   reply(res, 200, out);
@@ -294,23 +304,25 @@ void EscalationService::handle_chain(const rules::HttpRequest& req, rules::HttpR
 void EscalationService::handle_dial_result(const rules::HttpRequest& req,
                                            rules::HttpResponse& res) {
   auto* webhook = dynamic_cast<WebhookDialer*>(dialer_.get());
-  if (!webhook) return res.error(404, "not_found", "the dialer is not a webhook dialer");
+  if (!webhook)
+    return res.error(404, rules::ErrorCode::not_found, "the dialer is not a webhook dialer");
   std::string attempt = req.matches.size() > 1 ? req.matches[1] : "";
   auto body = json_body(req, limits_, res);
   if (!body) return;
   std::string error;
   auto result = parse_dial_result(*body, error);
   if (!result)
-    return res.error(400, "invalid_result",
+    return res.error(400, rules::ErrorCode::invalid_result,
                      error.empty() ? "\"outcome\" (or \"key\") is required" : error);
-  if (!webhook->complete(attempt, *result, error)) return res.error(404, "not_pending", error);
+  if (!webhook->complete(attempt, *result, error))
+    return res.error(404, rules::ErrorCode::not_pending, error);
   reply(res, 200, json{{"attemptId", attempt}, {"accepted", true}});
 }
 
 std::shared_ptr<rules::Service> make_service(const rules::Config& config, rules::Host& host) {
-  const auto* section = config.section<EscalationSection>("escalation");
+  auto section = config.section<EscalationSettings>("escalation");
   if (!section) return nullptr;
-  return std::make_shared<EscalationService>(*section, host);
+  return EscalationService::create(*section, host);
 }
 
 }  // namespace callbridge::escalation

@@ -16,8 +16,11 @@ namespace callbridge::escalation {
 class EscalationService final : public rules::Service {
  public:
   // `timers` null: the service runs its own ThreadTimerQueue with `section.workers` workers.
-  EscalationService(const EscalationSection& section, rules::Host& host,
+  EscalationService(const EscalationSettings& section, rules::Host& host,
                     TimerQueue* timers = nullptr);
+  // The service with its routes mounted through `host` (when the section's `api` is on).
+  static std::shared_ptr<EscalationService> create(const EscalationSettings& section,
+                                                   rules::Host& host, TimerQueue* timers = nullptr);
   ~EscalationService() override;
 
   void start() override;  // continues the chains stored before a restart
@@ -28,7 +31,9 @@ class EscalationService final : public rules::Service {
   Engine& engine() { return *engine_; }
   Dialer* dialer() { return dialer_.get(); }
 
-  // The routes this service mounts (also callable directly).
+  // The Pigeon-compatible routes and /v1/escalation/*: invoke, result, abort, chains, chain,
+  // dial result. Their handlers, below, are also callable directly.
+  std::vector<rules::Route> routes();
   void handle_invoke(const rules::HttpRequest& req, rules::HttpResponse& res);
   void handle_result(const rules::HttpRequest& req, rules::HttpResponse& res);
   void handle_abort(const rules::HttpRequest& req, rules::HttpResponse& res);
@@ -42,7 +47,7 @@ class EscalationService final : public rules::Service {
  private:
   bool submit_finished(const ChainState& state);
 
-  EscalationSection section_;
+  EscalationSettings section_;
   rules::EventSink& events_;
   rules::InputLimits limits_;
   std::unique_ptr<ThreadTimerQueue> own_timers_;

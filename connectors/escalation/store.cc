@@ -1,6 +1,50 @@
 #include "connectors/escalation/store.h"
 
+#include <cstdio>
+#include <ostream>
+
+#include "rules/printable.h"
+
 namespace callbridge::escalation {
+
+namespace {
+
+int show_chain(rules::KeyValueStore& store, const std::string& chain_id, std::ostream& out,
+               std::ostream& err) {
+  auto text = store.get(KeyValueChainStore::kNamespace, chain_id);
+  if (!text) {
+    err << "no escalation chain " << chain_id << "\n";
+    return 1;
+  }
+  out << nlohmann::json::parse(*text, nullptr, false).dump(2) << "\n";
+  return 0;
+}
+
+int list_chains(rules::KeyValueStore& store, std::size_t limit, std::ostream& out,
+                std::ostream& /*err*/) {
+  out << "CHAIN                                 STATUS     LOOPS  ATTEMPTS  CALL\n";
+  std::size_t shown = 0;
+  for (const auto& [id, text] : store.scan(KeyValueChainStore::kNamespace)) {
+    if (shown++ >= limit) break;
+    auto j = nlohmann::json::parse(text, nullptr, false);
+    if (!j.is_object()) continue;
+    char line[512];
+    std::snprintf(line, sizeof line, "%-37s %-10s %5s  %8zu  %s\n", id.c_str(),
+                  j.value("status", "").c_str(), j.contains("loop") ? j["loop"].dump().c_str() : "",
+                  j.contains("attempts") && j["attempts"].is_array() ? j["attempts"].size() : 0,
+                  rules::printable(j.value("origin_call_id", "")).c_str());
+    out << line;
+  }
+  return 0;
+}
+
+}  // namespace
+
+rules::HistoryView chain_history_view() {
+  return {"chains",    "Escalation chains: status, loops, attempts",
+          "chain",     "One escalation chain in detail (JSON): parameters, messages, attempts",
+          list_chains, show_chain};
+}
 
 bool KeyValueChainStore::save(const ChainState& state, std::string& error) {
   return store_.put(kNamespace, state.id, to_json(state).dump(), error);

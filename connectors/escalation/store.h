@@ -10,6 +10,7 @@
 
 #include "connectors/escalation/model.h"
 #include "rules/host.h"
+#include "rules/registry.h"
 
 namespace callbridge::escalation {
 
@@ -35,6 +36,9 @@ class KeyValueChainStore final : public ChainStore {
  private:
   rules::KeyValueStore& store_;
 };
+
+// `callbridge history --chains` and `--chain ID`: the chains as this store keeps them.
+rules::HistoryView chain_history_view();
 
 // A KeyValueStore in memory: dry runs, tests, and `simulate`. Can be told to fail.
 class MemoryKeyValueStore final : public rules::KeyValueStore {

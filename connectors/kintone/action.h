@@ -2,6 +2,7 @@
 // operations on a kintone app, with values rendered from the call's variables and results set
 // as variables directly (RESPONSE_ID, RESPONSE_COUNT, RESPONSE_REVISION, RESPONSE_<FIELD>), so
 // no extraction regex is needed. Values can never change a query's or a record's structure.
+// Loaded by config.h's load_action.
 #pragma once
 
 #include <memory>
@@ -11,16 +12,9 @@
 #include <vector>
 
 #include "connectors/kintone/client.h"
-#include "connectors/kintone/settings.h"
+#include "connectors/kintone/config.h"
 #include "rules/action.h"
 #include "rules/template.h"
-
-namespace YAML {
-class Node;
-}
-namespace callbridge::rules {
-class ConfigReader;
-}
 
 namespace callbridge::kintone {
 
@@ -65,9 +59,5 @@ class KintoneAction final : public rules::Action {
  private:
   ActionSpec spec_;
 };
-
-std::shared_ptr<const rules::Action> load_action(const YAML::Node& node,
-                                                 rules::ConfigReader& reader,
-                                                 const std::string& rule_name);
 
 }  // namespace callbridge::kintone

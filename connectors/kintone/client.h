@@ -18,7 +18,7 @@
 #include <string_view>
 #include <vector>
 
-#include "connectors/http/http_client.h"
+#include "http/http_client.h"
 #include "connectors/kintone/errors.h"
 
 namespace callbridge::kintone {

@@ -10,7 +10,7 @@
 #include <utility>
 #include <vector>
 
-#include "connectors/http/http_client.h"
+#include "http/http_client.h"
 
 namespace callbridge::kintone {
 

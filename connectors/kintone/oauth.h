@@ -12,7 +12,7 @@
 #include <string>
 #include <string_view>
 
-#include "connectors/http/http_client.h"
+#include "http/http_client.h"
 #include "connectors/kintone/client.h"
 #include "rules/host.h"
 

@@ -1,30 +1,34 @@
 #include "connectors/kintone/register.h"
 
-#include "connectors/kintone/action.h"
+#include "connectors/kintone/command.h"
+#include "connectors/kintone/config.h"
+#include "connectors/kintone/rest_request.h"
 #include "connectors/kintone/service.h"
-#include "connectors/kintone/settings.h"
 
 namespace callbridge::kintone {
 
 void register_connector(rules::Registry& registry) {
   registry.add_section("kintone", load_section);
   registry.add_action("kintone", load_action);
+  registry.add_auth_kind("kintone-token", load_token_auth);
+  registry.add_auth_kind("kintone-password", load_password_auth);
+  registry.add_request_inspector(std::make_shared<RestRequestInspector>());
+  registry.add_command(directory_sync_command());
+  registry.add_description(
+      "rules[].kintone", "A kintone action: find, get, create, update, upsert, comment, history.");
+  registry.add_description("kintone",
+                           "kintone connections and the customer directory (docs/kintone.md).");
+  registry.add_description("kintone.connections",
+                           "Named kintone connections: URL and credentials.");
+  registry.add_description("kintone.directory",
+                           "Customer directory synced from a kintone app for caller lookup.");
   registry.add_service(
       KintoneService::kName,
       [](const rules::Config& config, rules::Host& host) -> std::shared_ptr<rules::Service> {
-        auto it = config.sections.find("kintone");
-        if (it == config.sections.end()) return nullptr;
-        auto settings = std::dynamic_pointer_cast<const KintoneSettings>(it->second);
+        auto settings = config.section<KintoneSettings>("kintone");
         if (!settings) return nullptr;
         auto service = std::make_shared<KintoneService>(settings, host.transport, &host.store);
-        // Routes hold the service, so a route never outlives what it calls.
-        for (auto route : service->routes()) {
-          route.handler = [service, inner = std::move(route.handler)](
-                              const rules::HttpRequest& request, rules::HttpResponse& response) {
-            inner(request, response);
-          };
-          host.routes.push_back(std::move(route));
-        }
+        for (auto& route : service->routes()) host.add_route(service, std::move(route));
         return service;
       });
 }

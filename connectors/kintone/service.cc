@@ -1,9 +1,9 @@
 #include "connectors/kintone/service.h"
 
-#include <iostream>
 #include <nlohmann/json.hpp>
 
 #include "connectors/kintone/phone.h"
+#include "log/log.h"
 
 namespace callbridge::kintone {
 
@@ -31,7 +31,12 @@ json progress_json(const SyncProgress& p, const Directory& d) {
 KintoneService::KintoneService(std::shared_ptr<const KintoneSettings> settings,
                                http::Transport& transport, rules::KeyValueStore* store, Log log)
     : settings_(std::move(settings)), log_(std::move(log)) {
-  if (!log_) log_ = [](const std::string& line) { std::cerr << "callbridge: " << line << "\n"; };
+  // Progress and failures go to the bridge's logger, as JSON lines like every other log line.
+  if (!log_)
+    log_ = [](const std::string& line) {
+      log::write(line.find("failed") == std::string::npos ? log::Level::info : log::Level::warn,
+                 line);
+    };
   for (const auto& [name, spec] : settings_->connections) {
     Connection c = spec.connection;
     if (spec.oauth) {
@@ -112,7 +117,8 @@ std::vector<rules::Route> KintoneService::routes() {
                               rules::HttpResponse& res) -> OAuthTokens* {
     OAuthTokens* tokens = oauth(req.matches.at(1));
     if (!tokens)
-      res.error(404, "not_found", "no kintone connection \"" + req.matches.at(1) + "\" with oauth");
+      res.error(404, rules::ErrorCode::not_found,
+                "no kintone connection \"" + req.matches.at(1) + "\" with oauth");
     return tokens;
   };
   out.push_back({"GET", R"(/v1/kintone/oauth/([A-Za-z0-9_-]+)/start)", rules::RouteAuth::token,
@@ -129,13 +135,13 @@ std::vector<rules::Route> KintoneService::routes() {
                    OAuthTokens* tokens = tokens_or_404(req, res);
                    if (!tokens) return;
                    if (req.has_param("error")) {
-                     res.error(400, "oauth_denied",
+                     res.error(400, rules::ErrorCode::oauth_denied,
                                "kintone answered error=" + req.param("error").substr(0, 100));
                      return;
                    }
                    std::string error;
                    if (!tokens->complete(req.param("code"), req.param("state"), error)) {
-                     res.error(400, "oauth_failed", error);
+                     res.error(400, rules::ErrorCode::oauth_failed, error);
                      return;
                    }
                    log_("kintone connection " + req.matches.at(1) + ": OAuth authorized");
@@ -144,7 +150,7 @@ std::vector<rules::Route> KintoneService::routes() {
   out.push_back({"POST", R"(/v1/kintone/directory/sync)", rules::RouteAuth::token,
                  [this](const rules::HttpRequest& req, rules::HttpResponse& res) {
                    if (!sync_) {
-                     res.error(404, "not_found", "no kintone.directory configured");
+                     res.error(404, rules::ErrorCode::not_found, "no kintone.directory configured");
                      return;
                    }
                    std::string wait = req.param("wait");
@@ -166,7 +172,7 @@ std::vector<rules::Route> KintoneService::routes() {
   out.push_back({"GET", R"(/v1/kintone/directory)", rules::RouteAuth::token,
                  [this](const rules::HttpRequest&, rules::HttpResponse& res) {
                    if (!sync_) {
-                     res.error(404, "not_found", "no kintone.directory configured");
+                     res.error(404, rules::ErrorCode::not_found, "no kintone.directory configured");
                      return;
                    }
                    res.body = progress_json(sync_->progress(), *directory_).dump();

@@ -11,9 +11,9 @@
 #include <vector>
 
 #include "connectors/kintone/client.h"
+#include "connectors/kintone/config.h"
 #include "connectors/kintone/directory.h"
 #include "connectors/kintone/oauth.h"
-#include "connectors/kintone/settings.h"
 #include "rules/host.h"
 
 namespace callbridge::kintone {

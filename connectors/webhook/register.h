@@ -1,4 +1,4 @@
-// Registers the webhook connector's config sections, typed actions and services.
+// Registers the webhook connector: the `webhooks:` section and the service serving its sources.
 #pragma once
 
 #include "rules/registry.h"

@@ -1,44 +1,46 @@
-#include "bridge/log.h"
+#include "log/log.h"
+
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <cstdio>
+#include <cstdlib>
 #include <map>
 #include <mutex>
 #include <nlohmann/json.hpp>
 
-#include "bridge/systemd.h"
-
-namespace callbridge::bridge {
+namespace callbridge::log {
 
 namespace {
 
-std::atomic<LogLevel> g_level{LogLevel::info};
+std::atomic<Level> g_level{Level::info};
 std::mutex g_mutex;
 
-std::string_view level_name(LogLevel level) {
+std::string_view level_name(Level level) {
   switch (level) {
-    case LogLevel::debug:
+    case Level::debug:
       return "debug";
-    case LogLevel::info:
+    case Level::info:
       return "info";
-    case LogLevel::warn:
+    case Level::warn:
       return "warn";
-    case LogLevel::error:
+    case Level::error:
       return "error";
   }
   return "info";
 }
 
 // syslog priorities, which journald takes from a `<N>` line prefix (sd-daemon(3)).
-int journal_priority(LogLevel level) {
+int journal_priority(Level level) {
   switch (level) {
-    case LogLevel::debug:
+    case Level::debug:
       return 7;
-    case LogLevel::info:
+    case Level::info:
       return 6;
-    case LogLevel::warn:
+    case Level::warn:
       return 4;
-    case LogLevel::error:
+    case Level::error:
       return 3;
   }
   return 6;
@@ -46,7 +48,7 @@ int journal_priority(LogLevel level) {
 
 // Under systemd the journal stamps time and level itself: `<6>listening port=8080 rules=3`,
 // values quoted as JSON strings when they hold spaces, quotes or control characters.
-std::string journal_line(LogLevel level, std::string_view message,
+std::string journal_line(Level level, std::string_view message,
                          std::initializer_list<std::pair<std::string_view, std::string>> fields,
                          std::uint64_t suppressed) {
   std::string text = "<" + std::to_string(journal_priority(level)) + ">";
@@ -67,9 +69,9 @@ std::string journal_line(LogLevel level, std::string_view message,
   return text + "\n";
 }
 
-void write(LogLevel level, std::string_view message,
-           std::initializer_list<std::pair<std::string_view, std::string>> fields,
-           std::uint64_t suppressed) {
+void emit(Level level, std::string_view message,
+          std::initializer_list<std::pair<std::string_view, std::string>> fields,
+          std::uint64_t suppressed) {
   static const bool to_journal = stderr_is_journal();
   if (to_journal) {
     std::string text = journal_line(level, message, fields, suppressed);
@@ -92,19 +94,19 @@ void write(LogLevel level, std::string_view message,
 
 }  // namespace
 
-void set_log_level(LogLevel level) {
+void set_level(Level level) {
   g_level = level;
 }
 
-void log(LogLevel level, std::string_view message,
-         std::initializer_list<std::pair<std::string_view, std::string>> fields) {
+void write(Level level, std::string_view message,
+           std::initializer_list<std::pair<std::string_view, std::string>> fields) {
   if (level < g_level.load()) return;
-  write(level, message, fields, 0);
+  emit(level, message, fields, 0);
 }
 
-void log_limited(std::string_view key, LogLevel level, std::string_view message,
-                 std::initializer_list<std::pair<std::string_view, std::string>> fields,
-                 std::chrono::seconds interval) {
+void write_limited(std::string_view key, Level level, std::string_view message,
+                   std::initializer_list<std::pair<std::string_view, std::string>> fields,
+                   std::chrono::seconds interval) {
   if (level < g_level.load()) return;
   struct Slot {
     std::chrono::steady_clock::time_point last{};
@@ -124,7 +126,18 @@ void log_limited(std::string_view key, LogLevel level, std::string_view message,
     slot.last = now;
     suppressed = std::exchange(slot.suppressed, 0);
   }
-  write(level, message, fields, suppressed);
+  emit(level, message, fields, suppressed);
 }
 
-}  // namespace callbridge::bridge
+bool stderr_is_journal() {
+  const char* stream = std::getenv("JOURNAL_STREAM");
+  if (!stream) return false;
+  unsigned long long device = 0, inode = 0;
+  if (std::sscanf(stream, "%llu:%llu", &device, &inode) != 2) return false;
+  struct stat st {};
+  if (::fstat(STDERR_FILENO, &st) != 0) return false;
+  return static_cast<unsigned long long>(st.st_dev) == device &&
+         static_cast<unsigned long long>(st.st_ino) == inode;
+}
+
+}  // namespace callbridge::log

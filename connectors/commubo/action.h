@@ -1,5 +1,6 @@
 // The `decide` typed action: a rule's answer to a caller that waits for one (commubo's inbound
 // callback). It sets DECISION_STATUS and DECISION_BODY in the call; no network, idempotent.
+// Loaded by config.h's load_decide.
 #pragma once
 
 #include <memory>
@@ -18,7 +19,7 @@ namespace callbridge::rules {
 class ConfigReader;
 }
 
-namespace callbridge::webhook {
+namespace callbridge::commubo {
 
 inline constexpr std::string_view kDecisionStatus = "DECISION_STATUS";
 inline constexpr std::string_view kDecisionBody = "DECISION_BODY";
@@ -39,9 +40,4 @@ class DecideAction final : public rules::Action {
   rules::Template body_;  // rendered with the call's variables
 };
 
-// `decide: {status: 486, body: "..."}` or `decide: 486`.
-std::shared_ptr<const rules::Action> load_decide(const YAML::Node& node,
-                                                 rules::ConfigReader& reader,
-                                                 const std::string& rule_name);
-
-}  // namespace callbridge::webhook
+}  // namespace callbridge::commubo

@@ -1,5 +1,6 @@
-// The `kintone:` section of callbridge.yaml, validated once at load: named connections (domain,
-// guest space, credentials, limits) and the optional customer directory.
+// The kintone connector's configuration, validated once at load: the `kintone:` section (named
+// connections with domain, guest space, credentials and limits; the optional customer directory)
+// and the loader of the `kintone:` rule action (its runtime is in action.h).
 #pragma once
 
 #include <map>
@@ -11,6 +12,7 @@
 #include "connectors/kintone/client.h"
 #include "connectors/kintone/directory.h"
 #include "connectors/kintone/oauth.h"
+#include "rules/action.h"
 #include "rules/config.h"
 
 namespace YAML {
@@ -38,5 +40,10 @@ class KintoneSettings final : public rules::Section {
 
 std::shared_ptr<const rules::Section> load_section(const YAML::Node& node,
                                                    rules::ConfigReader& reader);
+
+// The `kintone:` key of a rule: a KintoneAction checked against the loaded section.
+std::shared_ptr<const rules::Action> load_action(const YAML::Node& node,
+                                                 rules::ConfigReader& reader,
+                                                 const std::string& rule_name);
 
 }  // namespace callbridge::kintone

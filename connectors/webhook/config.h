@@ -1,19 +1,17 @@
-// Configurable webhook sources: any system that can call a URL (a BIZTEL call action by GET,
-// Twilio's form-encoded status callback, a JSON webhook signed the Standard Webhooks way)
-// becomes call events. Each source is one route; what it reads is declared per field.
+// The webhook connector's configuration: the `webhooks:` section, a list of sources. Any system
+// that can call a URL (a BIZTEL call action by GET, Twilio's form-encoded status callback, a JSON
+// webhook signed the Standard Webhooks way) becomes call events; what a source reads is declared
+// per field. The routes that receive them are in service.h.
 #pragma once
 
 #include <chrono>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
 
-#include "connectors/webhook/clock.h"
 #include "rules/config.h"
-#include "rules/host.h"
 #include "rules/regex.h"
 
 namespace YAML {
@@ -25,8 +23,6 @@ class ConfigReader;
 }
 
 namespace callbridge::webhook {
-
-inline constexpr std::string_view kWebhookDeliveries = "webhook.deliveries";  // KeyValueStore ns
 
 // Where one value of a delivery comes from, and how it is translated.
 struct FieldSpec {
@@ -66,33 +62,5 @@ struct WebhookSettings final : rules::Section {
 
 std::shared_ptr<const rules::Section> load_webhooks_section(const YAML::Node& node,
                                                             rules::ConfigReader& reader);
-
-// Runs every configured source. Thread-safe.
-class WebhookService final : public rules::Service {
- public:
-  WebhookService(std::shared_ptr<const WebhookSettings> settings, rules::KeyValueStore& store,
-                 rules::EventSink& events, WallClock now = std::chrono::system_clock::now,
-                 rules::InputLimits limits = {});
-
-  // One route per source and method.
-  std::vector<rules::Route> routes();
-  void handle(const WebhookSource& source, const rules::HttpRequest& request,
-              rules::HttpResponse& response);
-  // Forgets deliveries older than their source's window.
-  void expire_deliveries();
-  void metrics(std::string& out) const override;
-
- private:
-  std::shared_ptr<const WebhookSettings> settings_;
-  rules::KeyValueStore& store_;
-  rules::EventSink& events_;
-  WallClock now_;
-  rules::InputLimits limits_;
-  std::map<std::string, std::unique_ptr<std::mutex>> delivery_locks_;  // per source
-  std::mutex sweep_mutex_;
-  std::chrono::system_clock::time_point last_sweep_{};
-  mutable std::mutex metrics_mutex_;
-  std::map<std::pair<std::string, std::string>, unsigned long long> counts_;  // source, outcome
-};
 
 }  // namespace callbridge::webhook

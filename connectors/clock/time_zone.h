@@ -14,7 +14,6 @@
 #include <vector>
 
 #include "rules/config.h"
-#include "rules/host.h"
 
 namespace YAML {
 class Node;
@@ -24,7 +23,7 @@ namespace callbridge::rules {
 class ConfigReader;
 }
 
-namespace callbridge::webhook {
+namespace callbridge::clock {
 
 // A time zone: a fixed UTC offset ("+09:00", "UTC") or an IANA name read from a TZif file.
 class TimeZone {
@@ -54,29 +53,4 @@ using WallClock = std::function<std::chrono::system_clock::time_point()>;
 rules::Variables clock_variables(std::chrono::system_clock::time_point now, const TimeZone& zone,
                                  const std::set<std::string>& holidays = {});
 
-// Top-level `clock:` section.
-struct ClockSettings final : rules::Section {
-  ClockSettings();
-  TimeZone zone;
-  std::set<std::string> holidays;  // YYYY-MM-DD, in the zone
-};
-
-std::shared_ptr<const rules::Section> load_clock_section(const YAML::Node& node,
-                                                         rules::ConfigReader& reader);
-
-// Adds the NOW_* variables to every event, at the time its rules start.
-class ClockService final : public rules::Service {
- public:
-  explicit ClockService(ClockSettings settings, WallClock now = std::chrono::system_clock::now)
-      : settings_(std::move(settings)), now_(std::move(now)) {}
-  void enrich(const rules::EventInput& event, rules::Variables& vars) const override;
-
- private:
-  ClockSettings settings_;
-  WallClock now_;
-};
-
-// True when a rule reads a NOW_* variable (then the clock runs even without a `clock:` section).
-bool rules_read_clock(const rules::RuleSet& rules);
-
-}  // namespace callbridge::webhook
+}  // namespace callbridge::clock

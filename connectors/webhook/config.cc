@@ -1,4 +1,4 @@
-#include "connectors/webhook/source.h"
+#include "connectors/webhook/config.h"
 
 #include <yaml-cpp/yaml.h>
 
@@ -8,19 +8,13 @@
 
 #include "connectors/webhook/signature.h"
 #include "rules/config_reader.h"
-#include "rules/events.h"
 
 namespace callbridge::webhook {
 
 namespace {
 
-constexpr std::size_t kMaxTel = 64;
 constexpr const char* kReserved[] = {"/v1/events", "/v1/calls", "/v1/commubo", "/healthz",
                                      "/readyz",    "/metrics",  "/api/"};
-
-long long to_ms(std::chrono::system_clock::time_point t) {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
-}
 
 bool valid_name(const std::string& name, bool upper) {
   if (name.empty()) return false;
@@ -236,59 +230,6 @@ std::optional<WebhookSource> load_source(const YAML::Node& node, std::size_t ind
   return source;
 }
 
-// The delivery as read once: JSON document (when JSON), parameters, headers.
-struct Delivery {
-  const rules::HttpRequest& request;
-  std::optional<nlohmann::json> json;
-};
-
-std::optional<std::string> read_field(const FieldSpec& spec, const Delivery& delivery) {
-  std::optional<std::string> value;
-  switch (spec.from) {
-    case FieldSpec::From::constant:
-      value = spec.name;
-      break;
-    case FieldSpec::From::key:
-      if (delivery.request.has_param(spec.name)) value = delivery.request.param(spec.name);
-      break;
-    case FieldSpec::From::header:
-      if (delivery.request.headers.count(spec.name)) value = delivery.request.header(spec.name);
-      break;
-    case FieldSpec::From::pointer:
-      if (delivery.json) {
-        nlohmann::json::json_pointer pointer(spec.name);
-        if (delivery.json->contains(pointer)) {
-          const auto& v = delivery.json->at(pointer);
-          if (v.is_string())
-            value = v.get<std::string>();
-          else if (v.is_boolean())
-            value = v.get<bool>() ? "true" : "false";
-          else if (!v.is_null())
-            value = v.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-        }
-      }
-      break;
-  }
-  if (!value) return spec.fallback;
-  if (auto mapped = spec.map.find(*value); mapped != spec.map.end()) return mapped->second;
-  return value;
-}
-
-bool control_free(std::string_view text) {
-  for (unsigned char c : text)
-    if (c < 0x20 || c == 0x7f) return false;
-  return true;
-}
-
-std::string escape_route(const std::string& path) {
-  std::string out;
-  for (char c : path) {
-    if (c == '.') out += '\\';
-    out += c;
-  }
-  return out;
-}
-
 }  // namespace
 
 std::shared_ptr<const rules::Section> load_webhooks_section(const YAML::Node& node,
@@ -312,208 +253,6 @@ std::shared_ptr<const rules::Section> load_webhooks_section(const YAML::Node& no
   }
   if (reader.error_count() != errors) return nullptr;
   return settings;
-}
-
-WebhookService::WebhookService(std::shared_ptr<const WebhookSettings> settings,
-                               rules::KeyValueStore& store, rules::EventSink& events, WallClock now,
-                               rules::InputLimits limits)
-    : settings_(std::move(settings)),
-      store_(store),
-      events_(events),
-      now_(std::move(now)),
-      limits_(limits) {
-  for (const auto& source : settings_->sources)
-    delivery_locks_[source.name] = std::make_unique<std::mutex>();
-}
-
-std::vector<rules::Route> WebhookService::routes() {
-  std::vector<rules::Route> out;
-  for (const auto& source : settings_->sources)
-    for (const auto& method : source.methods) {
-      rules::Route route;
-      route.method = method;
-      route.pattern = escape_route(source.path);
-      route.auth = source.auth == WebhookSource::Auth::token ? rules::RouteAuth::token
-                                                             : rules::RouteAuth::none;
-      const WebhookSource* s = &source;
-      route.handler = [this, s](const rules::HttpRequest& request, rules::HttpResponse& response) {
-        handle(*s, request, response);
-      };
-      out.push_back(std::move(route));
-    }
-  return out;
-}
-
-void WebhookService::handle(const WebhookSource& source, const rules::HttpRequest& request,
-                            rules::HttpResponse& response) {
-  auto count = [&](const std::string& outcome) {
-    std::lock_guard lock(metrics_mutex_);
-    ++counts_[{source.name, outcome}];
-  };
-  auto reject = [&](int status, std::string_view code, std::string_view message) {
-    response.error(status, code, message);
-    count(std::string(code));
-  };
-  const auto now = now_();
-
-  if (source.auth == WebhookSource::Auth::signature) {
-    auto check = verify_standard_webhook(
-        source.secret, request.header("webhook-id"), request.header("webhook-timestamp"),
-        request.header("webhook-signature"), request.body, now, source.tolerance);
-    if (check != SignatureCheck::ok) return reject(401, "invalid_signature", to_string(check));
-  }
-
-  Delivery delivery{request, std::nullopt};
-  const std::string content_type = request.header("content-type");
-  if (rules::is_json_content_type(content_type)) {
-    if (!source.accept_json)
-      return reject(415, "unsupported_media_type", "this source does not accept JSON");
-    std::string error;
-    delivery.json = rules::parse_json_body(request.body, limits_, error);
-    if (delivery.json->is_discarded()) return reject(400, "invalid_json", error);
-  } else if (rules::is_form_content_type(content_type)) {
-    if (!source.accept_form)
-      return reject(415, "unsupported_media_type", "this source does not accept form bodies");
-  } else if (request.body.empty()) {
-    if (!source.accept_query)
-      return reject(415, "unsupported_media_type", "this source needs a body");
-  } else {
-    return reject(415, "unsupported_media_type",
-                  "send application/json or application/x-www-form-urlencoded");
-  }
-
-  // The delivery ID decides whether this was seen before; one delivery at a time per source so
-  // two concurrent copies cannot both pass the check.
-  std::optional<std::string> delivery_id;
-  for (const auto& spec : source.delivery_id) {
-    auto part = read_field(spec, delivery);
-    if (!part || part->empty()) {  // incomplete: processed without deduplication
-      delivery_id.reset();
-      break;
-    }
-    delivery_id = delivery_id ? *delivery_id + "/" + *part : *part;
-  }
-  std::unique_lock<std::mutex> lock;
-  const std::string key = delivery_id ? source.name + "/" + *delivery_id : std::string();
-  if (delivery_id) lock = std::unique_lock(*delivery_locks_.at(source.name));
-
-  auto reply = [&](const std::string& event_id, const std::string& call_id,
-                   const std::string& event, bool duplicate) {
-    response.status = source.reply_status;
-    response.headers.clear();
-    if (source.reply_body) {
-      rules::Variables vars{{"EVENT_ID", event_id},
-                            {"CALL_ID", call_id},
-                            {"EVENT", event},
-                            {"DUPLICATE", duplicate ? "1" : "0"}};
-      rules::RenderReport report;
-      response.body = source.reply_body->render(vars, report);
-      response.content_type = source.reply_content_type;
-    } else {
-      nlohmann::json body = {{"event_id", event_id}, {"call_id", call_id}};
-      if (duplicate) body["duplicate"] = true;
-      response.body = body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-      response.content_type = "application/json";
-    }
-    count(duplicate ? "duplicate" : "accepted");
-  };
-
-  if (delivery_id) {
-    if (auto seen = store_.get(kWebhookDeliveries, key)) {
-      auto record = nlohmann::json::parse(*seen, nullptr, false);
-      if (record.is_object() &&
-          to_ms(now) - record.value("at_ms", 0LL) <= source.dedup_window.count() * 1000)
-        return reply(record.value("event_id", ""), record.value("call_id", ""),
-                     record.value("event", ""), true);
-    }
-  }
-
-  rules::EventInput event;
-  auto name = read_field(source.event, delivery);
-  if (!name || name->empty()) return reject(400, "invalid_event", "no event name in this delivery");
-  auto canonical = rules::canonical_event(*name);
-  if (!canonical) return reject(400, "invalid_event", "unknown event \"" + *name + "\"");
-  event.event = *canonical;
-  auto call_id = read_field(source.call_id, delivery);
-  if (!call_id) return reject(400, "invalid_event", "the call ID is missing");
-  if (auto problem = rules::check_call_id(*call_id, "call ID"); !problem.empty())
-    return reject(400, "invalid_event", problem);
-  event.call_id = *call_id;
-  if (source.tel) {
-    auto tel = read_field(*source.tel, delivery);
-    if (tel && (tel->size() > kMaxTel || !control_free(*tel)))
-      return reject(400, "invalid_event", "the number is over 64 characters");
-    if (tel) event.tel = *tel;
-  }
-  if (source.answered)
-    if (auto answered = read_field(*source.answered, delivery))
-      event.answered = source.answered_pattern->match(*answered).matched;
-  for (const auto& [var, spec] : source.vars)
-    if (auto value = read_field(spec, delivery)) event.vars[var] = *value;
-  event.vars["WEBHOOK_SOURCE"] = source.name;
-  if (delivery_id) event.vars["WEBHOOK_DELIVERY_ID"] = *delivery_id;
-
-  rules::SubmitRejection rejection;
-  std::optional<rules::SubmittedEvent> submitted;
-  try {
-    submitted = events_.submit(event, nullptr, rejection);
-  } catch (const std::exception& e) {
-    rejection = {503, "journal_unavailable", e.what()};
-  }
-  if (!submitted) {
-    // Both reasons are temporary: the platform should deliver again after Retry-After.
-    response.headers.emplace_back("Retry-After", std::to_string(rejection.retry_after_seconds));
-    return reject(rejection.status >= 400 ? rejection.status : 503,
-                  rejection.code.empty() ? "journal_unavailable" : rejection.code,
-                  rejection.message.empty() ? "the event could not be stored" : rejection.message);
-  }
-  if (delivery_id) {
-    // After the event is durable: a crash in between processes a redelivery twice, never zero.
-    nlohmann::json record = {{"event_id", submitted->event_id},
-                             {"call_id", submitted->call_id},
-                             {"event", event.event},
-                             {"at_ms", to_ms(now)}};
-    std::string store_error;
-    store_.put(kWebhookDeliveries, key,
-               record.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace), store_error);
-  }
-  reply(submitted->event_id, submitted->call_id, event.event, false);
-  if (lock.owns_lock()) lock.unlock();
-
-  bool sweep = false;
-  {
-    std::lock_guard guard(sweep_mutex_);
-    if (now - last_sweep_ > std::chrono::minutes(1)) {
-      last_sweep_ = now;
-      sweep = true;
-    }
-  }
-  if (sweep) expire_deliveries();
-}
-
-void WebhookService::expire_deliveries() {
-  const auto now = now_();
-  std::map<std::string, std::chrono::seconds> windows;
-  for (const auto& source : settings_->sources) windows[source.name] = source.dedup_window;
-  for (const auto& [key, value] : store_.scan(kWebhookDeliveries)) {
-    auto slash = key.find('/');
-    auto window = windows.find(key.substr(0, slash));
-    auto record = nlohmann::json::parse(value, nullptr, false);
-    long long at = record.is_object() ? record.value("at_ms", 0LL) : 0;
-    // Deliveries of a source no longer configured go too.
-    if (window == windows.end() || to_ms(now) - at > window->second.count() * 1000) {
-      std::string error;
-      store_.erase(kWebhookDeliveries, key, error);
-    }
-  }
-}
-
-void WebhookService::metrics(std::string& out) const {
-  std::lock_guard lock(metrics_mutex_);
-  out += "# TYPE callbridge_webhook_deliveries_total counter\n";
-  for (const auto& [key, n] : counts_)
-    out += "callbridge_webhook_deliveries_total{source=\"" + key.first + "\",outcome=\"" +
-           key.second + "\"} " + std::to_string(n) + "\n";
 }
 
 }  // namespace callbridge::webhook

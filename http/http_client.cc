@@ -1,4 +1,4 @@
-#include "connectors/http/http_client.h"
+#include "http/http_client.h"
 
 #include <httplib.h>
 
