@@ -18,4 +18,10 @@ std::string printable(std::string_view text) {
   return out;
 }
 
+bool has_control_characters(std::string_view text) {
+  for (unsigned char c : text)
+    if (c < 0x20 || c == 0x7f) return true;
+  return false;
+}
+
 }  // namespace callbridge::rules

@@ -3,6 +3,8 @@
 #include <cctype>
 #include <nlohmann/json.hpp>
 
+#include "rules/printable.h"
+
 namespace callbridge::commubo {
 
 namespace {
@@ -44,12 +46,6 @@ bool flatten(const nlohmann::json& value, const std::string& name, rules::Variab
     if (!spend(name.size() + text.size())) return false;
     vars[name] = std::move(text);
   }
-  return true;
-}
-
-bool control_free(std::string_view text) {
-  for (unsigned char c : text)
-    if (c < 0x20 || c == 0x7f) return false;
   return true;
 }
 
@@ -104,7 +100,7 @@ std::optional<rules::EventInput> commubo_event_from_json(const nlohmann::json& p
       return std::nullopt;
     }
     event.tel = scalar_text(*tel);
-    if (event.tel.size() > kMaxTel || !control_free(event.tel)) {
+    if (event.tel.size() > kMaxTel || rules::has_control_characters(event.tel)) {
       error = "\"phoneNumber\" must be at most 64 characters without control characters";
       return std::nullopt;
     }

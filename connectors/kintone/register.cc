@@ -14,6 +14,9 @@ void register_connector(rules::Registry& registry) {
   registry.add_auth_kind("kintone-password", load_password_auth);
   registry.add_request_inspector(std::make_shared<RestRequestInspector>());
   registry.add_command(directory_sync_command());
+  // The auth kinds it adds, in the text of the raw request's `auth` key.
+  registry.add_description("rules[].request.auth",
+                           "Computed credentials (kintone token or password, basic, bearer).");
   registry.add_description(
       "rules[].kintone", "A kintone action: find, get, create, update, upsert, comment, history.");
   registry.add_description("kintone",

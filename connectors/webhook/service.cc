@@ -4,6 +4,7 @@
 
 #include "connectors/webhook/signature.h"
 #include "rules/events.h"
+#include "rules/printable.h"
 
 namespace callbridge::webhook {
 
@@ -51,12 +52,6 @@ std::optional<std::string> read_field(const FieldSpec& spec, const Delivery& del
   if (!value) return spec.fallback;
   if (auto mapped = spec.map.find(*value); mapped != spec.map.end()) return mapped->second;
   return value;
-}
-
-bool control_free(std::string_view text) {
-  for (unsigned char c : text)
-    if (c < 0x20 || c == 0x7f) return false;
-  return true;
 }
 
 std::string escape_route(const std::string& path) {
@@ -202,7 +197,7 @@ void WebhookService::handle(const WebhookSource& source, const rules::HttpReques
   event.call_id = *call_id;
   if (source.tel) {
     auto tel = read_field(*source.tel, delivery);
-    if (tel && (tel->size() > kMaxTel || !control_free(*tel)))
+    if (tel && (tel->size() > kMaxTel || rules::has_control_characters(*tel)))
       return reject(400, rules::ErrorCode::invalid_event, "the number is over 64 characters");
     if (tel) event.tel = *tel;
   }
