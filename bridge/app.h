@@ -41,6 +41,7 @@ struct AppOptions {
 class App {
  public:
   // Opens the journal and builds every part; null with `error` when the journal cannot open.
+  // `registry` (the connectors' sections, actions and services) must outlive the App.
   static std::unique_ptr<App> create(rules::Config config, const rules::Registry& registry,
                                      AppOptions options, std::string& error);
   ~App();

@@ -441,10 +441,9 @@ int replay(const std::string& path, const std::string& event_id, const std::stri
     bridge::Attempt attempt{a.event_seq, a.rule,
                             bridge::next_attempt_number(journal->actions_of(a.event_seq), a.rule)};
     auto run = bridge::run_attempt(*journal, engine, *rule, call, attempt);
-    bridge::ActionRecord record = bridge::finished_record(
-        a.event_seq, a.rule, attempt.number, bridge::state_of(run.outcome.status), run.outcome,
-        attempt.started_ms, *config->secrets);
-    bridge::record_attempt(*journal, attempt, record.state, run.outcome, *config->secrets, error);
+    bridge::ActionRecord record = bridge::attempt_record(
+        attempt, bridge::state_of(run.outcome.status), run.outcome, *config->secrets);
+    journal->record_action(record, error);
     if (record.state == bridge::ActionState::succeeded) {
       bridge::ActionRecord old = a;
       old.state = bridge::ActionState::replayed;

@@ -121,12 +121,10 @@ AttemptRun run_attempt(Journal& journal, const rules::Engine& engine, const rule
   return run;
 }
 
-bool record_attempt(Journal& journal, const Attempt& attempt, ActionState state,
-                    const rules::RuleOutcome& outcome, const rules::SecretSet& secrets,
-                    std::string& error) {
-  return journal.record_action(finished_record(attempt.event_seq, attempt.rule, attempt.number,
-                                               state, outcome, attempt.started_ms, secrets),
-                               error);
+ActionRecord attempt_record(const Attempt& attempt, ActionState state,
+                            const rules::RuleOutcome& outcome, const rules::SecretSet& secrets) {
+  return finished_record(attempt.event_seq, attempt.rule, attempt.number, state, outcome,
+                         attempt.started_ms, secrets);
 }
 
 struct Dispatcher::EventWork {
@@ -356,7 +354,8 @@ bool Dispatcher::prepare(EventWork& work) {
 bool Dispatcher::record(EventWork& work, const Attempt& attempt, ActionState state,
                         const rules::RuleOutcome& outcome) {
   std::string error;
-  if (record_attempt(journal_, attempt, state, outcome, *work.config->secrets, error)) return true;
+  if (journal_.record_action(attempt_record(attempt, state, outcome, *work.config->secrets), error))
+    return true;
   log_limited("journal-action", LogLevel::error, "journal write failed", {{"error", error}});
   return false;
 }
@@ -434,9 +433,7 @@ Dispatcher::StepResult Dispatcher::step(EventWork& work, Clock::time_point& retr
     if (work.observer) work.observer->on_rule(outcome, work.call.vars);
     if (state == ActionState::skipped) {
       // Nothing was sent; a lost record only means the gate is evaluated again on recovery.
-      journal_.record_action_later(finished_record(attempt.event_seq, attempt.rule, attempt.number,
-                                                   state, outcome, attempt.started_ms,
-                                                   *work.config->secrets));
+      journal_.record_action_later(attempt_record(attempt, state, outcome, *work.config->secrets));
     } else if (!record(work, attempt, state, outcome)) {
       return outcome_unrecorded(work, std::move(before), started);
     }

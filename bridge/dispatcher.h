@@ -76,10 +76,9 @@ struct AttemptRun {
 AttemptRun run_attempt(Journal& journal, const rules::Engine& engine, const rules::Rule& rule,
                        rules::CallContext& call, Attempt& attempt,
                        const std::function<void()>& on_send = {});
-// Journals the outcome of `attempt` as `state`. False with `error` when it could not be written.
-bool record_attempt(Journal& journal, const Attempt& attempt, ActionState state,
-                    const rules::RuleOutcome& outcome, const rules::SecretSet& secrets,
-                    std::string& error);
+// The journal record of the outcome of `attempt` as `state` (errors redacted).
+ActionRecord attempt_record(const Attempt& attempt, ActionState state,
+                            const rules::RuleOutcome& outcome, const rules::SecretSet& secrets);
 
 class Dispatcher {
  public:
