@@ -202,7 +202,8 @@ TEST_CASE("services enrich events, observers follow them, routes are mounted", "
       "t.yaml", no_env, registry);
   REQUIRE(loaded.config);
   std::string error;
-  auto app = bridge::App::create(std::move(*loaded.config), registry, {"127.0.0.1:0"}, error);
+  auto app =
+      bridge::App::create(std::move(*loaded.config), registry, {.listen = "127.0.0.1:0"}, error);
   REQUIRE(app);
   REQUIRE(app->start(error));
   bridge::Journal* journal = &app->journal();
