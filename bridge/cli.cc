@@ -34,6 +34,8 @@ namespace callbridge {
 namespace {
 
 constexpr int kOk = 0, kRuntimeFailure = 1, kBadConfig = 2;
+// How long `serve` waits for a signal before looking at the prune schedule again.
+constexpr timespec kSignalWait{1, 0};
 
 // `checking`: a file being checked (validate, simulate) rather than run; its warnings and notes
 // are shown, and an unset ${NAME} is a warning unless `strict_env`.
@@ -194,8 +196,7 @@ void supervise(const std::string& path, bool have_file, bridge::App& app, const 
         bridge::log(bridge::LogLevel::info, "pruned old calls",
                     {{"calls", std::to_string(pruned)}});
     }
-    timespec timeout{1, 0};
-    int sig = sigtimedwait(&signals, nullptr, &timeout);
+    int sig = sigtimedwait(&signals, nullptr, &kSignalWait);
     if (sig == SIGTERM || sig == SIGINT) {
       bridge::log(bridge::LogLevel::info, "shutting down",
                   {{"signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"}});
