@@ -10,19 +10,17 @@
 #include <iostream>
 #include <nlohmann/json.hpp>
 #include <sstream>
-#include <thread>
 #include <tuple>
 
 #include "bridge/action_record.h"
+#include "bridge/app.h"
 #include "bridge/command_format.h"
 #include "bridge/completion.h"
 #include "bridge/dispatcher.h"
 #include "bridge/event_input.h"
 #include "bridge/history.h"
-#include "bridge/intake.h"
 #include "bridge/journal/journal.h"
 #include "bridge/journal/sqlite/sqlite_journal.h"
-#include "bridge/server.h"
 #include "bridge/systemd.h"
 #include "bridge/version.h"
 #include "log/log.h"
@@ -39,6 +37,8 @@ namespace callbridge {
 namespace {
 
 constexpr int kOk = 0, kRuntimeFailure = 1, kBadConfig = 2;
+// How long `serve` waits for a signal before looking at the prune schedule again.
+constexpr timespec kSignalWait{1, 0};
 
 // The connectors main() passed in (bridge/connectors.cc); the core alone until then.
 const rules::Registry* g_registry = &rules::core_registry();
@@ -186,15 +186,9 @@ int simulate(const std::string& path, const std::vector<std::string>& event_file
   return failed ? kRuntimeFailure : kOk;
 }
 
-http::ClientOptions client_options(const rules::Config& config) {
-  return {config.http.verify_tls, config.http.ca_file, config.http.max_response_bytes, 8};
-}
-
 std::unique_ptr<bridge::Journal> open_journal(const rules::Config& config) {
   std::string error;
-  bridge::JournalOptions options(config.storage.path, config.storage.fsync, 512);
-  options.event_scoped = bridge::JournalStore::event_scoped_keys();
-  auto journal = bridge::Journal::open(options, error);
+  auto journal = bridge::Journal::open(bridge::journal_options(config), error);
   if (!journal)
     std::cerr << config.storage.path << ": error: cannot open journal: " << error << "\n";
   return journal;
@@ -202,57 +196,26 @@ std::unique_ptr<bridge::Journal> open_journal(const rules::Config& config) {
 
 // Reloads on SIGHUP (an invalid file keeps the rules in force), stops on SIGTERM/SIGINT, and
 // prunes old calls once an hour.
-void supervise(const std::string& path, bool have_file, bridge::ConfigHolder& holder,
-               bridge::Journal& journal, bridge::BridgeServer& server, const sigset_t& signals) {
+void supervise(const std::string& path, bool have_file, bridge::App& app, const sigset_t& signals) {
   auto last_prune = std::chrono::steady_clock::time_point{};
   while (true) {
-    if (std::chrono::steady_clock::now() - last_prune > std::chrono::hours(1)) {
+    if (std::chrono::steady_clock::now() - last_prune > bridge::kPruneInterval) {
       last_prune = std::chrono::steady_clock::now();
-      auto days = holder.get()->storage.retention_days;
-      std::size_t pruned =
-          journal.prune(std::chrono::system_clock::now() - std::chrono::hours(24 * days));
-      if (pruned > 0)
+      if (std::size_t pruned = app.prune(); pruned > 0)
         log::write(log::Level::info, "pruned old calls", {{"calls", std::to_string(pruned)}});
     }
-    timespec timeout{1, 0};
-    int sig = sigtimedwait(&signals, nullptr, &timeout);
+    int sig = sigtimedwait(&signals, nullptr, &kSignalWait);
     if (sig == SIGTERM || sig == SIGINT) {
       log::write(log::Level::info, "shutting down",
                  {{"signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"}});
       return;
     }
     if (sig != SIGHUP) continue;
-    if (server.tls()) {
-      // Renewed certificates apply to new connections, whatever the rules' fate.
-      std::string error;
-      if (server.reload_tls(error))
-        log::write(log::Level::info, "TLS certificate reloaded");
-      else
-        log::write(log::Level::error, "TLS certificate reload rejected; keeping the old one",
-                   {{"error", error}});
-    }
-    if (!have_file) {
+    app.reload_tls();
+    if (have_file)
+      app.reload_file(path);
+    else
       log::write(log::Level::warn, "SIGHUP ignored: running on embedded defaults");
-      continue;
-    }
-    rules::LoadResult result =
-        rules::load_config_file(path, rules::process_env, connector_registry());
-    if (!result.config) {
-      for (const auto& d : result.errors)
-        log::write(log::Level::error, "reload rejected", {{"error", d.format()}});
-      log::write(log::Level::warn, "keeping the rules in force");
-      continue;
-    }
-    auto current = holder.get();
-    if (result.config->server.listen != current->server.listen ||
-        result.config->storage.path != current->storage.path)
-      log::write(log::Level::warn, "server and storage changes take effect on restart");
-    auto fresh = std::make_shared<rules::Config>(std::move(*result.config));
-    fresh->server = current->server;  // listen, tokens and pool are bound at start
-    fresh->storage = current->storage;
-    std::size_t count = fresh->rules->all().size();
-    holder.set(std::move(fresh));
-    log::write(log::Level::info, "rules reloaded", {{"rules", std::to_string(count)}});
   }
 }
 
@@ -276,68 +239,41 @@ int serve(const std::string& path, bool path_given) {
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   signal(SIGPIPE, SIG_IGN);
 
-  auto journal = open_journal(config);
-  if (!journal) return kRuntimeFailure;
-  bridge::ConfigHolder holder(std::make_shared<rules::Config>(config));
-  http::HttpClient client(client_options(config));
-  bridge::Metrics metrics;
-  bridge::Dispatcher dispatcher(*journal, holder, client, metrics);
-  metrics.queue_depth = [&] { return dispatcher.depth(); };
-  metrics.journal_commits = [&] { return journal->commits(); };
-  metrics.journal_failed_queued_writes = [&] { return journal->failed_later_writes(); };
-  metrics.journal_last_commit_seconds = [&] {
-    return static_cast<double>(journal->last_commit_time().count()) / 1e6;
-  };
-  bridge::Intake intake(*journal, dispatcher, metrics, holder);
-  bridge::JournalStore store(*journal);
-  std::vector<rules::Route> routes;
-  rules::Services services;
-  rules::Host host{store,    intake,
-                   client,   routes,
-                   services, {config.server.max_json_depth, config.server.max_expanded_bytes}};
-  for (const auto& factory : connector_registry().services())
-    if (auto service = factory.make(config, host)) services.add(factory.name, std::move(service));
-  dispatcher.set_services(&services);
-  std::size_t recovered = dispatcher.recover();
-  dispatcher.start(config.dispatcher.workers,
-                   static_cast<std::size_t>(config.dispatcher.queue_capacity));
-  for (const auto& [name, service] : services.all()) service->start();
-
-  bridge::BridgeServer server(holder, *journal, dispatcher, metrics, intake, routes, &services);
   std::string error;
-  if (!server.bind(config.server.listen, error)) {
-    log::write(log::Level::error, "cannot start", {{"error", error}});
-    for (const auto& [name, service] : services.all()) service->stop();
-    dispatcher.stop(std::chrono::milliseconds(0));
+  std::string journal_path = config.storage.path;
+  auto app = bridge::App::create(std::move(config), connector_registry(), {}, error);
+  if (!app) {
+    std::cerr << journal_path << ": error: cannot open journal: " << error << "\n";
     return kRuntimeFailure;
   }
-  std::thread http_thread([&] { server.run(); });
+  if (!app->start(error)) {
+    log::write(log::Level::error, "cannot start", {{"error", error}});
+    return kRuntimeFailure;
+  }
+  auto running = app->config();
   log::write(log::Level::info, "listening",
-             {{"listen", config.server.listen},
-              {"scheme", server.tls() ? "https" : "http"},
-              {"port", std::to_string(server.port())},
-              {"journal", config.storage.path},
-              {"rules", std::to_string(config.rules->all().size())},
-              {"recovered_events", std::to_string(recovered)}});
+             {{"listen", running->server.listen},
+              {"scheme", app->server().tls() ? "https" : "http"},
+              {"port", std::to_string(app->server().port())},
+              {"journal", running->storage.path},
+              {"rules", std::to_string(running->rules->all().size())},
+              {"recovered_events", std::to_string(app->recovered())}});
   // The journal is open and the listening socket bound: connections are accepted from now on.
   bridge::notify_service_manager("READY=1\nSTATUS=listening on port " +
-                                 std::to_string(server.port()));
+                                 std::to_string(app->server().port()));
 
-  supervise(path, have_file, holder, *journal, server, signals);
+  supervise(path, have_file, *app, signals);
   bridge::notify_service_manager("STOPPING=1");
 
-  server.stop();
-  http_thread.join();
-  for (const auto& [name, service] : services.all()) service->stop();
-  if (!dispatcher.stop(holder.get()->dispatcher.shutdown_grace)) {
+  if (!app->stop()) {
     // Unfinished actions stay journaled as started and follow the retry rules on restart.
     log::write(log::Level::warn, "grace period over; pending work resumes on restart",
-               {{"in_flight", std::to_string(dispatcher.depth())}});
+               {{"in_flight", std::to_string(app->dispatcher().depth())}});
     std::fflush(nullptr);
     _exit(0);
   }
   log::write(log::Level::info, "stopped",
-             {{"unfinished_events", std::to_string(dispatcher.depth())}});
+             {{"unfinished_events", std::to_string(app->dispatcher().depth())}});
   return kOk;
 }
 
@@ -346,7 +282,7 @@ int run_command(const rules::Command& command, const std::string& path,
                 const std::map<std::string, std::string>& options) {
   auto config = load_or_report(path, std::cerr);
   if (!config) return kBadConfig;
-  http::HttpClient client(client_options(*config));
+  http::HttpClient client(bridge::client_options(*config));
   return command.run({*config, client, options, std::cout, std::cerr});
 }
 
@@ -437,7 +373,7 @@ int replay(const std::string& path, const std::string& event_id, const std::stri
     }
     return kOk;
   }
-  http::HttpClient client(client_options(*config));
+  http::HttpClient client(bridge::client_options(*config));
   rules::Engine engine(config->rules, config->secrets, &client);
   int replayed = 0, failed = 0;
   for (const auto& a : dead) {
@@ -458,18 +394,11 @@ int replay(const std::string& path, const std::string& event_id, const std::stri
     auto input = event_from_json(nlohmann::json::parse(event->body, nullptr, false), error);
     if (!input) continue;
     rules::CallContext call = bridge::call_context(*journal, event->call_id, &*input);
-    int attempt = 0;
-    for (const auto& other : journal->actions_of(a.event_seq))
-      if (other.rule == a.rule) attempt = std::max(attempt, other.attempt);
-    ++attempt;
-    std::int64_t started_ms = bridge::unix_ms_now();
-    auto outcome = engine.run_rule(*rule, call, [&](const http::Request& shown) {
-      return journal->record_action(
-          bridge::started_record(a.event_seq, a.rule, attempt, started_ms, shown), error);
-    });
-    bridge::ActionRecord record =
-        bridge::finished_record(a.event_seq, a.rule, attempt, bridge::state_of(outcome.status),
-                                outcome, started_ms, *config->secrets);
+    bridge::Attempt attempt{a.event_seq, a.rule,
+                            bridge::next_attempt_number(journal->actions_of(a.event_seq), a.rule)};
+    auto run = bridge::run_attempt(*journal, engine, *rule, call, attempt);
+    bridge::ActionRecord record = bridge::attempt_record(
+        attempt, bridge::state_of(run.outcome.status), run.outcome, *config->secrets);
     journal->record_action(record, error);
     if (record.state == bridge::ActionState::succeeded) {
       bridge::ActionRecord old = a;
@@ -479,7 +408,7 @@ int replay(const std::string& path, const std::string& event_id, const std::stri
     } else {
       ++failed;
     }
-    std::cout << event->event_id << "  " << a.rule << "  attempt " << attempt << "  "
+    std::cout << event->event_id << "  " << a.rule << "  attempt " << attempt.number << "  "
               << bridge::to_string(record.state)
               << (record.error.empty() ? "" : "  " + record.error) << "\n";
   }

@@ -26,6 +26,10 @@ constexpr std::size_t kReadChunk = 16384;
 // the connection before the client has read the answer.
 constexpr auto kDrainTime = std::chrono::milliseconds(1000);
 constexpr std::size_t kDrainBytes = 1 << 20;
+// The gate's own short answers (100 Continue, an early error) are sent within this or dropped.
+constexpr auto kShortAnswerTimeout = std::chrono::milliseconds(100);
+// The poll loop wakes at least this often to expire deadlines.
+constexpr auto kPollInterval = std::chrono::seconds(1);
 
 void set_nonblocking(int fd) {
   int flags = fcntl(fd, F_GETFL, 0);
@@ -314,7 +318,7 @@ bool ConnectionGate::advance(Connection& c) {
     if (f.expect_continue_at != std::string_view::npos) {
       // The gate says "go on" itself; the header is renamed so that the library, which reads
       // the request only once it is whole, does not say it again.
-      send_to(c.fd, c.ssl, "HTTP/1.1 100 Continue\r\n\r\n", std::chrono::milliseconds(100));
+      send_to(c.fd, c.ssl, "HTTP/1.1 100 Continue\r\n\r\n", kShortAnswerTimeout);
       c.buffer.replace(f.expect_continue_at, 6, "X-Sent");
     }
     return false;
@@ -342,7 +346,7 @@ void ConnectionGate::reject(Connection& c, int status, std::string_view code,
       "HTTP/1.1 " + std::to_string(status) + " " + std::string(reason_phrase(status)) +
       "\r\nContent-Type: application/json\r\nContent-Length: " + std::to_string(text.size()) +
       "\r\nConnection: close\r\n\r\n" + text;
-  send_to(c.fd, c.ssl, answer, std::chrono::milliseconds(100));
+  send_to(c.fd, c.ssl, answer, kShortAnswerTimeout);
   if (c.ssl) SSL_shutdown(c.ssl);  // close_notify; the peer's is not waited for
   ::shutdown(c.fd, SHUT_WR);
   c.draining = true;
@@ -388,7 +392,7 @@ void ConnectionGate::poll_loop() {
     }
     fds.clear();
     fds.push_back({wake_fd_, POLLIN, 0});
-    auto next = now + std::chrono::seconds(1);
+    auto next = now + kPollInterval;
     for (const auto& c : waiting) {
       fds.push_back({c.fd, static_cast<short>(c.want_write ? POLLIN | POLLOUT : POLLIN), 0});
       next = std::min(next, c.deadline);

@@ -16,6 +16,13 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
+// An event whose step threw (a bug) is tried again after this.
+constexpr auto kFailedStepDelay = std::chrono::seconds(5);
+// An event waiting for the journal (full disk, I/O error) is tried again after this.
+constexpr auto kJournalWaitDelay = std::chrono::seconds(1);
+// How long the destructor lets running steps finish before letting their threads go.
+constexpr auto kDestructorGrace = std::chrono::minutes(10);
+
 bool is_final(ActionState state) {
   return state != ActionState::started && state != ActionState::retrying;
 }
@@ -92,6 +99,41 @@ std::chrono::milliseconds backoff_delay(const rules::RetryPolicy& policy, int at
   return jittered;
 }
 
+const ActionRecord* last_attempt(const std::vector<ActionRecord>& actions, std::string_view rule) {
+  const ActionRecord* last = nullptr;
+  for (const auto& a : actions)
+    if (a.rule == rule && (!last || a.attempt >= last->attempt)) last = &a;
+  return last;
+}
+
+int next_attempt_number(const std::vector<ActionRecord>& actions, std::string_view rule) {
+  const ActionRecord* last = last_attempt(actions, rule);
+  return last ? last->attempt + 1 : 1;
+}
+
+AttemptRun run_attempt(Journal& journal, const rules::Engine& engine, const rules::Rule& rule,
+                       rules::CallContext& call, Attempt& attempt,
+                       const std::function<void()>& on_send) {
+  AttemptRun run;
+  attempt.started_ms = unix_ms_now();
+  run.outcome = engine.run_rule(rule, call, [&](const http::Request& shown) {
+    if (on_send) on_send();
+    std::string error;
+    run.journal_failed = !journal.record_action(
+        started_record(attempt.event_seq, attempt.rule, attempt.number, attempt.started_ms, shown),
+        error);
+    run.started = !run.journal_failed;
+    return run.started;
+  });
+  return run;
+}
+
+ActionRecord attempt_record(const Attempt& attempt, ActionState state,
+                            const rules::RuleOutcome& outcome, const rules::SecretSet& secrets) {
+  return finished_record(attempt.event_seq, attempt.rule, attempt.number, state, outcome,
+                         attempt.started_ms, secrets);
+}
+
 struct Dispatcher::EventWork {
   StoredEvent stored;
   Clock::time_point accepted;
@@ -115,7 +157,7 @@ Dispatcher::Dispatcher(Journal& journal, const ConfigHolder& config, http::Trans
 Dispatcher::~Dispatcher() {
   // Requests have bounded timeouts, so running steps end; a thread still joinable here would
   // terminate the process, so as a last resort it is let go.
-  if (!stop(std::chrono::minutes(10)))
+  if (!stop(kDestructorGrace))
     for (auto& t : workers_) t.detach();
 }
 
@@ -240,7 +282,7 @@ void Dispatcher::worker_loop() {
       std::string what = work->config ? work->config->secrets->redact(e.what()) : e.what();
       log::write(log::Level::error, "event step failed",
                  {{"event_id", work->stored.event_id}, {"error", what}});
-      retry_at = Clock::now() + std::chrono::seconds(5);
+      retry_at = Clock::now() + kFailedStepDelay;
     }
 
     lock.lock();
@@ -291,9 +333,7 @@ bool Dispatcher::prepare(EventWork& work) {
     std::vector<ActionRecord> done = journal_.actions_of(work.stored.seq);
     while (work.next < work.rules.size()) {
       const rules::Rule& rule = *work.rules[work.next];
-      const ActionRecord* last = nullptr;
-      for (const auto& a : done)
-        if (a.rule == rule.name && (!last || a.attempt >= last->attempt)) last = &a;
+      const ActionRecord* last = last_attempt(done, rule.name);
       if (!last) break;
       if (is_final(last->state)) {
         for (const auto& [k, v] :
@@ -314,7 +354,8 @@ bool Dispatcher::prepare(EventWork& work) {
         ++work.next;
         continue;
       }
-      work.attempt = last->attempt + 1;  // interrupted idempotent request, or a pending retry
+      // An interrupted idempotent request, or a pending retry.
+      work.attempt = next_attempt_number(done, rule.name);
       break;
     }
   }
@@ -322,12 +363,10 @@ bool Dispatcher::prepare(EventWork& work) {
   return true;
 }
 
-bool Dispatcher::record(EventWork& work, const rules::Rule& rule, ActionState state,
-                        const rules::RuleOutcome& outcome, std::int64_t started_ms) {
+bool Dispatcher::record(EventWork& work, const Attempt& attempt, ActionState state,
+                        const rules::RuleOutcome& outcome) {
   std::string error;
-  if (journal_.record_action(finished_record(work.stored.seq, rule.name, work.attempt, state,
-                                             outcome, started_ms, *work.config->secrets),
-                             error))
+  if (journal_.record_action(attempt_record(attempt, state, outcome, *work.config->secrets), error))
     return true;
   log::write_limited("journal-action", log::Level::error, "journal write failed",
                      {{"error", error}});
@@ -354,28 +393,22 @@ Dispatcher::StepResult Dispatcher::outcome_unrecorded(EventWork& work, rules::Va
 }
 
 Dispatcher::StepResult Dispatcher::step(EventWork& work, Clock::time_point& retry_at) {
-  retry_at = Clock::now() + std::chrono::seconds(1);
+  retry_at = Clock::now() + kJournalWaitDelay;
   if (!work.prepared && !prepare(work)) return StepResult::wait;
   while (work.next < work.rules.size()) {
     const rules::Rule& rule = *work.rules[work.next];
     rules::Variables before = work.call.vars;
-    std::int64_t started_ms = unix_ms_now();
-    bool journal_failed = false;
-    bool started = false;  // the attempt is journaled as started: the request may have left
-    auto before_send = [&](const http::Request& shown) {
+    Attempt attempt{work.stored.seq, rule.name, work.attempt, 0};
+    AttemptRun run = run_attempt(journal_, *work.engine, rule, work.call, attempt, [&] {
       if (!work.first_request_seen && !work.recovered) {
         work.first_request_seen = true;
         metrics_.event_to_request.observe(
             std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - work.accepted));
       }
-      std::string error;
-      journal_failed = !journal_.record_action(
-          started_record(work.stored.seq, rule.name, work.attempt, started_ms, shown), error);
-      started = !journal_failed;
-      return !journal_failed;
-    };
-    rules::RuleOutcome outcome = work.engine->run_rule(rule, work.call, before_send);
-    if (journal_failed) {
+    });
+    const rules::RuleOutcome& outcome = run.outcome;
+    bool started = run.started;
+    if (run.journal_failed) {
       work.call.vars = std::move(before);
       return StepResult::wait;
     }
@@ -388,7 +421,7 @@ Dispatcher::StepResult Dispatcher::step(EventWork& work, Clock::time_point& retr
       const http::Outcome* response = outcome.response ? &*outcome.response : nullptr;
       switch (decide_retry(rule, policy, response, work.attempt, outcome.retryable)) {
         case RetryDecision::retry:
-          if (!record(work, rule, ActionState::retrying, outcome, started_ms))
+          if (!record(work, attempt, ActionState::retrying, outcome))
             return outcome_unrecorded(work, std::move(before), started);
           metrics_.actions_retried++;
           retry_at = Clock::now() + backoff_delay(policy, work.attempt, response);
@@ -413,9 +446,8 @@ Dispatcher::StepResult Dispatcher::step(EventWork& work, Clock::time_point& retr
     if (work.observer) work.observer->on_rule(outcome, work.call.vars);
     if (state == ActionState::skipped) {
       // Nothing was sent; a lost record only means the gate is evaluated again on recovery.
-      journal_.record_action_later(finished_record(work.stored.seq, rule.name, work.attempt, state,
-                                                   outcome, started_ms, *work.config->secrets));
-    } else if (!record(work, rule, state, outcome, started_ms)) {
+      journal_.record_action_later(attempt_record(attempt, state, outcome, *work.config->secrets));
+    } else if (!record(work, attempt, state, outcome)) {
       return outcome_unrecorded(work, std::move(before), started);
     }
     switch (state) {

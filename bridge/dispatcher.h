@@ -6,10 +6,12 @@
 #include <chrono>
 #include <condition_variable>
 #include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <unordered_map>
 #include <vector>
@@ -49,6 +51,34 @@ RetryDecision decide_retry(const rules::Rule& rule, const rules::RetryPolicy& po
                            std::optional<bool> retryable = std::nullopt);
 std::chrono::milliseconds backoff_delay(const rules::RetryPolicy& policy, int attempt,
                                         const http::Outcome* response);
+
+// One attempt of a rule on a stored event. Every attempt, the dispatcher's and `callbridge
+// replay`'s, is numbered and journaled the same way: numbered after the last one the journal
+// holds for the rule, journaled as started before its request leaves, then with its outcome.
+struct Attempt {
+  std::int64_t event_seq = 0;
+  std::string rule;
+  int number = 1;
+  std::int64_t started_ms = 0;
+};
+// The last attempt of `rule` among an event's journaled actions, or null.
+const ActionRecord* last_attempt(const std::vector<ActionRecord>& actions, std::string_view rule);
+// The number the next attempt of `rule` on an event takes: 1 after none.
+int next_attempt_number(const std::vector<ActionRecord>& actions, std::string_view rule);
+
+struct AttemptRun {
+  rules::RuleOutcome outcome;
+  bool started = false;         // journaled as started: the request may have left
+  bool journal_failed = false;  // the started record could not be written; nothing was sent
+};
+// Runs `attempt` of `rule`; `on_send` (may be empty) runs as the request is about to leave,
+// before its started record. Stamps attempt.started_ms.
+AttemptRun run_attempt(Journal& journal, const rules::Engine& engine, const rules::Rule& rule,
+                       rules::CallContext& call, Attempt& attempt,
+                       const std::function<void()>& on_send = {});
+// The journal record of the outcome of `attempt` as `state` (errors redacted).
+ActionRecord attempt_record(const Attempt& attempt, ActionState state,
+                            const rules::RuleOutcome& outcome, const rules::SecretSet& secrets);
 
 class Dispatcher {
  public:
@@ -90,8 +120,8 @@ class Dispatcher {
   bool prepare(EventWork& work);
   // The outcome of an attempt could not be journaled (full disk, I/O error).
   StepResult outcome_unrecorded(EventWork& work, rules::Variables before, bool started);
-  bool record(EventWork& work, const rules::Rule& rule, ActionState state,
-              const rules::RuleOutcome& outcome, std::int64_t started_ms);
+  bool record(EventWork& work, const Attempt& attempt, ActionState state,
+              const rules::RuleOutcome& outcome);
 
   Journal& journal_;
   const ConfigHolder& config_;

@@ -24,6 +24,9 @@ using Clock = std::chrono::steady_clock;
 
 using rules::ErrorCode;
 
+// How long writing an answer to a client may take before the connection is dropped.
+constexpr auto kWriteTimeout = std::chrono::seconds(10);
+
 void send_error(httplib::Response& res, int status, ErrorCode code, std::string_view message) {
   res.status = status;
   res.set_content(rules::error_body(code, message), "application/json");
@@ -384,7 +387,7 @@ bool BridgeServer::bind(const std::string& listen, std::string& error) {
   limits.max_body_bytes = cfg->server.max_body_bytes;
   limits.read_timeout = std::chrono::milliseconds(cfg->server.read_timeout_ms);
   limits.idle_timeout = std::chrono::seconds(cfg->server.keep_alive_timeout_seconds);
-  limits.write_timeout = std::chrono::seconds(10);
+  limits.write_timeout = kWriteTimeout;
   limits.max_waiting = static_cast<std::size_t>(cfg->server.max_waiting_connections);
   limits.keep_alive_max_count = cfg->server.keep_alive_max_count;
   limits.threads = cfg->server.threads;

@@ -109,8 +109,9 @@ struct ServerConfig {
 
 struct StorageConfig {
   std::string path = "callbridge.db";
-  bool fsync = true;        // fsync every group commit (survives power loss, not just a crash)
-  int retention_days = 30;  // calls older than this are pruned
+  bool fsync = true;            // fsync every group commit (survives power loss, not just a crash)
+  int retention_days = 30;      // calls older than this are pruned
+  std::size_t max_batch = 512;  // journal writes committed in one transaction at most
 };
 
 struct DispatcherConfig {
@@ -124,6 +125,7 @@ struct HttpClientConfig {
   bool verify_tls = true;
   std::string ca_file;
   std::size_t max_response_bytes = 4u << 20;
+  std::size_t max_idle_per_origin = 8;  // kept-alive outbound connections per scheme://host:port
 };
 
 struct Config {

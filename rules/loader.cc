@@ -163,7 +163,7 @@ class Loader : public ConfigReader {
 
   void load_storage(const YAML::Node& node, StorageConfig& out) {
     if (!expect_map(node, "storage")) return;
-    check_keys(node, {"path", "fsync", "retention_days"}, "storage");
+    check_keys(node, {"path", "fsync", "retention_days", "max_batch"}, "storage");
     if (auto n = node["path"])
       if (auto v = string_setting(n, "storage.path")) out.path = *v;
     if (auto n = node["fsync"])
@@ -171,6 +171,9 @@ class Loader : public ConfigReader {
     if (auto n = node["retention_days"])
       if (auto v = integer(n, "storage.retention_days", 1, 3650))
         out.retention_days = static_cast<int>(*v);
+    if (auto n = node["max_batch"])
+      if (auto v = integer(n, "storage.max_batch", 1, 65536))
+        out.max_batch = static_cast<std::size_t>(*v);
   }
 
   void load_dispatcher(const YAML::Node& node, DispatcherConfig& out) {
@@ -231,7 +234,8 @@ class Loader : public ConfigReader {
 
   void load_http(const YAML::Node& node, HttpClientConfig& out) {
     if (!expect_map(node, "http")) return;
-    check_keys(node, {"verify_tls", "ca_file", "max_response_bytes"}, "http");
+    check_keys(node, {"verify_tls", "ca_file", "max_response_bytes", "max_idle_per_origin"},
+               "http");
     if (auto n = node["verify_tls"])
       if (auto v = boolean(n, "http.verify_tls")) out.verify_tls = *v;
     if (auto n = node["ca_file"])
@@ -239,6 +243,9 @@ class Loader : public ConfigReader {
     if (auto n = node["max_response_bytes"])
       if (auto v = integer(n, "http.max_response_bytes", 1024, 64ll << 20))
         out.max_response_bytes = static_cast<std::size_t>(*v);
+    if (auto n = node["max_idle_per_origin"])
+      if (auto v = integer(n, "http.max_idle_per_origin", 1, 1024))
+        out.max_idle_per_origin = static_cast<std::size_t>(*v);
   }
 
   std::vector<Rule> load_rules(const YAML::Node& node) {

@@ -6,6 +6,7 @@
 #include <set>
 
 #include "connectors/escalation/engine.h"
+#include "tests/fakes/memory_store.h"
 
 using namespace callbridge::escalation;
 using namespace std::chrono_literals;
@@ -51,7 +52,7 @@ Guidance guidance() {
 
 struct Harness {
   ManualTimerQueue timers;
-  MemoryKeyValueStore kv;
+  callbridge::testing::MemoryStore kv;
   KeyValueChainStore store{kv};
   EngineSettings settings;
   std::unique_ptr<SimulatedDialer> dialer;
@@ -211,7 +212,7 @@ TEST_CASE("escalation: abort between calls", "[escalation]") {
 }
 
 TEST_CASE("escalation: a restart mid-call never dials that call again", "[escalation]") {
-  MemoryKeyValueStore kv;
+  callbridge::testing::MemoryStore kv;
   KeyValueChainStore store{kv};
   EngineSettings settings;
   settings.ring_timeout = 30s;
@@ -264,7 +265,7 @@ TEST_CASE("escalation: a restart mid-call never dials that call again", "[escala
 }
 
 TEST_CASE("escalation: a waiting chain resumes after a restart at its due time", "[escalation]") {
-  MemoryKeyValueStore kv;
+  callbridge::testing::MemoryStore kv;
   KeyValueChainStore store{kv};
   EngineSettings settings;
   settings.ring_timeout = 30s;
@@ -348,7 +349,7 @@ TEST_CASE("escalation: 10,000 concurrent chains on one timer queue", "[escalatio
 
 TEST_CASE("escalation: real threads and time", "[escalation]") {
   ThreadTimerQueue timers(3);
-  MemoryKeyValueStore kv;
+  callbridge::testing::MemoryStore kv;
   KeyValueChainStore store{kv};
   EngineSettings settings;
   SimulatedDialer dialer(timers, {{"A", answers({"no-key"})}, {"B", answers({"key 1"})}});

@@ -8,6 +8,7 @@
 #include "connectors/escalation/service.h"
 #include "rules/config.h"
 #include "rules/registry.h"
+#include "tests/fakes/memory_store.h"
 
 using namespace callbridge;
 using namespace callbridge::escalation;
@@ -100,7 +101,7 @@ std::string errors_of(const rules::LoadResult& r) {
 }
 
 struct Bridge {
-  MemoryKeyValueStore kv;
+  callbridge::testing::MemoryStore kv;
   RecordingSink sink;
   RecordingTransport transport;
   std::vector<rules::Route> routes;

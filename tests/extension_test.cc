@@ -8,7 +8,7 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
-#include "bridge/dispatcher.h"
+#include "bridge/app.h"
 #include "bridge/history.h"
 #include "bridge/intake.h"
 #include "bridge/journal/journal.h"
@@ -201,26 +201,19 @@ TEST_CASE("the engine runs a typed action and extracts from its response", "[ext
 TEST_CASE("services enrich events, observers follow them, routes are mounted", "[extension]") {
   TempDir dir;
   auto registry = test_registry();
-  auto loaded =
-      rules::load_config_text(std::string("server: {tokens: [\"ext-token-0123456789\"]}\n") + kYaml,
-                              "t.yaml", no_env, registry);
+  auto loaded = rules::load_config_text(
+      "server: {tokens: [\"ext-token-0123456789\"]}\nstorage: {path: \"" + dir.path() +
+          "/j.db\", fsync: false}\ndispatcher: {workers: 2, queue_capacity: 100}\n" + kYaml,
+      "t.yaml", no_env, registry);
   REQUIRE(loaded.config);
   std::string error;
-  auto journal = bridge::Journal::open({dir.path() + "/j.db", false, 64}, error);
-  REQUIRE(journal);
-  bridge::ConfigHolder holder(std::make_shared<rules::Config>(std::move(*loaded.config)));
-  http::HttpClient client;
-  bridge::Metrics metrics;
-  bridge::Dispatcher dispatcher(*journal, holder, client, metrics);
-  bridge::Intake intake(*journal, dispatcher, metrics, holder);
-  bridge::JournalStore store(*journal);
-  std::vector<rules::Route> routes;
-  rules::Services services;
-  rules::Host host{store, intake, client, routes, services};
-  for (const auto& factory : registry.services())
-    if (auto s = factory.make(*holder.get(), host)) services.add(factory.name, s);
-  dispatcher.set_services(&services);
-  dispatcher.start(2, 100);
+  auto app =
+      bridge::App::create(std::move(*loaded.config), registry, {.listen = "127.0.0.1:0"}, error);
+  REQUIRE(app);
+  REQUIRE(app->start(error));
+  bridge::Journal* journal = &app->journal();
+  bridge::Intake& intake = app->intake();
+  bridge::JournalStore& store = app->store();
 
   // A service's submitted event is durable, runs the rules, and is observed to the end.
   auto recorder = std::make_shared<Recorder>();
@@ -271,10 +264,7 @@ TEST_CASE("services enrich events, observers follow them, routes are mounted", "
   REQUIRE(store.erase("test", "k2", error));
   CHECK_FALSE(store.get("test", "k2"));
 
-  bridge::BridgeServer server(holder, *journal, dispatcher, metrics, intake, routes, &services);
-  REQUIRE(server.bind("127.0.0.1:0", error));
-  std::thread thread([&] { server.run(); });
-  httplib::Client http("127.0.0.1", server.port());
+  httplib::Client http("127.0.0.1", app->server().port());
   http.set_tcp_nodelay(true);
   auto open = http.Get("/v1/test/open?q=x");
   REQUIRE(open);
@@ -295,7 +285,5 @@ TEST_CASE("services enrich events, observers follow them, routes are mounted", "
   auto text = http.Get("/metrics", pigeon);
   REQUIRE(text);
   CHECK(text->body.find("test_tag_service 1\n") != std::string::npos);
-  server.stop();
-  thread.join();
-  dispatcher.stop(std::chrono::seconds(5));
+  CHECK(app->stop());
 }

@@ -3,6 +3,7 @@
 
 #include "connectors/escalation/pigeon_client.h"
 #include "tests/fakes/fake_pigeon.h"
+#include "tests/fakes/memory_store.h"
 
 using namespace callbridge;
 using namespace callbridge::escalation;
@@ -30,7 +31,7 @@ struct Harness {
   FakePigeon pigeon{"secret-token"};
   http::HttpClient client;
   ManualTimerQueue timers;
-  MemoryKeyValueStore kv;
+  callbridge::testing::MemoryStore kv;
   KeyValueChainStore store{kv};
   std::unique_ptr<PigeonClient> remote;
   std::unique_ptr<Engine> engine;
@@ -189,7 +190,7 @@ TEST_CASE("pigeon: a restart resumes polling and never invokes twice", "[escalat
   tutorial(pigeon);
   pigeon.set_polls_until_done(3);
   http::HttpClient client;
-  MemoryKeyValueStore kv;
+  callbridge::testing::MemoryStore kv;
   KeyValueChainStore store{kv};
   PigeonClient remote(PigeonSettings{pigeon.base_url(), "t", 5s}, client);
   std::string id;

@@ -40,23 +40,4 @@ class KeyValueChainStore final : public ChainStore {
 // `callbridge history --chains` and `--chain ID`: the chains as this store keeps them.
 rules::HistoryView chain_history_view();
 
-// A KeyValueStore in memory: dry runs, tests, and `simulate`. Can be told to fail.
-class MemoryKeyValueStore final : public rules::KeyValueStore {
- public:
-  bool put(std::string_view ns, std::string_view key, std::string_view value,
-           std::string& error) override;
-  bool erase(std::string_view ns, std::string_view key, std::string& error) override;
-  std::optional<std::string> get(std::string_view ns, std::string_view key) override;
-  std::vector<std::pair<std::string, std::string>> scan(std::string_view ns) override;
-
-  void fail_writes(bool fail);
-  std::size_t writes() const;
-
- private:
-  mutable std::mutex mutex_;
-  std::map<std::string, std::map<std::string, std::string>, std::less<>> data_;
-  bool fail_ = false;
-  std::size_t writes_ = 0;
-};
-
 }  // namespace callbridge::escalation

@@ -381,7 +381,7 @@ Result Client::add_comment(int app, std::string_view id, std::string_view text,
 Result Client::find_all(int app, const std::string& query, const std::vector<std::string>& fields,
                         const std::function<bool(json&& record)>& visit, Paging paging,
                         int page_size) {
-  page_size = std::clamp(page_size, 1, 500);
+  page_size = std::clamp(page_size, 1, kMaxRecordsPerRequest);
   std::vector<std::string> wanted = fields;
   if (!wanted.empty() && std::find(wanted.begin(), wanted.end(), "$id") == wanted.end())
     wanted.push_back("$id");

@@ -23,6 +23,9 @@
 
 namespace callbridge::kintone {
 
+// The most records kintone returns for one request (a query's `limit`, a cursor's `size`).
+inline constexpr int kMaxRecordsPerRequest = 500;
+
 // Supplies OAuth 2.0 access tokens (oauth.h implements it).
 class TokenProvider {
  public:
@@ -153,7 +156,7 @@ class Client {
   // size; `visit` returns false to stop. The result's body is {"count": N}.
   Result find_all(int app, const std::string& query, const std::vector<std::string>& fields,
                   const std::function<bool(nlohmann::json&& record)>& visit,
-                  Paging paging = Paging::id, int page_size = 500);
+                  Paging paging = Paging::id, int page_size = kMaxRecordsPerRequest);
   Result create(int app, const nlohmann::json& record);
   // With a revision, a 409 conflict re-reads the record's revision and tries once more.
   Result update(int app, const RecordKey& key, const nlohmann::json& record,

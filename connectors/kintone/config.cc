@@ -436,7 +436,8 @@ std::shared_ptr<const rules::Action> load_action(const YAML::Node& node,
   if (auto n = node["order_by"])
     if (auto v = reader.string_setting(n, ctx + ".order_by")) s.order_by = *v;
   if (auto n = node["limit"])
-    if (auto v = reader.integer(n, ctx + ".limit", 1, 500)) s.limit = static_cast<int>(*v);
+    if (auto v = reader.integer(n, ctx + ".limit", 1, kMaxRecordsPerRequest))
+      s.limit = static_cast<int>(*v);
   s.id = tmpl("id");
   s.revision = tmpl("revision");
   if (auto n = node["update_key"]) {

@@ -61,7 +61,7 @@ struct DirectorySpec {
   std::string updated_field = "更新日時";
   std::chrono::seconds interval{3600};
   Paging paging = Paging::id;
-  int page_size = 500;
+  int page_size = kMaxRecordsPerRequest;
 };
 
 struct SyncProgress {

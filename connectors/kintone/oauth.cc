@@ -13,6 +13,11 @@ using nlohmann::json;
 
 namespace {
 
+// A token request (code or refresh grant) to kintone's /oauth2/token.
+constexpr auto kTokenRequestTimeout = std::chrono::seconds(10);
+// Requests that saw the same 401 within this of a refresh take its token instead of refreshing.
+constexpr auto kRefreshDebounce = std::chrono::seconds(2);
+
 std::string random_state() {
   unsigned char bytes[16];
   if (RAND_bytes(bytes, sizeof bytes) != 1) {
@@ -92,7 +97,7 @@ bool OAuthTokens::request_tokens(const std::string& form, std::string& error) {
                                                 rules::percent_encode(settings_.client_secret))},
                {"Content-Type", "application/x-www-form-urlencoded"}};
   r.body = form;
-  r.timeout = std::chrono::seconds(10);
+  r.timeout = kTokenRequestTimeout;
   auto issued = now();
   http::Outcome o = transport_.perform(r);
   if (!o.ok()) {
@@ -168,7 +173,7 @@ std::optional<std::string> OAuthTokens::access_token(bool force_refresh, std::st
   }
   auto t = now();
   // Several requests may see the same 401: the first refreshes, the others take its token.
-  if (force_refresh && t - last_refresh_ < std::chrono::seconds(2) && t < tokens_->expires_at)
+  if (force_refresh && t - last_refresh_ < kRefreshDebounce && t < tokens_->expires_at)
     force_refresh = false;
   if (!force_refresh && t + settings_.refresh_margin < tokens_->expires_at) return tokens_->access;
   if (tokens_->refresh.empty()) {

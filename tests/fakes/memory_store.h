@@ -1,5 +1,6 @@
-// The key-value store of the rules' host, in memory: for tests and fuzz targets of connectors
-// that keep state (dedupe keys, directory cursors, commubo notes) without a journal.
+// The key-value store of the rules' host, in memory: for tests, benchmarks and fuzz targets of
+// connectors that keep state (dedupe keys, directory cursors, commubo notes, escalation chains)
+// without a journal. Can be told to fail its writes.
 #pragma once
 
 #include <map>
@@ -17,13 +18,16 @@ namespace callbridge::testing {
 class MemoryStore final : public rules::KeyValueStore {
  public:
   bool put(std::string_view ns, std::string_view key, std::string_view value,
-           std::string&) override {
+           std::string& error) override {
     std::lock_guard lock(mutex_);
+    if (fail_) return unavailable(error);
+    ++writes_;
     data_[{std::string(ns), std::string(key)}] = std::string(value);
     return true;
   }
-  bool erase(std::string_view ns, std::string_view key, std::string&) override {
+  bool erase(std::string_view ns, std::string_view key, std::string& error) override {
     std::lock_guard lock(mutex_);
+    if (fail_) return unavailable(error);
     data_.erase({std::string(ns), std::string(key)});
     return true;
   }
@@ -51,9 +55,25 @@ class MemoryStore final : public rules::KeyValueStore {
     std::lock_guard lock(mutex_);
     data_.clear();
   }
+  // While `fail` holds, put and erase fail with "store unavailable".
+  void fail_writes(bool fail) {
+    std::lock_guard lock(mutex_);
+    fail_ = fail;
+  }
+  std::size_t writes() const {  // successful puts
+    std::lock_guard lock(mutex_);
+    return writes_;
+  }
 
  private:
+  static bool unavailable(std::string& error) {
+    error = "store unavailable";
+    return false;
+  }
+
   mutable std::mutex mutex_;
+  bool fail_ = false;
+  std::size_t writes_ = 0;
   std::map<std::pair<std::string, std::string>, std::string> data_;
 };
 

@@ -3,7 +3,8 @@
 # contents unpacked into a scratch root (dpkg-deb -x): the binary runs, the schema and the
 # completion are the binary's own, the configuration validates.
 set -euo pipefail
-package_dir=$1 source=$2
+# VERSION: CMake's project(VERSION), the one place the version is written.
+package_dir=$1 source=$2 version=$3
 deb=$(ls -t "$package_dir"/callbridge_*.deb | head -n 1)
 scratch=$(mktemp -d)
 trap 'rm -rf "$scratch"' EXIT
@@ -12,7 +13,6 @@ field() { dpkg-deb --field "$deb" "$1"; }
 
 [ "$(field Package)" = callbridge ] || fail "Package: $(field Package)"
 [ "$(field Architecture)" = "$(dpkg --print-architecture)" ] || fail "Architecture"
-version=$(sed -n 's/^project(callbridge VERSION \([0-9.]*\).*/\1/p' "$source/CMakeLists.txt")
 [ "$(field Version)" = "$version" ] || fail "Version $(field Version), CMake says $version"
 depends=$(field Depends)
 for library in libc6 libstdc++6 libpcre2-8-0 libyaml-cpp0.7 libssl3 libsqlite3-0 adduser; do
