@@ -17,6 +17,8 @@
 #include "bridge/command_format.h"
 #include "bridge/completion.h"
 #include "bridge/connectors.h"
+#include "bridge/console_auth.h"
+#include "bridge/console_routes.h"
 #include "bridge/dispatcher.h"
 #include "bridge/event_input.h"
 #include "bridge/history.h"
@@ -294,6 +296,11 @@ int serve(const std::string& path, bool path_given) {
                    static_cast<std::size_t>(config.dispatcher.queue_capacity));
   for (const auto& [name, service] : services.all()) service->start();
 
+  // The web console (docs/console.md); a reload it asks for is a SIGHUP to this process.
+  auto console = std::make_shared<bridge::Console>(bridge::ConsoleContext{
+      holder, *journal, client, &services, have_file ? path : "",
+      [&dispatcher] { return dispatcher.depth(); }, [] { ::kill(::getpid(), SIGHUP); }});
+  console->add_routes(routes);
   bridge::BridgeServer server(holder, *journal, dispatcher, metrics, intake, routes, &services);
   std::string error;
   if (!server.bind(config.server.listen, error)) {
@@ -531,6 +538,18 @@ int replay(const std::string& path, const std::string& event_id, const std::stri
   return failed > 0 ? kRuntimeFailure : kOk;
 }
 
+// `callbridge hash-password`: the first line of standard input (its line ending dropped).
+int hash_password(int iterations) {
+  std::string password;
+  if (!std::getline(std::cin, password) || password.empty()) {
+    std::cerr << "hash-password: no password on standard input\n";
+    return kBadConfig;
+  }
+  if (!password.empty() && password.back() == '\r') password.pop_back();
+  std::cout << bridge::hash_password(password, iterations) << "\n";
+  return kOk;
+}
+
 }  // namespace
 
 int run_cli(int argc, char** argv) {
@@ -613,6 +632,13 @@ int run_cli(int argc, char** argv) {
   replay_cmd->add_flag("--all", replay_all, "Re-run every dead-lettered action");
   replay_cmd->add_flag("--list", replay_list, "List dead-lettered actions and exit");
 
+  auto* hash_cmd = app.add_subcommand(
+      "hash-password", "Read a password on standard input and print its hash for console.users");
+  int hash_iterations = bridge::kDefaultPasswordIterations;
+  hash_cmd->add_option("--iterations", hash_iterations, "PBKDF2 iterations")
+      ->check(CLI::Range(1000, 100000000))
+      ->capture_default_str();
+
   auto* journal_cmd = app.add_subcommand("journal", "Look after the journal");
   journal_cmd->require_subcommand(1);
   auto* journal_check_cmd = journal_cmd->add_subcommand(
@@ -650,6 +676,7 @@ int run_cli(int argc, char** argv) {
     return history(config_path, call_id, failures, limit, chains, chain_id);
   if (sync_cmd->parsed()) return directory_sync(config_path, bridge_url);
   if (journal_check_cmd->parsed()) return journal_check(config_path);
+  if (hash_cmd->parsed()) return hash_password(hash_iterations);
   if (replay_cmd->parsed())
     return replay(config_path, event_id, rule_name, replay_all, replay_list);
   if (simulate_cmd->parsed()) {

@@ -1,5 +1,7 @@
 #include "bridge/connectors.h"
 
+#include "bridge/console_auth.h"
+
 #include "connectors/escalation/register.h"
 #include "connectors/kintone/register.h"
 #include "connectors/webhook/register.h"
@@ -12,6 +14,7 @@ const rules::Registry& connector_registry() {
     kintone::register_connector(r);
     webhook::register_connector(r);
     escalation::register_connector(r);
+    r.add_section("console", load_console_section);  // the web console's users, not a connector
     return r;
   }();
   return registry;

@@ -23,6 +23,11 @@ namespace {
 
 constexpr int kSchemaVersion = 1;
 
+// The console's key of an event's caller number (bridge/console_phone.h does the same in C++):
+// full-width digits and "＋" made ASCII, separators dropped, "+81" read as the national "0".
+#define CALLBRIDGE_TEL_KEY_SQL \
+  "replace(replace(replace(replace(replace(replace(replace(replace(replace(replace(replace(replace(replace(replace(replace(replace(replace(replace(replace(replace(replace(replace(replace(replace(replace(json_extract(body, '$.tel'), '０', '0'), '１', '1'), '２', '2'), '３', '3'), '４', '4'), '５', '5'), '６', '6'), '７', '7'), '８', '8'), '９', '9'), '＋', '+'), ' ', ''), '-', ''), '(', ''), ')', ''), '.', ''), '‐', ''), '−', ''), '－', ''), 'ー', ''), '（', ''), '）', ''), '　', ''), '―', ''), '+81', '0')"
+
 constexpr const char* kSchema = R"sql(
 CREATE TABLE IF NOT EXISTS events (
   seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -63,7 +68,11 @@ CREATE TABLE IF NOT EXISTS kv (
   updated_at INTEGER NOT NULL,
   PRIMARY KEY (ns, key)
 ) WITHOUT ROWID;
-)sql";
+)sql"
+    // Console queries: a call by its caller's number written any way (the key of
+    // bridge/console_phone.h, the same replacements), by time, by an action's state.
+    "CREATE INDEX IF NOT EXISTS events_by_tel ON events (" CALLBRIDGE_TEL_KEY_SQL ");\n"
+    "CREATE INDEX IF NOT EXISTS events_by_time ON events (received_at);\n";
 
 std::int64_t now_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -1009,6 +1018,186 @@ std::uint64_t Journal::commits() const {
 
 std::chrono::microseconds Journal::last_commit_time() const {
   return std::chrono::microseconds(impl_->last_commit_us.load());
+}
+
+// Console queries
+
+namespace {
+
+constexpr std::string_view kBadStates = "('http_error','failed','unknown','dead')";
+
+std::string call_outcome(std::int64_t pending, const std::string& states) {
+  auto has = [&](std::string_view s) {
+    std::size_t at = 0;
+    while ((at = states.find(s, at)) != std::string::npos) {
+      bool starts = at == 0 || states[at - 1] == ',';
+      bool ends = at + s.size() == states.size() || states[at + s.size()] == ',';
+      if (starts && ends) return true;
+      at += s.size();
+    }
+    return false;
+  };
+  if (pending > 0) return "running";
+  if (has("dead")) return "dead";
+  if (has("unknown")) return "unknown";
+  if (has("failed") || has("http_error")) return "failed";
+  return "ok";
+}
+
+}  // namespace
+
+std::vector<Journal::CallRow> Journal::search_calls(const CallQuery& query) {
+  return impl_->read([&](Connection& db) {
+    std::vector<CallRow> out;
+    std::int64_t lo = 0, hi = 0;  // seq bounds of a date range ([lo, hi), 0: open)
+    // Events arrive in time order, so a time range is a range of seq; the index on received_at
+    // finds its ends and the primary key does the rest.
+    auto first_seq_at = [&](std::int64_t ms) -> std::int64_t {
+      Statement s(db, "SELECT seq FROM events WHERE received_at >= ? ORDER BY received_at LIMIT 1");
+      s.bind(1, ms);
+      return s.step() == SQLITE_ROW ? s.integer(0) : -1;
+    };
+    if (query.from_ms > 0) {
+      lo = first_seq_at(query.from_ms);
+      if (lo < 0) return out;
+    }
+    if (query.to_ms > 0) hi = first_seq_at(query.to_ms);  // -1: nothing after, open
+    if (hi < 0) hi = 0;
+
+    std::string sql =
+        "SELECT e.seq, e.call_id, COALESCE(CAST(json_extract(e.body, '$.tel') AS TEXT), ''), "
+        "e.event, e.received_at, "
+        "(SELECT MAX(x.received_at) FROM events x WHERE x.call_id = e.call_id), "
+        "(SELECT COUNT(*) FROM events x WHERE x.call_id = e.call_id), "
+        "(SELECT COUNT(*) FROM events x WHERE x.call_id = e.call_id AND x.state = 'pending'), "
+        "(SELECT group_concat(DISTINCT a.state) FROM events x JOIN actions a ON a.event_seq = "
+        "x.seq WHERE x.call_id = e.call_id) "
+        "FROM events e WHERE NOT EXISTS (SELECT 1 FROM events f WHERE f.call_id = e.call_id AND "
+        "f.seq < e.seq) AND (?1 = 0 OR e.seq < ?1) AND (?2 = 0 OR e.seq >= ?2) AND (?3 = 0 OR "
+        "e.seq < ?3) AND (?4 = 0 OR e.received_at >= ?4) AND (?5 = 0 OR e.received_at < ?5)";
+    if (!query.phone_key.empty())
+      sql += " AND e.call_id IN (SELECT call_id FROM events WHERE " CALLBRIDGE_TEL_KEY_SQL
+             " = ?6)";
+    if (!query.call_id.empty()) sql += " AND e.call_id = ?7";
+    if (!query.event.empty())
+      sql += " AND EXISTS (SELECT 1 FROM events x WHERE x.call_id = e.call_id AND x.event = ?8)";
+    if (!query.rule.empty())
+      sql +=
+          " AND EXISTS (SELECT 1 FROM events x JOIN actions a ON a.event_seq = x.seq WHERE "
+          "x.call_id = e.call_id AND a.rule = ?9)";
+    const std::string& outcome = query.outcome;
+    if (outcome == "running") {
+      sql += " AND e.call_id IN (SELECT call_id FROM events WHERE state = 'pending')";
+    } else if (outcome == "dead" || outcome == "unknown") {
+      sql += " AND e.call_id IN (SELECT x.call_id FROM actions a JOIN events x ON x.seq = "
+             "a.event_seq WHERE a.state = '" + outcome + "')";
+    } else if (outcome == "failed") {
+      sql += " AND e.call_id IN (SELECT x.call_id FROM actions a JOIN events x ON x.seq = "
+             "a.event_seq WHERE a.state IN ('http_error','failed'))";
+    } else if (outcome == "ok") {
+      sql += " AND NOT EXISTS (SELECT 1 FROM events x JOIN actions a ON a.event_seq = x.seq "
+             "WHERE x.call_id = e.call_id AND a.state IN " + std::string(kBadStates) +
+             ") AND NOT EXISTS (SELECT 1 FROM events x WHERE x.call_id = e.call_id AND x.state "
+             "= 'pending')";
+    }
+    sql += " ORDER BY e.seq DESC LIMIT ?10";
+    std::size_t limit = std::clamp<std::size_t>(query.limit, 1, 500);
+    std::int64_t before = query.before_seq;
+    // The SQL narrows by outcome; the exact outcome (dead outranks failed, running all) is
+    // decided per row, so a batch may come back short and the next one continues from it.
+    while (out.size() < limit) {
+      Statement s(db, sql);
+      s.bind(1, before).bind(2, lo).bind(3, hi).bind(4, query.from_ms).bind(5, query.to_ms);
+      if (!query.phone_key.empty()) s.bind(6, query.phone_key);
+      if (!query.call_id.empty()) s.bind(7, query.call_id);
+      if (!query.event.empty()) s.bind(8, query.event);
+      if (!query.rule.empty()) s.bind(9, query.rule);
+      s.bind(10, static_cast<std::int64_t>(limit));
+      std::size_t rows = 0;
+      while (s.step() == SQLITE_ROW) {
+        ++rows;
+        CallRow row;
+        row.seq = s.integer(0);
+        before = row.seq;
+        row.call_id = s.text(1);
+        row.tel = s.text(2);
+        row.event = s.text(3);
+        row.first_at_ms = s.integer(4);
+        row.last_at_ms = s.integer(5);
+        row.events = static_cast<int>(s.integer(6));
+        row.outcome = call_outcome(s.integer(7), s.text(8));
+        if (!outcome.empty() && row.outcome != outcome) continue;
+        if (out.size() < limit) out.push_back(std::move(row));
+      }
+      if (rows < limit) break;
+    }
+    return out;
+  });
+}
+
+std::vector<Journal::FailureRow> Journal::failures(const std::string& rule, std::int64_t since_ms,
+                                                   std::int64_t before_rowid, std::size_t limit) {
+  return impl_->read([&](Connection& db) {
+    std::vector<FailureRow> out;
+    std::string sql = "SELECT a.rowid, 'ev-' || e.seq, e.call_id, e.event";
+    for (std::string_view column : {"event_seq", "rule", "attempt", "state", "started_at",
+                                    "finished_at", "gate", "request", "status", "latency_us",
+                                    "extracted", "error"})
+      sql += ", a." + std::string(column);
+    sql +=
+        " FROM actions a JOIN events e ON e.seq = a.event_seq WHERE a.state IN ('dead', "
+        "'unknown') AND (?1 = '' OR a.rule = ?1) AND (?2 = 0 OR e.received_at >= ?2) AND (?3 = "
+        "0 OR a.rowid < ?3) ORDER BY a.rowid DESC LIMIT ?4";
+    Statement s(db, sql);
+    s.bind(1, rule).bind(2, since_ms).bind(3, before_rowid);
+    s.bind(4, static_cast<std::int64_t>(std::clamp<std::size_t>(limit, 1, 100000)));
+    while (s.step() == SQLITE_ROW) {
+      FailureRow row;
+      row.rowid = s.integer(0);
+      row.event_id = s.text(1);
+      row.call_id = s.text(2);
+      row.event = s.text(3);
+      row.action.event_seq = s.integer(4);
+      row.action.rule = s.text(5);
+      row.action.attempt = static_cast<int>(s.integer(6));
+      row.action.state = action_state_from(s.text(7)).value_or(ActionState::failed);
+      row.action.started_at_ms = s.integer(8);
+      row.action.finished_at_ms = s.integer(9);
+      row.action.gate = s.text(10);
+      row.action.request = s.text(11);
+      row.action.status = static_cast<int>(s.integer(12));
+      row.action.latency_us = s.integer(13);
+      row.action.extracted = s.text(14);
+      row.action.error = s.text(15);
+      out.push_back(std::move(row));
+    }
+    return out;
+  });
+}
+
+std::vector<std::pair<std::string, std::int64_t>> Journal::action_counts(std::int64_t since_ms) {
+  return impl_->read([&](Connection& db) {
+    std::vector<std::pair<std::string, std::int64_t>> out;
+    Statement s(db,
+                "SELECT a.state, COUNT(*) FROM events e JOIN actions a ON a.event_seq = e.seq "
+                "WHERE e.received_at >= ? GROUP BY a.state ORDER BY a.state");
+    s.bind(1, since_ms);
+    while (s.step() == SQLITE_ROW) out.emplace_back(s.text(0), s.integer(1));
+    return out;
+  });
+}
+
+std::vector<std::pair<std::int64_t, std::int64_t>> Journal::events_per_minute(
+    std::int64_t since_ms) {
+  return impl_->read([&](Connection& db) {
+    std::vector<std::pair<std::int64_t, std::int64_t>> out;
+    Statement s(db,
+                "SELECT received_at / 60000, COUNT(*) FROM events WHERE received_at >= ? "
+                "GROUP BY received_at / 60000 ORDER BY 1");
+    s.bind(1, since_ms);
+    while (s.step() == SQLITE_ROW) out.emplace_back(s.integer(0) * 60, s.integer(1));
+    return out;
+  });
 }
 
 }  // namespace callbridge::bridge
