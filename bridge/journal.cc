@@ -8,12 +8,15 @@
 #include <atomic>
 #include <cerrno>
 #include <condition_variable>
+#include <cstdio>
 #include <cstring>
 #include <deque>
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <limits>
 #include <map>
+#include <set>
 #include <mutex>
 #include <thread>
 
@@ -72,7 +75,8 @@ CREATE TABLE IF NOT EXISTS kv (
     // Console queries: a call by its caller's number written any way (the key of
     // bridge/console_phone.h, the same replacements), by time, by an action's state.
     "CREATE INDEX IF NOT EXISTS events_by_tel ON events (" CALLBRIDGE_TEL_KEY_SQL ");\n"
-    "CREATE INDEX IF NOT EXISTS events_by_time ON events (received_at);\n";
+    "CREATE INDEX IF NOT EXISTS events_by_time ON events (received_at);\n"
+    "CREATE INDEX IF NOT EXISTS actions_by_state_seq ON actions (state, event_seq);\n";
 
 std::int64_t now_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -1064,6 +1068,65 @@ std::vector<Journal::CallRow> Journal::search_calls(const CallQuery& query) {
     if (query.to_ms > 0) hi = first_seq_at(query.to_ms);  // -1: nothing after, open
     if (hi < 0) hi = 0;
 
+    // The calls of a number, looked up apart: nested in the page's query, the key's expression
+    // is deeper than SQLite's parser allows.
+    std::string phone_calls = "[";
+    if (!query.phone_key.empty()) {
+      Statement p(db, "SELECT DISTINCT call_id FROM events WHERE " CALLBRIDGE_TEL_KEY_SQL
+                      " = ? LIMIT 100000");
+      p.bind(1, query.phone_key);
+      while (p.step() == SQLITE_ROW) {
+        if (phone_calls.size() > 1) phone_calls += ',';
+        phone_calls += '"';
+        for (unsigned char c : p.text(0)) {
+          if (c == '"' || c == '\\') {
+            phone_calls += '\\';
+            phone_calls += static_cast<char>(c);
+          } else if (c < 0x20) {
+            char escaped[8];
+            std::snprintf(escaped, sizeof escaped, "\\u%04x", c);
+            phone_calls += escaped;
+          } else {
+            phone_calls += static_cast<char>(c);
+          }
+        }
+        phone_calls += '"';
+      }
+      if (phone_calls.size() == 1) return out;
+    }
+    phone_calls += ']';
+    // The page's calls first (their first events' seq, newest first), then the columns of
+    // those only: SQLite would otherwise compute them for every candidate before sorting.
+    std::string page =
+        "SELECT e.seq AS seq FROM events e WHERE e.seq < ?1 AND e.seq >= ?2 AND NOT EXISTS "
+        "(SELECT 1 FROM events f WHERE f.call_id = e.call_id AND f.seq < e.seq) AND (?4 = 0 OR "
+        "+e.received_at >= ?4) AND (?5 = 0 OR +e.received_at < ?5)";
+    if (!query.phone_key.empty()) page += " AND e.call_id IN (SELECT value FROM json_each(?6))";
+    if (!query.call_id.empty()) page += " AND e.call_id = ?7";
+    if (!query.event.empty())
+      page += " AND EXISTS (SELECT 1 FROM events x WHERE x.call_id = e.call_id AND x.event = ?8)";
+    if (!query.rule.empty())
+      page +=
+          " AND EXISTS (SELECT 1 FROM events x JOIN actions a ON a.event_seq = x.seq WHERE "
+          "x.call_id = e.call_id AND a.rule = ?9)";
+    const std::string& outcome = query.outcome;
+    // Failed, dead and unknown calls are found from their actions (see candidates below).
+    std::vector<std::string> failure_states;
+    if (outcome == "dead" || outcome == "unknown") failure_states = {outcome};
+    if (outcome == "failed") failure_states = {"http_error", "failed"};
+    if (outcome == "running") {
+      page += " AND e.call_id IN (SELECT call_id FROM events WHERE state = 'pending')";
+    } else if (!failure_states.empty()) {
+      page += " AND e.seq IN (SELECT value FROM json_each(?11))";
+    } else if (outcome == "ok") {
+      page +=
+          " AND NOT EXISTS (SELECT 1 FROM events x JOIN actions a ON a.event_seq = x.seq "
+          "WHERE x.call_id = e.call_id AND a.state IN " +
+          std::string(kBadStates) +
+          ") AND NOT EXISTS (SELECT 1 FROM events x WHERE x.call_id = e.call_id AND x.state "
+          "= 'pending')";
+    }
+    page += " ORDER BY e.seq DESC LIMIT ?10";
     std::string sql =
         "SELECT e.seq, e.call_id, COALESCE(CAST(json_extract(e.body, '$.tel') AS TEXT), ''), "
         "e.event, e.received_at, "
@@ -1072,47 +1135,57 @@ std::vector<Journal::CallRow> Journal::search_calls(const CallQuery& query) {
         "(SELECT COUNT(*) FROM events x WHERE x.call_id = e.call_id AND x.state = 'pending'), "
         "(SELECT group_concat(DISTINCT a.state) FROM events x JOIN actions a ON a.event_seq = "
         "x.seq WHERE x.call_id = e.call_id) "
-        "FROM events e WHERE NOT EXISTS (SELECT 1 FROM events f WHERE f.call_id = e.call_id AND "
-        "f.seq < e.seq) AND (?1 = 0 OR e.seq < ?1) AND (?2 = 0 OR e.seq >= ?2) AND (?3 = 0 OR "
-        "e.seq < ?3) AND (?4 = 0 OR e.received_at >= ?4) AND (?5 = 0 OR e.received_at < ?5)";
-    if (!query.phone_key.empty())
-      sql += " AND e.call_id IN (SELECT call_id FROM events WHERE " CALLBRIDGE_TEL_KEY_SQL
-             " = ?6)";
-    if (!query.call_id.empty()) sql += " AND e.call_id = ?7";
-    if (!query.event.empty())
-      sql += " AND EXISTS (SELECT 1 FROM events x WHERE x.call_id = e.call_id AND x.event = ?8)";
-    if (!query.rule.empty())
-      sql +=
-          " AND EXISTS (SELECT 1 FROM events x JOIN actions a ON a.event_seq = x.seq WHERE "
-          "x.call_id = e.call_id AND a.rule = ?9)";
-    const std::string& outcome = query.outcome;
-    if (outcome == "running") {
-      sql += " AND e.call_id IN (SELECT call_id FROM events WHERE state = 'pending')";
-    } else if (outcome == "dead" || outcome == "unknown") {
-      sql += " AND e.call_id IN (SELECT x.call_id FROM actions a JOIN events x ON x.seq = "
-             "a.event_seq WHERE a.state = '" + outcome + "')";
-    } else if (outcome == "failed") {
-      sql += " AND e.call_id IN (SELECT x.call_id FROM actions a JOIN events x ON x.seq = "
-             "a.event_seq WHERE a.state IN ('http_error','failed'))";
-    } else if (outcome == "ok") {
-      sql += " AND NOT EXISTS (SELECT 1 FROM events x JOIN actions a ON a.event_seq = x.seq "
-             "WHERE x.call_id = e.call_id AND a.state IN " + std::string(kBadStates) +
-             ") AND NOT EXISTS (SELECT 1 FROM events x WHERE x.call_id = e.call_id AND x.state "
-             "= 'pending')";
-    }
-    sql += " ORDER BY e.seq DESC LIMIT ?10";
+        "FROM (" + page + ") p JOIN events e ON e.seq = p.seq ORDER BY e.seq DESC";
     std::size_t limit = std::clamp<std::size_t>(query.limit, 1, 500);
     std::int64_t before = query.before_seq;
     // The SQL narrows by outcome; the exact outcome (dead outranks failed, running all) is
     // decided per row, so a batch may come back short and the next one continues from it.
+    // The first events (below `upper`, from `lo`) of the newest `limit` calls with an action in
+    // one of `failure_states`: each state's actions newest first (index actions_by_state_seq),
+    // stopping once an action is older than the limit-th call found, since a call's first
+    // event is never newer than its actions. Returns whether there may be more.
+    auto candidates = [&](std::int64_t upper, std::string& json, std::int64_t& lowest) {
+      std::set<std::int64_t> firsts;  // the newest `limit` ones
+      for (const auto& state : failure_states) {
+        Statement w(db,
+                    "SELECT a.event_seq, (SELECT MIN(f.seq) FROM events f WHERE f.call_id = "
+                    "x.call_id) FROM actions a JOIN events x ON x.seq = a.event_seq WHERE "
+                    "a.state = ? ORDER BY a.event_seq DESC");
+        w.bind(1, state);
+        while (w.step() == SQLITE_ROW) {
+          if (firsts.size() >= limit && w.integer(0) < *firsts.begin()) break;
+          std::int64_t first = w.integer(1);
+          if (first >= upper || first < lo) continue;
+          firsts.insert(first);
+          if (firsts.size() > limit) firsts.erase(firsts.begin());
+        }
+      }
+      json = "[";
+      for (auto seq : firsts) json += (json.size() > 1 ? "," : "") + std::to_string(seq);
+      json += "]";
+      lowest = firsts.empty() ? 0 : *firsts.begin();
+      return firsts.size() >= limit;
+    };
     while (out.size() < limit) {
       Statement s(db, sql);
-      s.bind(1, before).bind(2, lo).bind(3, hi).bind(4, query.from_ms).bind(5, query.to_ms);
-      if (!query.phone_key.empty()) s.bind(6, query.phone_key);
+      // One range on the primary key: below the page key and the range's end, from its start.
+      std::int64_t upper = std::numeric_limits<std::int64_t>::max();
+      if (before > 0) upper = before;
+      if (hi > 0) upper = std::min(upper, hi);
+      s.bind(1, upper).bind(2, lo).bind(4, query.from_ms).bind(5, query.to_ms);
+      if (!query.phone_key.empty()) s.bind(6, phone_calls);
       if (!query.call_id.empty()) s.bind(7, query.call_id);
       if (!query.event.empty()) s.bind(8, query.event);
       if (!query.rule.empty()) s.bind(9, query.rule);
       s.bind(10, static_cast<std::int64_t>(limit));
+      bool more = true;
+      std::int64_t lowest = 0;
+      if (!failure_states.empty()) {
+        std::string seqs;
+        more = candidates(upper, seqs, lowest);
+        if (seqs == "[]") break;
+        s.bind(11, seqs);
+      }
       std::size_t rows = 0;
       while (s.step() == SQLITE_ROW) {
         ++rows;
@@ -1128,6 +1201,12 @@ std::vector<Journal::CallRow> Journal::search_calls(const CallQuery& query) {
         row.outcome = call_outcome(s.integer(7), s.text(8));
         if (!outcome.empty() && row.outcome != outcome) continue;
         if (out.size() < limit) out.push_back(std::move(row));
+      }
+      if (!failure_states.empty()) {
+        // The candidates were the next `limit` calls of those states; others may follow.
+        if (!more) break;
+        before = lowest;
+        continue;
       }
       if (rows < limit) break;
     }
@@ -1178,8 +1257,9 @@ std::vector<Journal::FailureRow> Journal::failures(const std::string& rule, std:
 std::vector<std::pair<std::string, std::int64_t>> Journal::action_counts(std::int64_t since_ms) {
   return impl_->read([&](Connection& db) {
     std::vector<std::pair<std::string, std::int64_t>> out;
+    // CROSS JOIN keeps events first: the time index finds them, not a scan of every action.
     Statement s(db,
-                "SELECT a.state, COUNT(*) FROM events e JOIN actions a ON a.event_seq = e.seq "
+                "SELECT a.state, COUNT(*) FROM events e CROSS JOIN actions a ON a.event_seq = e.seq "
                 "WHERE e.received_at >= ? GROUP BY a.state ORDER BY a.state");
     s.bind(1, since_ms);
     while (s.step() == SQLITE_ROW) out.emplace_back(s.text(0), s.integer(1));

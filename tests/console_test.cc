@@ -10,6 +10,7 @@
 #include "bridge/connectors.h"
 #include "bridge/console_auth.h"
 #include "bridge/console_phone.h"
+#include "bridge/journal.h"
 #include "rules/config.h"
 #include "tests/fakes/bridge_harness.h"
 
@@ -324,4 +325,94 @@ TEST_CASE("a console session ends after console.session_minutes", "[console][ser
                           "application/json");
   REQUIRE(r);
   CHECK(r->get_header_value("Set-Cookie").find("Max-Age=60") != std::string::npos);
+}
+
+TEST_CASE("console call search filters and pages by key", "[console][journal]") {
+  TempDir dir;
+  std::string error;
+  auto journal = bridge::Journal::open({dir.path() + "/j.db", false, 512}, error);
+  REQUIRE(journal);
+  // 30 calls: every third dead, every fifth (not dead) failed, call 7 still running; calls 0-9
+  // from 03-1111-2222, and each call has a second event after another call's first.
+  std::vector<std::string> expected_dead;
+  for (int i = 0; i < 30; ++i) {
+    std::string id = "C" + std::to_string(i);
+    std::string tel = i < 10 ? "03-1111-2222" : "0" + std::to_string(900000000 + i);
+    auto first = journal->append_event(
+        id, "inbound", json{{"event", "inbound"}, {"call_id", id}, {"tel", tel}}.dump(), error);
+    REQUIRE(first);
+    bridge::ActionRecord a;
+    a.event_seq = first->seq;
+    a.rule = "notify";
+    a.state = i % 3 == 0   ? bridge::ActionState::dead
+              : i % 5 == 0 ? bridge::ActionState::http_error
+                           : bridge::ActionState::succeeded;
+    REQUIRE(journal->record_action(a, error));
+    if (i != 7)
+      REQUIRE(journal->finish_event(first->seq, bridge::EventState::done, id, "{}", error));
+    if (i % 3 == 0) expected_dead.insert(expected_dead.begin(), id);
+    if (i > 0) {
+      std::string prev = "C" + std::to_string(i - 1);
+      auto second = journal->append_event(prev, "hangup", json{{"call_id", prev}}.dump(), error);
+      REQUIRE(second);
+      REQUIRE(journal->finish_event(second->seq, bridge::EventState::done, prev, "{}", error));
+    }
+  }
+  auto ids = [](const std::vector<bridge::Journal::CallRow>& rows) {
+    std::vector<std::string> out;
+    for (const auto& r : rows) out.push_back(r.call_id);
+    return out;
+  };
+  // Paging the dead ones two at a time finds each once, newest first.
+  std::vector<std::string> dead;
+  bridge::Journal::CallQuery q;
+  q.outcome = "dead";
+  q.limit = 2;
+  for (int page = 0; page < 20; ++page) {
+    auto rows = journal->search_calls(q);
+    for (const auto& r : rows) CHECK(r.outcome == "dead");
+    auto got = ids(rows);
+    dead.insert(dead.end(), got.begin(), got.end());
+    if (rows.size() < q.limit) break;
+    q.before_seq = rows.back().seq;
+  }
+  CHECK(dead == expected_dead);
+
+  bridge::Journal::CallQuery failed;
+  failed.outcome = "failed";
+  CHECK(ids(journal->search_calls(failed)) == std::vector<std::string>{"C25", "C20", "C10", "C5"});
+  bridge::Journal::CallQuery running;
+  running.outcome = "running";
+  CHECK(ids(journal->search_calls(running)) == std::vector<std::string>{"C7"});
+
+  bridge::Journal::CallQuery phone;
+  phone.phone_key = *bridge::console_phone_key("＋８１３１１１１２２２２");
+  phone.limit = 4;
+  CHECK(ids(journal->search_calls(phone)) == std::vector<std::string>{"C9", "C8", "C7", "C6"});
+  phone.outcome = "dead";
+  CHECK(ids(journal->search_calls(phone)) == std::vector<std::string>{"C9", "C6", "C3", "C0"});
+
+  bridge::Journal::CallQuery all;
+  all.limit = 100;
+  auto everything = journal->search_calls(all);
+  REQUIRE(everything.size() == 30);
+  CHECK(everything[0].call_id == "C29");
+  CHECK(everything[29].events == 2);
+  bridge::Journal::CallQuery range;
+  range.from_ms = everything[20].first_at_ms;  // C9
+  range.to_ms = everything[10].first_at_ms;    // C19, excluded
+  auto in_range = journal->search_calls(range);
+  REQUIRE_FALSE(in_range.empty());
+  CHECK(in_range.front().call_id != "C19");
+  for (const auto& r : in_range) {
+    CHECK(r.first_at_ms >= range.from_ms);
+    CHECK(r.first_at_ms < range.to_ms);
+  }
+  bridge::Journal::CallQuery by_id;
+  by_id.call_id = "C12";
+  CHECK(ids(journal->search_calls(by_id)) == std::vector<std::string>{"C12"});
+  bridge::Journal::CallQuery by_event;
+  by_event.event = "hangup";
+  by_event.limit = 100;
+  CHECK(journal->search_calls(by_event).size() == 29);
 }
