@@ -291,6 +291,7 @@ void Console::api(const rules::HttpRequest& req, rules::HttpResponse& res, const
   if (!post && route == "failures") return failures(req, res);
   if (post && route == "replay") return operator_only() ? replay(req, res) : void();
   if (!post && route == "rules") return rules_in_force(res);
+  if (post && route == "simulate") return simulate(req, res, who);
   if (!post && route == "rules/validate") return validate(res, false);
   if (post && route == "rules/reload") return operator_only() ? validate(res, true) : void();
   if (!post && route == "overview") return overview(req, res);
@@ -468,6 +469,56 @@ void Console::rules_in_force(rules::HttpResponse& res) {
     }
     out["events"].push_back(std::move(e));
   }
+  send_json(res, 200, out);
+}
+
+// The rules an event would run, why, and their rendered requests, as `callbridge simulate`:
+// a dry run for anyone; `"send": true` (operators only) performs the requests.
+void Console::simulate(const rules::HttpRequest& req, rules::HttpResponse& res,
+                       const Principal& who) {
+  auto body = nlohmann::json::parse(req.body, nullptr, false);
+  if (!body.is_object()) return res.error(400, "invalid_json", "send a JSON object");
+  bool send = body.value("send", false);
+  if (send && who.role != ConsoleRole::operator_)
+    return res.error(403, "forbidden", "operators only: a viewer may run dry simulations");
+  nlohmann::json event = nlohmann::json::object();
+  event["event"] = body.value("event", "");
+  event["call_id"] = body.value("call_id", "console-simulation");
+  if (body.contains("tel")) event["tel"] = body["tel"];
+  if (body.contains("answered")) event["answered"] = body["answered"];
+  if (body.contains("vars")) event["vars"] = body["vars"];
+  std::string error;
+  auto input = event_from_json(event, error);
+  if (!input) return res.error(400, "invalid_event", error);
+  auto config = context_.config.get();
+  rules::Engine engine(config->rules, config->secrets, send ? &context_.transport : nullptr,
+                       send ? context_.services : nullptr);
+  rules::CallContext call;
+  auto outcomes = engine.run(*input, call);
+  const auto& secrets = *config->secrets;
+  nlohmann::ordered_json out;
+  out["sent"] = send;
+  out["rules"] = nlohmann::json::array();
+  for (const auto& o : outcomes) {
+    nlohmann::ordered_json j;
+    j["rule"] = o.rule;
+    j["runs"] = o.status != rules::RuleStatus::skipped || o.request.has_value();
+    j["status"] = rules::to_string(o.status);
+    j["gate"] = secrets.redact(o.gate);
+    if (o.request)
+      j["request"] = nlohmann::json::parse(request_to_json(*o.request), nullptr, false);
+    if (o.response && o.response->kind == http::OutcomeKind::response) {
+      j["response"]["status"] = o.response->status;
+      j["response"]["body"] = secrets.redact(o.response->body.substr(0, 2000));
+    }
+    j["extracted"] = nlohmann::json::object();
+    for (const auto& [name, value] : o.extracted) j["extracted"][name] = secrets.redact(value);
+    j["undefined"] = o.undefined;
+    j["error"] = secrets.redact(o.error);
+    out["rules"].push_back(std::move(j));
+  }
+  if (send)
+    log(LogLevel::info, "console simulation sent", {{"user", who.name}, {"event", input->event}});
   send_json(res, 200, out);
 }
 

@@ -45,6 +45,7 @@ class Console : public std::enable_shared_from_this<Console> {
   void failures(const rules::HttpRequest& req, rules::HttpResponse& res);
   void replay(const rules::HttpRequest& req, rules::HttpResponse& res);
   void rules_in_force(rules::HttpResponse& res);
+  void simulate(const rules::HttpRequest& req, rules::HttpResponse& res, const Principal& who);
   void validate(rules::HttpResponse& res, bool then_reload);
   void overview(const rules::HttpRequest& req, rules::HttpResponse& res);
 

@@ -240,6 +240,37 @@ async function reload() {
   }
 }
 
+async function simulate(send) {
+  const vars = {};
+  for (const line of document.getElementById("s-vars").value.split("\n")) {
+    const at = line.indexOf("=");
+    if (at > 0) vars[line.slice(0, at).trim()] = line.slice(at + 1);
+  }
+  const request = {
+    event: document.getElementById("s-event").value.trim(),
+    tel: document.getElementById("s-tel").value.trim(),
+    answered: document.getElementById("s-answered").checked,
+    vars, send,
+  };
+  const box = document.getElementById("simulate-results");
+  box.replaceChildren();
+  try {
+    const data = await api("/console/api/simulate", { method: "POST", body: request });
+    box.append(el("p", { id: "simulate-sent" }, data.sent ? I18n.t("sent") : I18n.t("not_sent")));
+    if (!data.rules.length) box.append(el("p", {}, I18n.t("no_rules")));
+    for (const r of data.rules) {
+      const card = el("div", { class: "event-card simulated-rule", dataset: { rule: r.rule, runs: String(r.runs) } });
+      card.append(el("h4", { class: "h6" }, r.rule + ": " + (r.runs ? I18n.t("runs") : I18n.t("skipped")) + " (" + r.gate + ")"));
+      if (r.request) card.append(el("pre", { class: "request" }, JSON.stringify(r.request, null, 2)));
+      if (r.response) card.append(el("pre", { class: "request" }, r.response.status + "\n" + r.response.body));
+      if (r.error) card.append(el("p", { class: "text-danger" }, r.error));
+      box.append(card);
+    }
+  } catch (e) {
+    showError(e.message);
+  }
+}
+
 // ---- Overview ----------------------------------------------------------------------------
 async function loadOverview() {
   const data = await api("/console/api/overview?hours=" + state.hours);
@@ -327,6 +358,9 @@ document.addEventListener("DOMContentLoaded", async () => {
   });
   const since = document.getElementById("replay-since");
   if (since) since.addEventListener("click", () => replay({ since_ms: toMs(document.getElementById("f-since").value) }));
+  document.getElementById("simulate-form").addEventListener("submit", (e) => { e.preventDefault(); simulate(false); });
+  const sendButton = document.getElementById("simulate-send");
+  if (sendButton) sendButton.addEventListener("click", () => simulate(true));
   const reloadButton = document.getElementById("reload");
   if (reloadButton) reloadButton.addEventListener("click", reload);
   document.getElementById("ov-hour").addEventListener("click", () => { state.hours = 1; loadOverview().catch((e) => showError(e.message)); });

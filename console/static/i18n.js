@@ -25,6 +25,9 @@ const I18n = (() => {
       queue_depth: "キューの深さ", last_hour: "直近1時間", last_day: "直近24時間", forbidden: "この操作の権限がありません",
       role_viewer: "閲覧者", role_operator: "オペレーター", error_generic: "エラーが発生しました", refresh: "更新",
       matched: "一致", not_matched: "不一致", count: "件数", lang: "English",
+      simulate: "シミュレーション", answered: "応答済み", extra_vars: "追加の変数 (KEY=value を1行に1つ)",
+      dry_run: "試す (送信しない)", send_requests: "実際に送信する", runs: "実行する", skipped: "実行しない",
+      no_rules: "このイベントのルールはありません", sent: "送信しました", not_sent: "送信していません (ドライラン)",
     },
     en: {
       console_title: "callbridge console", user_name: "User name", password: "Password",
@@ -48,6 +51,9 @@ const I18n = (() => {
       queue_depth: "Queue depth", last_hour: "Last hour", last_day: "Last 24 hours", forbidden: "You may not do this",
       role_viewer: "viewer", role_operator: "operator", error_generic: "Something went wrong", refresh: "Refresh",
       matched: "matched", not_matched: "not matched", count: "Count", lang: "日本語",
+      simulate: "Simulate", answered: "Answered", extra_vars: "Extra variables (KEY=value, one a line)",
+      dry_run: "Try (dry run)", send_requests: "Send for real", runs: "runs", skipped: "skipped",
+      no_rules: "No rules for this event", sent: "Sent", not_sent: "Not sent (dry run)",
     },
   };
   let lang = localStorage.getItem("callbridge.lang") === "en" ? "en" : "ja";

@@ -278,6 +278,14 @@ def run(bridge, driver, wait, shots):
     # Rules: an invalid file is refused with located errors; the rules in force stay.
     driver.get(base + "/console/#rules")
     wait.until(lambda d: "notify-crm" in d.find_element(By.ID, "rules-list").text)
+    # Simulate: a dry run shows the rendered request and sends nothing.
+    hits = Crm.hits
+    driver.find_element(By.ID, "s-tel").send_keys("0399998888")
+    driver.find_element(By.ID, "simulate-dry").click()
+    wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#simulate-results .simulated-rule"))
+    result = driver.find_element(By.ID, "simulate-results").text
+    check("crm?tel=0399998888" in result, "simulated request: " + result)
+    check(Crm.hits == hits, "a dry run sends nothing")
     screenshot(driver, shots, "rules-ja")
     with open(bridge.config, "w") as f:
         f.write(bridge.good_config.replace("method: GET", "method: FETCH"))
@@ -315,6 +323,10 @@ def run(bridge, driver, wait, shots):
     check(not driver.find_elements(By.ID, "replay-selected"), "viewer: no replay-selected")
     hits = Crm.hits
     check(fetch_status(driver, "/console/api/replay", True) == 403, "viewer replay refused")
+    driver.get(base + "/console/#rules")
+    wait.until(lambda d: "notify-crm" in d.find_element(By.ID, "rules-list").text)
+    check(not driver.find_elements(By.ID, "simulate-send"), "viewer: no send button")
+    check(not driver.find_elements(By.ID, "reload"), "viewer: no reload button")
     check(Crm.hits == hits, "nothing sent for the viewer")
 
 
