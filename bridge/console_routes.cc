@@ -3,6 +3,7 @@
 #include <openssl/crypto.h>
 
 #include <nlohmann/json.hpp>
+#include <regex>
 
 #include "bridge/action_record.h"
 #include "bridge/connectors.h"
@@ -125,6 +126,7 @@ void add_console_headers(rules::HttpResponse& res) {
 Console::Console(ConsoleContext context) : context_(std::move(context)) {}
 
 void Console::add_routes(std::vector<rules::Route>& routes) {
+  routes_ = &routes;
   auto self = shared_from_this();
   auto handler = [self](const rules::HttpRequest& req, rules::HttpResponse& res) {
     self->handle(req, res);
@@ -292,6 +294,7 @@ void Console::api(const rules::HttpRequest& req, rules::HttpResponse& res, const
   if (post && route == "replay") return operator_only() ? replay(req, res) : void();
   if (!post && route == "rules") return rules_in_force(res);
   if (post && route == "simulate") return simulate(req, res, who);
+  if (route.rfind("route/", 0) == 0) return forward(req, res, who, route.substr(5));
   if (!post && route == "rules/validate") return validate(res, false);
   if (post && route == "rules/reload") return operator_only() ? validate(res, true) : void();
   if (!post && route == "overview") return overview(req, res);
@@ -520,6 +523,34 @@ void Console::simulate(const rules::HttpRequest& req, rules::HttpResponse& res,
   if (send)
     log(LogLevel::info, "console simulation sent", {{"user", who.name}, {"event", input->event}});
   send_json(res, 200, out);
+}
+
+// The connectors' token routes (escalation chains, the kintone directory...) for a session:
+// /console/api/route/PATH answers as PATH would with a bridge token. Reading is for anyone;
+// anything else for operators (with the CSRF token, checked before).
+void Console::forward(const rules::HttpRequest& req, rules::HttpResponse& res,
+                      const Principal& who, const std::string& path) {
+  if (req.method != "GET" && who.role != ConsoleRole::operator_)
+    return res.error(403, "forbidden", "operators only: a viewer may look but not change anything");
+  if (routes_)
+    for (const auto& route : *routes_) {
+      if (route.auth != rules::RouteAuth::token || route.method != req.method) continue;
+      std::smatch match;
+      std::regex pattern(route.pattern);
+      if (!std::regex_match(path, match, pattern)) continue;
+      rules::HttpRequest inner = req;
+      inner.path = path;
+      inner.matches.clear();
+      for (const auto& m : match) inner.matches.push_back(m.str());
+      rules::HttpResponse out;
+      route.handler(inner, out);
+      res.status = out.status;
+      res.content_type = out.content_type;
+      res.body = std::move(out.body);
+      for (auto& header : out.headers) res.headers.push_back(std::move(header));
+      return;
+    }
+  res.error(404, "not_found", "no such endpoint");
 }
 
 void Console::validate(rules::HttpResponse& res, bool then_reload) {

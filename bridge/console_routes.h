@@ -46,10 +46,13 @@ class Console : public std::enable_shared_from_this<Console> {
   void replay(const rules::HttpRequest& req, rules::HttpResponse& res);
   void rules_in_force(rules::HttpResponse& res);
   void simulate(const rules::HttpRequest& req, rules::HttpResponse& res, const Principal& who);
+  void forward(const rules::HttpRequest& req, rules::HttpResponse& res, const Principal& who,
+               const std::string& path);
   void validate(rules::HttpResponse& res, bool then_reload);
   void overview(const rules::HttpRequest& req, rules::HttpResponse& res);
 
   ConsoleContext context_;
+  const std::vector<rules::Route>* routes_ = nullptr;  // the connectors' (and the console's)
   ConsoleSessions sessions_;
   SignInLimiter limiter_;
   std::mutex replay_mutex_;  // one replay at a time: two would both retry the same action

@@ -271,6 +271,94 @@ async function simulate(send) {
   }
 }
 
+// ---- Escalation chains (the escalation service's own endpoints, through /console/api/route) ----
+const resultLabel = (r) => (r ? I18n.t("result_" + r) : "");
+
+async function loadChains() {
+  const body = document.getElementById("chains-body");
+  body.replaceChildren();
+  let data;
+  try {
+    data = await api("/console/api/route/v1/escalation/chains?limit=100");
+  } catch (e) {
+    if (e.status !== 404) throw e;
+    document.getElementById("chains-unavailable").classList.remove("d-none");
+    return;
+  }
+  for (const c of data.chains) {
+    const row = el("tr", { class: "chain", dataset: { chainId: c.id, status: c.status } });
+    const link = el("a", { href: "#chains/" + encodeURIComponent(c.id) }, c.id);
+    const idCell = el("td");
+    idCell.append(link);
+    const actions = el("td");
+    if (isOperator() && c.status === "running") {
+      const button = el("button", { type: "button", class: "btn btn-sm btn-outline-danger abort-chain" }, I18n.t("abort"));
+      button.addEventListener("click", async () => {
+        try {
+          await api("/console/api/route/api/apps/pigeon/chain/abort", { method: "POST", body: { params: { resultId: c.id } } });
+        } catch (e) {
+          showError(e.message);
+        }
+        loadChains().catch((e) => showError(e.message));
+      });
+      actions.append(button);
+    }
+    row.append(idCell, el("td", {}, resultLabel(c.status)), el("td", {}, c.callflow), el("td", {}, c.guidance),
+      el("td", {}, c.created_at), el("td", {}, c.loops), el("td", {}, c.attempts), el("td", {}, c.key === null ? "" : c.key),
+      el("td", {}, c.reason), actions);
+    body.append(row);
+  }
+  if (data.chains.some((c) => c.status === "running")) {
+    clearTimeout(state.poll);
+    state.poll = setTimeout(() => { if (location.hash.startsWith("#chains")) loadChains().catch(() => {}); }, 2000);
+  }
+}
+
+async function loadChain(id) {
+  const box = document.getElementById("chain-detail");
+  box.replaceChildren();
+  if (!id) return;
+  const data = await api("/console/api/route/v1/escalation/chains/" + encodeURIComponent(id));
+  const result = data.result || {};
+  box.append(el("h3", { class: "h6" }, id + ": " + resultLabel(result.status) + " " + (result.reason || "")));
+  const table = el("table", { class: "table table-sm" });
+  const head = el("tr");
+  for (const k of ["loop", "contact", "started", "result", "key_pressed"]) head.append(el("th", {}, I18n.t(k)));
+  const thead = el("thead");
+  thead.append(head);
+  const tbody = el("tbody");
+  for (const h of result.history || []) {
+    const row = el("tr", { class: "chain-attempt", dataset: { result: h.result || "" } });
+    row.append(el("td", {}, h.loop), el("td", {}, (h.displayName || h.contactId || "") + " " + (h.phoneNumber || "")),
+      el("td", {}, h.startedAt || ""), el("td", {}, resultLabel(h.result)), el("td", {}, h.keyInput || ""));
+    tbody.append(row);
+  }
+  table.append(thead, tbody);
+  box.append(table);
+}
+
+async function startChain() {
+  const parameters = {};
+  for (const line of document.getElementById("c-params").value.split("\n")) {
+    const at = line.indexOf("=");
+    if (at > 0) parameters[line.slice(0, at).trim()] = line.slice(at + 1);
+  }
+  const params = {
+    callflowId: document.getElementById("c-callflow").value.trim(),
+    guidanceId: document.getElementById("c-guidance").value.trim(),
+    parameters,
+  };
+  const out = document.getElementById("chain-started");
+  out.textContent = "";
+  try {
+    const data = await api("/console/api/route/api/apps/pigeon/chain/invoke", { method: "POST", body: { params } });
+    out.textContent = I18n.t("chain_started") + ": " + data.resultId;
+    await loadChains();
+  } catch (e) {
+    showError(e.message);
+  }
+}
+
 // ---- Overview ----------------------------------------------------------------------------
 async function loadOverview() {
   const data = await api("/console/api/overview?hours=" + state.hours);
@@ -302,13 +390,14 @@ async function route() {
   clearTimeout(state.poll);
   const hash = location.hash || "#calls";
   const [page, ...rest] = hash.slice(1).split("/");
-  const name = page === "call" ? "call" : ["calls", "failures", "rules", "overview"].includes(page) ? page : "calls";
+  const name = page === "call" ? "call" : ["calls", "failures", "chains", "rules", "overview"].includes(page) ? page : "calls";
   document.querySelectorAll(".page").forEach((p) => p.classList.toggle("d-none", p.id !== "page-" + name));
   document.querySelectorAll(".nav-link").forEach((a) => a.classList.toggle("active", a.id === "nav-" + name));
   try {
     if (name === "calls") await loadCalls();
     else if (name === "call") await loadCall(decodeURIComponent(rest.join("/")));
     else if (name === "failures") await loadFailures();
+    else if (name === "chains") { await loadChains(); await loadChain(decodeURIComponent(rest.join("/"))); }
     else if (name === "rules") await loadRules();
     else if (name === "overview") await loadOverview();
   } catch (e) {
@@ -358,6 +447,8 @@ document.addEventListener("DOMContentLoaded", async () => {
   });
   const since = document.getElementById("replay-since");
   if (since) since.addEventListener("click", () => replay({ since_ms: toMs(document.getElementById("f-since").value) }));
+  const chainForm = document.getElementById("chain-start");
+  if (chainForm) chainForm.addEventListener("submit", (e) => { e.preventDefault(); startChain(); });
   document.getElementById("simulate-form").addEventListener("submit", (e) => { e.preventDefault(); simulate(false); });
   const sendButton = document.getElementById("simulate-send");
   if (sendButton) sendButton.addEventListener("click", () => simulate(true));
