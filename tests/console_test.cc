@@ -287,6 +287,13 @@ TEST_CASE("console sign-in, cookie, roles and CSRF through the real server", "[c
                "application/json")
             ->status == 403);
 
+  // Connector routes through the console: reading for anyone, the rest for operators.
+  CHECK(c.Get("/console/api/route/v1/escalation/chains", as_viewer)->status == 404);
+  CHECK(c.Post("/console/api/route/v1/kintone/directory/sync", as_viewer, "{}", "application/json")
+            ->status == 403);
+  CHECK(c.Post("/console/api/route/v1/kintone/directory/sync", op_headers, "{}", "application/json")
+            ->status == 403);  // no CSRF token
+
   // The operator with the token replays; the CRM works now.
   b.crm.up = true;
   httplib::Headers op_post{{"Cookie", op->cookie}, {"X-CSRF-Token", op->csrf}};

@@ -359,6 +359,33 @@ async function startChain() {
   }
 }
 
+// ---- kintone (the connector's own endpoints, through /console/api/route) ----------------
+async function loadKintone() {
+  const table = document.getElementById("directory-status");
+  table.replaceChildren();
+  try {
+    const data = await api("/console/api/route/v1/kintone/directory");
+    table.replaceChildren(...keyValueTable(data).querySelector("tbody").children);
+  } catch (e) {
+    if (e.status !== 404) throw e;
+    document.getElementById("directory-unavailable").classList.remove("d-none");
+    const button = document.getElementById("directory-sync");
+    if (button) button.disabled = true;
+  }
+}
+
+async function syncDirectory() {
+  const out = document.getElementById("directory-sync-result");
+  out.textContent = "";
+  try {
+    await api("/console/api/route/v1/kintone/directory/sync", { method: "POST" });
+    out.textContent = I18n.t("sync_requested");
+    setTimeout(() => loadKintone().catch(() => {}), 1000);
+  } catch (e) {
+    showError(e.message);
+  }
+}
+
 // ---- Overview ----------------------------------------------------------------------------
 async function loadOverview() {
   const data = await api("/console/api/overview?hours=" + state.hours);
@@ -390,7 +417,7 @@ async function route() {
   clearTimeout(state.poll);
   const hash = location.hash || "#calls";
   const [page, ...rest] = hash.slice(1).split("/");
-  const name = page === "call" ? "call" : ["calls", "failures", "chains", "rules", "overview"].includes(page) ? page : "calls";
+  const name = page === "call" ? "call" : ["calls", "failures", "chains", "kintone", "rules", "overview"].includes(page) ? page : "calls";
   document.querySelectorAll(".page").forEach((p) => p.classList.toggle("d-none", p.id !== "page-" + name));
   document.querySelectorAll(".nav-link").forEach((a) => a.classList.toggle("active", a.id === "nav-" + name));
   try {
@@ -399,6 +426,7 @@ async function route() {
     else if (name === "failures") await loadFailures();
     else if (name === "chains") { await loadChains(); await loadChain(decodeURIComponent(rest.join("/"))); }
     else if (name === "rules") await loadRules();
+    else if (name === "kintone") await loadKintone();
     else if (name === "overview") await loadOverview();
   } catch (e) {
     showError(e.message);
@@ -447,6 +475,14 @@ document.addEventListener("DOMContentLoaded", async () => {
   });
   const since = document.getElementById("replay-since");
   if (since) since.addEventListener("click", () => replay({ since_ms: toMs(document.getElementById("f-since").value) }));
+  const syncButton = document.getElementById("directory-sync");
+  if (syncButton) syncButton.addEventListener("click", syncDirectory);
+  const oauthForm = document.getElementById("oauth-start");
+  if (oauthForm) oauthForm.addEventListener("submit", (e) => {
+    e.preventDefault();
+    const name = document.getElementById("oauth-connection").value.trim();
+    window.location.assign("/console/api/route/v1/kintone/oauth/" + encodeURIComponent(name) + "/start");
+  });
   const chainForm = document.getElementById("chain-start");
   if (chainForm) chainForm.addEventListener("submit", (e) => { e.preventDefault(); startChain(); });
   document.getElementById("simulate-form").addEventListener("submit", (e) => { e.preventDefault(); simulate(false); });

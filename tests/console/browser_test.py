@@ -26,7 +26,7 @@ TOKEN = "browser-test-token-0123456789"
 
 try:
     from selenium import webdriver
-    from selenium.common.exceptions import NoAlertPresentException
+    from selenium.common.exceptions import NoAlertPresentException, StaleElementReferenceException
     from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
@@ -80,6 +80,22 @@ console:
   users:
     - {{ name: opal, role: operator, password_hash: "{op}" }}
     - {{ name: vic, role: viewer, password_hash: "{viewer}" }}
+escalation:
+  contacts:
+    - {{ id: c-01, name: 当番 01, phone: "090-1111-0001" }}
+  callflows:
+    - {{ id: flow-1, name: 障害連絡, contacts: [c-01] }}
+  guidances:
+    - id: guide-1
+      name: 障害通知
+      message: "{{{{node}}}}で障害が発生しました。"
+      responses:
+        1: {{ type: terminate, message: 終了します }}
+  dialer:
+    type: simulate
+    script:
+      c-01: "key 1 after 60"
+  ring_timeout: 120
 rules:
   - name: notify-crm
     event: inbound
@@ -155,7 +171,8 @@ def main():
                 "--disable-gpu"):
         options.add_argument(arg)
     driver = webdriver.Chrome(service=Service(DRIVER), options=options)
-    wait = WebDriverWait(driver, 15)
+    # Pages that poll re-render their rows: an element found a moment ago may be gone.
+    wait = WebDriverWait(driver, 15, ignored_exceptions=[StaleElementReferenceException])
     try:
         run(bridge, driver, wait, shots)
     except Exception:
@@ -296,6 +313,31 @@ def run(bridge, driver, wait, shots):
     with open(bridge.config, "w") as f:
         f.write(bridge.good_config)
 
+    # Escalation: start a chain by hand, see it running, abort it.
+    driver.get(base + "/console/#chains")
+    driver.find_element(By.ID, "c-callflow").send_keys("flow-1")
+    driver.find_element(By.ID, "c-guidance").send_keys("guide-1")
+    driver.find_element(By.ID, "c-params").send_keys("node=web-01")
+    driver.find_element(By.CSS_SELECTOR, "#chain-start button[type=submit]").click()
+    wait.until(lambda d: d.find_element(By.ID, "chain-started").text != "")
+    wait.until(lambda d: [r.get_attribute("data-status") for r in
+                          d.find_elements(By.CSS_SELECTOR, "#chains-body tr.chain")] == ["running"])
+    chain_id = wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "#chains-body tr.chain")
+                          .get_attribute("data-chain-id"))
+    screenshot(driver, shots, "chains-ja")
+    wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "#chains-body button.abort-chain").click()
+               or True)
+    wait.until(lambda d: [r.get_attribute("data-status") for r in
+                          d.find_elements(By.CSS_SELECTOR, "#chains-body tr.chain")] == ["aborted"])
+    driver.get(base + "/console/#chains/" + chain_id)
+    wait.until(lambda d: [r.get_attribute("data-result") for r in
+                          d.find_elements(By.CSS_SELECTOR, "#chain-detail tr.chain-attempt")] == ["aborted"])
+
+    # kintone without a directory says so.
+    driver.get(base + "/console/#kintone")
+    wait.until(lambda d: d.find_element(By.ID, "directory-unavailable").is_displayed())
+    screenshot(driver, shots, "kintone-ja")
+
     driver.get(base + "/console/#overview")
     wait.until(lambda d: d.find_element(By.ID, "ov-queue").text != "")
     screenshot(driver, shots, "overview-ja")
@@ -303,7 +345,7 @@ def run(bridge, driver, wait, shots):
     # English covers the labels, and the choice sticks.
     driver.find_element(By.ID, "lang-toggle").click()
     wait.until(lambda d: d.find_element(By.ID, "nav-calls").text == "Calls")
-    for page in ("calls", "failures", "rules", "overview"):
+    for page in ("calls", "failures", "chains", "kintone", "rules", "overview"):
         driver.get(base + "/console/#" + page)
         wait.until(lambda d: d.find_element(By.ID, "nav-calls").text == "Calls")
         time.sleep(0.3)
