@@ -398,8 +398,14 @@ async function loadOverview() {
     table.append(row);
   }
   if (typeof Chart === "undefined") return;
-  const labels = data.events_per_minute.map(([t]) => new Date(t * 1000).toLocaleTimeString());
-  const counts = data.events_per_minute.map(([, n]) => n);
+  // Every minute of the period, those without events as 0.
+  const byMinute = new Map(data.events_per_minute.map(([t, n]) => [t, n]));
+  const last = Math.floor(Date.now() / 60000) * 60;
+  const labels = [], counts = [];
+  for (let t = last - data.hours * 3600 + 60; t <= last; t += 60) {
+    labels.push(new Date(t * 1000).toLocaleTimeString(I18n.lang === "ja" ? "ja-JP" : "en-US", { hour: "2-digit", minute: "2-digit" }));
+    counts.push(byMinute.get(t) || 0);
+  }
   for (const c of Object.values(state.charts)) c.destroy();
   state.charts.events = new Chart(document.getElementById("chart-events"), {
     type: "line", data: { labels, datasets: [{ label: I18n.t("events_per_minute"), data: counts, borderColor: "#0d6efd" }] },
@@ -442,7 +448,11 @@ document.addEventListener("DOMContentLoaded", async () => {
   } catch (e) {
     return;
   }
-  document.getElementById("who").textContent = state.me.user + " (" + I18n.t("role_" + state.me.role) + ")";
+  const showWho = () => {
+    document.getElementById("who").textContent = state.me.user + " (" + I18n.t("role_" + state.me.role) + ")";
+  };
+  showWho();
+  document.addEventListener("languagechange", showWho);
   if (!isOperator()) document.querySelectorAll(".op-only").forEach((b) => b.remove());
   document.getElementById("sign-out").addEventListener("click", async () => {
     await api("/console/logout", { method: "POST" }).catch(() => {});
