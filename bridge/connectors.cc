@@ -1,7 +1,6 @@
 #include "bridge/connectors.h"
 
 #include "bridge/console_auth.h"
-
 #include "connectors/escalation/register.h"
 #include "connectors/kintone/register.h"
 #include "connectors/webhook/register.h"

@@ -528,8 +528,8 @@ void Console::simulate(const rules::HttpRequest& req, rules::HttpResponse& res,
 // The connectors' token routes (escalation chains, the kintone directory...) for a session:
 // /console/api/route/PATH answers as PATH would with a bridge token. Reading is for anyone;
 // anything else for operators (with the CSRF token, checked before).
-void Console::forward(const rules::HttpRequest& req, rules::HttpResponse& res,
-                      const Principal& who, const std::string& path) {
+void Console::forward(const rules::HttpRequest& req, rules::HttpResponse& res, const Principal& who,
+                      const std::string& path) {
   if (req.method != "GET" && who.role != ConsoleRole::operator_)
     return res.error(403, "forbidden", "operators only: a viewer may look but not change anything");
   if (routes_)

@@ -16,8 +16,8 @@
 #include <functional>
 #include <limits>
 #include <map>
-#include <set>
 #include <mutex>
+#include <set>
 #include <thread>
 
 namespace callbridge::bridge {
@@ -28,10 +28,16 @@ constexpr int kSchemaVersion = 1;
 
 // The console's key of an event's caller number (bridge/console_phone.h does the same in C++):
 // full-width digits and "＋" made ASCII, separators dropped, "+81" read as the national "0".
-#define CALLBRIDGE_TEL_KEY_SQL \
-  "replace(replace(replace(replace(replace(replace(replace(replace(replace(replace(replace(replace(replace(replace(replace(replace(replace(replace(replace(replace(replace(replace(replace(replace(replace(json_extract(body, '$.tel'), '０', '0'), '１', '1'), '２', '2'), '３', '3'), '４', '4'), '５', '5'), '６', '6'), '７', '7'), '８', '8'), '９', '9'), '＋', '+'), ' ', ''), '-', ''), '(', ''), ')', ''), '.', ''), '‐', ''), '−', ''), '－', ''), 'ー', ''), '（', ''), '）', ''), '　', ''), '―', ''), '+81', '0')"
+#define CALLBRIDGE_TEL_KEY_SQL                                                                          \
+  "replace(replace(replace(replace(replace(replace(replace(replace(replace(replace(replace("            \
+  "replace(replace(replace(replace(replace(replace(replace(replace(replace(replace(replace("            \
+  "replace(replace(replace(json_extract(body, '$.tel'), '０', '0'), '１', '1'), '２', '2'), "        \
+  "'３', '3'), '４', '4'), '５', '5'), '６', '6'), '７', '7'), '８', '8'), '９', '9'), '＋', "  \
+  "'+'), ' ', ''), '-', ''), '(', ''), ')', ''), '.', ''), '‐', ''), '−', ''), '－', ''), 'ー', " \
+  "''), '（', ''), '）', ''), '　', ''), '―', ''), '+81', '0')"
 
-constexpr const char* kSchema = R"sql(
+constexpr const char* kSchema =
+    R"sql(
 CREATE TABLE IF NOT EXISTS events (
   seq INTEGER PRIMARY KEY AUTOINCREMENT,
   call_id TEXT NOT NULL,
@@ -74,7 +80,8 @@ CREATE TABLE IF NOT EXISTS kv (
 )sql"
     // Console queries: a call by its caller's number written any way (the key of
     // bridge/console_phone.h, the same replacements), by time, by an action's state.
-    "CREATE INDEX IF NOT EXISTS events_by_tel ON events (" CALLBRIDGE_TEL_KEY_SQL ");\n"
+    "CREATE INDEX IF NOT EXISTS events_by_tel ON events (" CALLBRIDGE_TEL_KEY_SQL
+    ");\n"
     "CREATE INDEX IF NOT EXISTS events_by_time ON events (received_at);\n"
     "CREATE INDEX IF NOT EXISTS actions_by_state_seq ON actions (state, event_seq);\n";
 
@@ -1135,7 +1142,8 @@ std::vector<Journal::CallRow> Journal::search_calls(const CallQuery& query) {
         "(SELECT COUNT(*) FROM events x WHERE x.call_id = e.call_id AND x.state = 'pending'), "
         "(SELECT group_concat(DISTINCT a.state) FROM events x JOIN actions a ON a.event_seq = "
         "x.seq WHERE x.call_id = e.call_id) "
-        "FROM (" + page + ") p JOIN events e ON e.seq = p.seq ORDER BY e.seq DESC";
+        "FROM (" +
+        page + ") p JOIN events e ON e.seq = p.seq ORDER BY e.seq DESC";
     std::size_t limit = std::clamp<std::size_t>(query.limit, 1, 500);
     std::int64_t before = query.before_seq;
     // The SQL narrows by outcome; the exact outcome (dead outranks failed, running all) is
@@ -1219,9 +1227,9 @@ std::vector<Journal::FailureRow> Journal::failures(const std::string& rule, std:
   return impl_->read([&](Connection& db) {
     std::vector<FailureRow> out;
     std::string sql = "SELECT a.rowid, 'ev-' || e.seq, e.call_id, e.event";
-    for (std::string_view column : {"event_seq", "rule", "attempt", "state", "started_at",
-                                    "finished_at", "gate", "request", "status", "latency_us",
-                                    "extracted", "error"})
+    for (std::string_view column :
+         {"event_seq", "rule", "attempt", "state", "started_at", "finished_at", "gate", "request",
+          "status", "latency_us", "extracted", "error"})
       sql += ", a." + std::string(column);
     sql +=
         " FROM actions a JOIN events e ON e.seq = a.event_seq WHERE a.state IN ('dead', "
@@ -1258,9 +1266,10 @@ std::vector<std::pair<std::string, std::int64_t>> Journal::action_counts(std::in
   return impl_->read([&](Connection& db) {
     std::vector<std::pair<std::string, std::int64_t>> out;
     // CROSS JOIN keeps events first: the time index finds them, not a scan of every action.
-    Statement s(db,
-                "SELECT a.state, COUNT(*) FROM events e CROSS JOIN actions a ON a.event_seq = e.seq "
-                "WHERE e.received_at >= ? GROUP BY a.state ORDER BY a.state");
+    Statement s(
+        db,
+        "SELECT a.state, COUNT(*) FROM events e CROSS JOIN actions a ON a.event_seq = e.seq "
+        "WHERE e.received_at >= ? GROUP BY a.state ORDER BY a.state");
     s.bind(1, since_ms);
     while (s.step() == SQLITE_ROW) out.emplace_back(s.text(0), s.integer(1));
     return out;
