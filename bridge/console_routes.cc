@@ -590,6 +590,15 @@ void Console::overview(const rules::HttpRequest& req, rules::HttpResponse& res) 
   out["events_per_minute"] = nlohmann::json::array();
   for (const auto& [minute, count] : context_.journal.events_per_minute(since))
     out["events_per_minute"].push_back({minute, count});
+  // Latency percentiles of the period's finished attempts (the first million, sorted).
+  auto latencies = context_.journal.action_latencies(since, 1000000);
+  auto percentile = [&](double p) -> nlohmann::ordered_json {
+    if (latencies.empty()) return nullptr;
+    std::size_t i = std::min(latencies.size() - 1,
+                             static_cast<std::size_t>(p * static_cast<double>(latencies.size())));
+    return static_cast<double>(latencies[i]) / 1000.0;
+  };
+  out["latency_ms"] = {{"p50", percentile(0.50)}, {"p95", percentile(0.95)}};
   out["actions"] = nlohmann::json::object();
   for (const auto& [state, count] : context_.journal.action_counts(since))
     out["actions"][state] = count;

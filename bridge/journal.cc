@@ -1289,4 +1289,17 @@ std::vector<std::pair<std::int64_t, std::int64_t>> Journal::events_per_minute(
   });
 }
 
+std::vector<std::int64_t> Journal::action_latencies(std::int64_t since_ms, std::size_t limit) {
+  return impl_->read([&](Connection& db) {
+    std::vector<std::int64_t> out;
+    Statement s(db,
+                "SELECT a.latency_us FROM events e CROSS JOIN actions a ON a.event_seq = e.seq "
+                "WHERE e.received_at >= ? AND a.state NOT IN ('started', 'skipped') "
+                "ORDER BY a.latency_us LIMIT ?");
+    s.bind(1, since_ms).bind(2, static_cast<std::int64_t>(limit));
+    while (s.step() == SQLITE_ROW) out.push_back(s.integer(0));
+    return out;
+  });
+}
+
 }  // namespace callbridge::bridge

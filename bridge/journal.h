@@ -170,6 +170,9 @@ class Journal {
   // (the minute's start in unix seconds, count). Both read the journal: they survive a restart.
   std::vector<std::pair<std::string, std::int64_t>> action_counts(std::int64_t since_ms);
   std::vector<std::pair<std::int64_t, std::int64_t>> events_per_minute(std::int64_t since_ms);
+  // The latencies (microseconds, ascending) of the finished attempts of events received since
+  // `since_ms`, at most `limit` of them, for percentiles.
+  std::vector<std::int64_t> action_latencies(std::int64_t since_ms, std::size_t limit);
 
  private:
   struct Impl;

@@ -312,6 +312,11 @@ TEST_CASE("console sign-in, cookie, roles and CSRF through the real server", "[c
                                          "application/json");
   CHECK(by_token->status == 200);
 
+  auto overview = json::parse(c.Get("/console/api/overview?hours=1", op_headers)->body);
+  CHECK(overview["actions"]["replayed"] == 1);  // the dead letter, replayed above
+  CHECK(overview["latency_ms"]["p95"].is_number());
+  CHECK(overview["events_per_minute"].size() >= 1);
+
   // Signing out ends the session.
   CHECK(c.Post("/console/logout", op_post, "", "application/json")->status == 200);
   CHECK(c.Get("/console/api/me", op_headers)->status == 401);

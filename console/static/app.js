@@ -390,6 +390,8 @@ async function syncDirectory() {
 async function loadOverview() {
   const data = await api("/console/api/overview?hours=" + state.hours);
   document.getElementById("ov-queue").textContent = data.queue_depth;
+  const ms = (v) => (v === null ? "-" : v.toFixed(1) + " ms");
+  document.getElementById("ov-latency").textContent = ms(data.latency_ms.p50) + " / " + ms(data.latency_ms.p95);
   const table = document.getElementById("ov-actions");
   table.replaceChildren();
   for (const [k, v] of Object.entries(data.actions)) {

@@ -340,6 +340,7 @@ def run(bridge, driver, wait, shots):
 
     driver.get(base + "/console/#overview")
     wait.until(lambda d: d.find_element(By.ID, "ov-queue").text != "")
+    check("ms" in driver.find_element(By.ID, "ov-latency").text, "latency percentiles shown")
     screenshot(driver, shots, "overview-ja")
 
     # English covers the labels, and the choice sticks.
@@ -369,6 +370,21 @@ def run(bridge, driver, wait, shots):
     wait.until(lambda d: "notify-crm" in d.find_element(By.ID, "rules-list").text)
     check(not driver.find_elements(By.ID, "simulate-send"), "viewer: no send button")
     check(not driver.find_elements(By.ID, "reload"), "viewer: no reload button")
+
+    # Repeated wrong passwords are slowed: the sixth attempt is told to wait.
+    driver.find_element(By.ID, "sign-out").click()
+    wait.until(lambda d: d.current_url.endswith("/console/login"))
+    for attempt in range(6):
+        driver.find_element(By.ID, "password").clear()
+        driver.find_element(By.ID, "name").clear()
+        driver.find_element(By.ID, "name").send_keys("vic")
+        driver.find_element(By.ID, "password").send_keys("guess-%d" % attempt)
+        driver.find_element(By.ID, "sign-in").click()
+        wait.until(lambda d: d.find_element(By.ID, "login-error").text != "")
+        if attempt < 5:
+            driver.execute_script("document.getElementById('login-error').textContent = ''")
+    check("(" in driver.find_element(By.ID, "login-error").text, "slowed: " +
+          driver.find_element(By.ID, "login-error").text)
     check(Crm.hits == hits, "nothing sent for the viewer")
 
 
