@@ -9,6 +9,12 @@ http::ClientOptions client_options(const rules::Config& config) {
           config.http.max_idle_per_origin};
 }
 
+rules::Registry with_bridge_sections(const rules::Registry& connectors) {
+  rules::Registry registry = connectors;
+  registry.add_section("console", load_console_section);
+  return registry;
+}
+
 JournalOptions journal_options(const rules::Config& config) {
   JournalOptions options;
   options.path = config.storage.path;
@@ -53,6 +59,15 @@ void App::build() {
   for (const auto& factory : registry_.services())
     if (auto service = factory.make(*config, host)) services_.add(factory.name, std::move(service));
   dispatcher_->set_services(&services_);
+  // The web console (docs/console.md): its routes authenticate by themselves.
+  std::function<void()> reload = options_.request_reload;
+  if (!reload && !options_.config_path.empty())
+    reload = [this] { reload_file(options_.config_path); };
+  console_ = std::make_shared<Console>(ConsoleContext{holder_, *journal_, client_, &services_,
+                                                      options_.config_path, &registry_,
+                                                      [this] { return dispatcher_->depth(); },
+                                                      std::move(reload)});
+  console_->add_routes(routes_);
   server_ = std::make_unique<BridgeServer>(holder_, *journal_, *dispatcher_, metrics_, *intake_,
                                            routes_, &services_);
 }

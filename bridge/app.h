@@ -5,15 +5,17 @@
 #pragma once
 
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "bridge/console_routes.h"
 #include "bridge/dispatcher.h"
 #include "bridge/intake.h"
-#include "bridge/journal.h"
+#include "bridge/journal/journal.h"
 #include "bridge/metrics.h"
 #include "bridge/server.h"
 #include "http/http_client.h"
@@ -31,11 +33,19 @@ http::ClientOptions client_options(const rules::Config& config);
 // The journal's options from the configuration's `storage` section.
 JournalOptions journal_options(const rules::Config& config);
 
+// The connectors' registry with the bridge's own sections added (`console:`, the web console's
+// users): what a configuration file is loaded with.
+rules::Registry with_bridge_sections(const rules::Registry& connectors);
+
 struct AppOptions {
   // Where the server listens; empty: the configuration's server.listen.
   std::string listen;
   // Queue the journal's pending events (after a crash or a stop) before starting.
   bool recover = true;
+  // The file the web console validates and reloads; empty: embedded defaults (reload refused).
+  std::string config_path;
+  // How the console asks for a reload (serve: SIGHUP to itself); null: reload_file(config_path).
+  std::function<void()> request_reload;
 };
 
 class App {
@@ -94,6 +104,7 @@ class App {
   std::unique_ptr<JournalStore> store_;
   std::vector<rules::Route> routes_;
   rules::Services services_;
+  std::shared_ptr<Console> console_;
   std::unique_ptr<BridgeServer> server_;
   std::thread http_thread_;
   std::size_t recovered_ = 0;

@@ -16,6 +16,7 @@
 #include "bridge/app.h"
 #include "bridge/command_format.h"
 #include "bridge/completion.h"
+#include "bridge/console_auth.h"
 #include "bridge/dispatcher.h"
 #include "bridge/event_input.h"
 #include "bridge/history.h"
@@ -241,7 +242,11 @@ int serve(const std::string& path, bool path_given) {
 
   std::string error;
   std::string journal_path = config.storage.path;
-  auto app = bridge::App::create(std::move(config), connector_registry(), {}, error);
+  bridge::AppOptions options;
+  options.config_path = have_file ? path : "";
+  // A reload the console asks for is a SIGHUP to this process, as from systemctl reload.
+  options.request_reload = [] { ::kill(::getpid(), SIGHUP); };
+  auto app = bridge::App::create(std::move(config), connector_registry(), options, error);
   if (!app) {
     std::cerr << journal_path << ": error: cannot open journal: " << error << "\n";
     return kRuntimeFailure;
@@ -416,10 +421,25 @@ int replay(const std::string& path, const std::string& event_id, const std::stri
   return failed > 0 ? kRuntimeFailure : kOk;
 }
 
+// `callbridge hash-password`: the first line of standard input (its line ending dropped).
+int hash_password(int iterations) {
+  std::string password;
+  if (!std::getline(std::cin, password) || password.empty()) {
+    std::cerr << "hash-password: no password on standard input\n";
+    return kBadConfig;
+  }
+  if (!password.empty() && password.back() == '\r') password.pop_back();
+  std::cout << bridge::hash_password(password, iterations) << "\n";
+  return kOk;
+}
+
 }  // namespace
 
 int run_cli(int argc, char** argv, const rules::Registry& registry) {
-  g_registry = &registry;
+  // The bridge's own section beside the connectors': the web console's users.
+  static rules::Registry with_console;
+  with_console = bridge::with_bridge_sections(registry);
+  g_registry = &with_console;
   CLI::App app{"callbridge: a self-hosted CRM/PBX integration bridge", "callbridge"};
   app.require_subcommand(1);
   app.set_version_flag("--version", std::string("callbridge ") + build::kVersion + " (commit " +
@@ -510,6 +530,13 @@ int run_cli(int argc, char** argv, const rules::Registry& registry) {
   replay_cmd->add_flag("--all", replay_all, "Re-run every dead-lettered action");
   replay_cmd->add_flag("--list", replay_list, "List dead-lettered actions and exit");
 
+  auto* hash_cmd = app.add_subcommand(
+      "hash-password", "Read a password on standard input and print its hash for console.users");
+  int hash_iterations = bridge::kDefaultPasswordIterations;
+  hash_cmd->add_option("--iterations", hash_iterations, "PBKDF2 iterations")
+      ->check(CLI::Range(1000, 100000000))
+      ->capture_default_str();
+
   auto* journal_cmd = app.add_subcommand("journal", "Look after the journal");
   journal_cmd->require_subcommand(1);
   auto* journal_check_cmd = journal_cmd->add_subcommand(
@@ -552,6 +579,7 @@ int run_cli(int argc, char** argv, const rules::Registry& registry) {
     return run_command(*c.command, config_path, given);
   }
   if (journal_check_cmd->parsed()) return journal_check(config_path);
+  if (hash_cmd->parsed()) return hash_password(hash_iterations);
   if (replay_cmd->parsed())
     return replay(config_path, event_id, rule_name, replay_all, replay_list);
   if (simulate_cmd->parsed()) {

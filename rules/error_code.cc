@@ -30,6 +30,18 @@ std::string_view to_string(ErrorCode code) {
       return "http_error";
     case ErrorCode::internal:
       return "internal";
+    case ErrorCode::forbidden:
+      return "forbidden";
+    case ErrorCode::csrf_required:
+      return "csrf_required";
+    case ErrorCode::too_many_attempts:
+      return "too_many_attempts";
+    case ErrorCode::invalid_query:
+      return "invalid_query";
+    case ErrorCode::invalid_request:
+      return "invalid_request";
+    case ErrorCode::reload_unavailable:
+      return "reload_unavailable";
     case ErrorCode::invalid_signature:
       return "invalid_signature";
     case ErrorCode::oauth_denied:

@@ -23,6 +23,13 @@ enum class ErrorCode {
   journal_unavailable,  // the event could not be made durable; retry after Retry-After
   http_error,
   internal,
+  // The web console.
+  forbidden,
+  csrf_required,
+  too_many_attempts,
+  invalid_query,
+  invalid_request,
+  reload_unavailable,
   // Webhook sources.
   invalid_signature,
   // OAuth callbacks.

@@ -33,10 +33,9 @@ std::string project_version() {
 
 TEST_CASE("bash completion: commands, options, choices and files", "[completion][cli]") {
   TempDir dir;
-  CHECK(
-      complete(dir, "callbridge ") ==
-      "validate\nsimulate\nserve\nhistory\ndirectory-sync\nreplay\njournal\nschema\n-h\n--help\n--"
-      "version\n");
+  CHECK(complete(dir, "callbridge ") ==
+        "validate\nsimulate\nserve\nhistory\ndirectory-sync\nreplay\n"
+        "hash-password\njournal\nschema\n-h\n--help\n--version\n");
   CHECK(complete(dir, "callbridge sim") == "simulate\n");
   CHECK(complete(dir, "callbridge simulate --fo") == "--format\n");
   CHECK(complete(dir, "callbridge simulate --format p") == "powershell\n");

@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
+#include "bridge/app.h"
 #include "bridge/connectors.h"
 #include "rules/config_reader.h"
 #include "tests/fakes/subprocess.h"
@@ -18,8 +19,14 @@ using json = nlohmann::ordered_json;
 
 namespace {
 
+// What `callbridge` loads files with: the connectors and the bridge's own sections.
+const rules::Registry& registry() {
+  static const rules::Registry r = bridge::with_bridge_sections(bridge::connector_registry());
+  return r;
+}
+
 const json& schema() {
-  static const json s = rules::config_schema(bridge::connector_registry());
+  static const json s = rules::config_schema(registry());
   return s;
 }
 
@@ -44,7 +51,7 @@ std::set<std::string> loader_known_keys(const std::string& path, const YAML::Nod
   YAML::Node root = at(rules::split_path(path), 0, map);
   auto result = rules::load_config_node(
       root, "t.yaml", [](std::string_view) { return std::optional<std::string>{}; },
-      bridge::connector_registry(), nullptr);
+      registry(), nullptr);
   std::set<std::string> known;
   for (const auto& d : result.errors) {
     auto unknown = d.message.find("no_such_key_for_the_test\"; known: ");
@@ -157,7 +164,7 @@ TEST_CASE("every written description names a path of the schema", "[schema]") {
   for (const auto& object : all)
     for (const auto& [key, sub] : (*object.schema)["properties"].items())
       paths.insert(object.path.empty() ? key : object.path + "." + key);
-  for (const auto& path : rules::described_paths(bridge::connector_registry())) {
+  for (const auto& path : rules::described_paths(registry())) {
     if (path.size() > 2 && path.compare(path.size() - 2, 2, "[]") == 0) continue;  // list items
     INFO(path);
     CHECK(paths.count(path) == 1);
@@ -187,7 +194,7 @@ TEST_CASE("callbridge schema prints the schema", "[schema][cli]") {
 TEST_CASE("a required choice that is missing is reported, not a crash", "[schema][loader]") {
   // Probing the loader for the schema found this: `choice(required(...))` on an absent key.
   auto result = rules::load_config_text("escalation:\n  dialer: {}\n", "t.yaml", rules::process_env,
-                                        bridge::connector_registry());
+                                        registry());
   REQUIRE(!result.config);
   bool reported = false;
   for (const auto& d : result.errors)
@@ -201,7 +208,7 @@ TEST_CASE("a kintone mention without code is reported, not a crash", "[schema][k
       "kintone:\n  connections:\n    main: {url: \"https://example.cybozu.com\", api_token: "
       "abcdefghijklmnop}\nrules:\n  - name: a\n    event: inbound\n    kintone: {app: 1, op: "
       "comment, id: \"1\", comment: x, mentions: [{type: USER}]}\n",
-      "t.yaml", rules::process_env, bridge::connector_registry());
+      "t.yaml", rules::process_env, registry());
   REQUIRE(!result.config);
   REQUIRE(result.errors.size() == 1);
   CHECK(result.errors[0].message == "\"kintone.mentions\" is missing required key \"code\"");

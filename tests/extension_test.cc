@@ -207,8 +207,9 @@ TEST_CASE("services enrich events, observers follow them, routes are mounted", "
       "t.yaml", no_env, registry);
   REQUIRE(loaded.config);
   std::string error;
-  auto app =
-      bridge::App::create(std::move(*loaded.config), registry, {.listen = "127.0.0.1:0"}, error);
+  bridge::AppOptions options;
+  options.listen = "127.0.0.1:0";
+  auto app = bridge::App::create(std::move(*loaded.config), registry, options, error);
   REQUIRE(app);
   REQUIRE(app->start(error));
   bridge::Journal* journal = &app->journal();

@@ -174,6 +174,43 @@ class Journal {
   virtual std::uint64_t commits() const = 0;
   virtual std::uint64_t failed_later_writes() const = 0;  // queued writes that did not commit
   virtual std::chrono::microseconds last_commit_time() const = 0;
+
+  // Console queries (bridge/console_routes.cc): calls filtered and paged by key, counts.
+  // A call's row is its first event; `seq` is the key of the next page (before_seq).
+  struct CallQuery {
+    std::string phone_key;  // console_phone_key() of the number searched for
+    std::string call_id;
+    std::int64_t from_ms = 0, to_ms = 0;  // first event received in [from, to); 0: open
+    std::string event;                    // the call has an event of this name
+    std::string rule;                     // a rule ran (or was skipped) for the call
+    std::string outcome;                  // ok, failed, dead, unknown, running; empty: any
+    std::int64_t before_seq = 0;          // 0: the newest calls
+    std::size_t limit = 50;
+  };
+  struct CallRow {
+    std::int64_t seq = 0;  // of the call's first event
+    std::string call_id, tel, event;
+    std::int64_t first_at_ms = 0, last_at_ms = 0;
+    int events = 0;
+    std::string outcome;  // as CallQuery::outcome
+  };
+  virtual std::vector<CallRow> search_calls(const CallQuery& query) = 0;
+  // Dead-lettered and unknown actions, newest first, with their event: by rule, by time,
+  // keyed by the action's rowid (before_rowid 0: the newest).
+  struct FailureRow {
+    std::int64_t rowid = 0;
+    ActionRecord action;
+    std::string event_id, call_id, event;
+  };
+  virtual std::vector<FailureRow> failures(const std::string& rule, std::int64_t since_ms,
+                                   std::int64_t before_rowid, std::size_t limit) = 0;
+  // The actions of events received since `since_ms`, by state; events received per minute
+  // (the minute's start in unix seconds, count). Both read the journal: they survive a restart.
+  virtual std::vector<std::pair<std::string, std::int64_t>> action_counts(std::int64_t since_ms) = 0;
+  virtual std::vector<std::pair<std::int64_t, std::int64_t>> events_per_minute(std::int64_t since_ms) = 0;
+  // The latencies (microseconds, ascending) of the finished attempts of events received since
+  // `since_ms`, at most `limit` of them, for percentiles.
+  virtual std::vector<std::int64_t> action_latencies(std::int64_t since_ms, std::size_t limit) = 0;
 };
 
 }  // namespace callbridge::bridge

@@ -1,5 +1,7 @@
 #include "bridge/journal/sqlite/schema.h"
 
+#include "bridge/journal/sqlite/tel_key.h"
+
 namespace callbridge::bridge::sqlite {
 
 namespace {
@@ -53,7 +55,14 @@ CREATE TABLE IF NOT EXISTS kv (
 ) WITHOUT ROWID;
 )sql";
 
-constexpr Migration kMigrations[] = {{1, kVersion1}};
+// Version 2: the console's searches: a call by its caller's number written any way
+// (tel_key.h), by time, by an action's state.
+constexpr const char* kVersion2 =
+    "CREATE INDEX IF NOT EXISTS events_by_tel ON events (" CALLBRIDGE_TEL_KEY_SQL ");\n"
+    "CREATE INDEX IF NOT EXISTS events_by_time ON events (received_at);\n"
+    "CREATE INDEX IF NOT EXISTS actions_by_state_seq ON actions (state, event_seq);\n";
+
+constexpr Migration kMigrations[] = {{1, kVersion1}, {2, kVersion2}};
 static_assert(kMigrations[std::size(kMigrations) - 1].version == kSchemaVersion);
 
 }  // namespace

@@ -68,6 +68,14 @@ class SqliteJournal final : public Journal {
     return std::chrono::microseconds(last_commit_us_.load());
   }
 
+  std::vector<CallRow> search_calls(const CallQuery& query) override;
+  std::vector<FailureRow> failures(const std::string& rule, std::int64_t since_ms,
+                                   std::int64_t before_rowid, std::size_t limit) override;
+  std::vector<std::pair<std::string, std::int64_t>> action_counts(std::int64_t since_ms) override;
+  std::vector<std::pair<std::int64_t, std::int64_t>> events_per_minute(
+      std::int64_t since_ms) override;
+  std::vector<std::int64_t> action_latencies(std::int64_t since_ms, std::size_t limit) override;
+
  private:
   struct PruneRun;
   SqliteJournal() = default;
