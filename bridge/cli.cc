@@ -22,6 +22,8 @@
 #include "bridge/history.h"
 #include "bridge/intake.h"
 #include "bridge/journal/journal.h"
+#include "bridge/journal/postgres/connection.h"
+#include "bridge/journal/postgres/migrate.h"
 #include "bridge/journal/sqlite/sqlite_journal.h"
 #include "bridge/log.h"
 #include "bridge/server.h"
@@ -183,13 +185,24 @@ http::ClientOptions client_options(const rules::Config& config) {
   return {config.http.verify_tls, config.http.ca_file, config.http.max_response_bytes, 8};
 }
 
+// The journal as messages name it: its file, or its PostgreSQL URL without the password.
+std::string journal_name(const rules::Config& config) {
+  if (config.storage.postgres.empty()) return config.storage.path;
+  return bridge::pg::redact_conninfo(config.storage.postgres);
+}
+
 std::unique_ptr<bridge::Journal> open_journal(const rules::Config& config) {
   std::string error;
   bridge::JournalOptions options(config.storage.path, config.storage.fsync, 512);
+  if (!config.storage.postgres.empty()) {
+    options.backend = bridge::JournalBackend::postgres;
+    options.postgres = config.storage.postgres;
+  }
   options.event_scoped = bridge::JournalStore::event_scoped_keys();
   auto journal = bridge::Journal::open(options, error);
   if (!journal)
-    std::cerr << config.storage.path << ": error: cannot open journal: " << error << "\n";
+    std::cerr << journal_name(config)
+              << ": error: cannot open journal: " << config.secrets->redact(error) << "\n";
   return journal;
 }
 
@@ -239,7 +252,8 @@ void supervise(const std::string& path, bool have_file, bridge::ConfigHolder& ho
     }
     auto current = holder.get();
     if (result.config->server.listen != current->server.listen ||
-        result.config->storage.path != current->storage.path)
+        result.config->storage.path != current->storage.path ||
+        result.config->storage.postgres != current->storage.postgres)
       bridge::log(bridge::LogLevel::warn, "server and storage changes take effect on restart");
     auto fresh = std::make_shared<rules::Config>(std::move(*result.config));
     fresh->server = current->server;  // listen, tokens and pool are bound at start
@@ -310,7 +324,7 @@ int serve(const std::string& path, bool path_given) {
               {{"listen", config.server.listen},
                {"scheme", server.tls() ? "https" : "http"},
                {"port", std::to_string(server.port())},
-               {"journal", config.storage.path},
+               {"journal", journal_name(config)},
                {"rules", std::to_string(config.rules->all().size())},
                {"recovered_events", std::to_string(recovered)}});
   // The journal is open and the listening socket bound: connections are accepted from now on.
@@ -409,10 +423,31 @@ int chain_history(bridge::Journal& journal, const std::string& chain_id, std::si
   return kOk;
 }
 
+// `callbridge migrate`: one progress line per table (and every few thousand rows).
+int migrate(const std::string& from, const std::string& to) {
+  std::string error;
+  auto progress = [](const bridge::pg::MigrateProgress& p) {
+    std::cerr << "migrate: " << p.table << " " << p.done << "/" << p.total << " (" << p.copied
+              << " new)\n";
+  };
+  if (!bridge::pg::migrate_sqlite_journal(from, to, progress, error)) {
+    std::cerr << "migrate: error: " << bridge::pg::redact_conninfo(error) << "\n";
+    return kRuntimeFailure;
+  }
+  std::cout << "migrated " << from << " to " << bridge::pg::redact_conninfo(to) << "\n";
+  return kOk;
+}
+
 // `callbridge journal check`: exit 0 and "ok" when the journal is sound, 1 and each problem.
 int journal_check(const std::string& path) {
   auto config = load_or_report(path, std::cerr);
   if (!config) return kBadConfig;
+  if (!config->storage.postgres.empty()) {
+    std::cerr << "journal check reads an SQLite journal file; this configuration's journal is in "
+                 "PostgreSQL ("
+              << journal_name(*config) << "), which checks its own data\n";
+    return kBadConfig;
+  }
   const std::string& file = config->storage.path;
   auto problems = bridge::SqliteJournal::check(file);
   if (problems.empty()) {
@@ -437,7 +472,7 @@ int history(const std::string& path, const std::string& call_id, bool failures, 
     bool found = false;
     std::string text = bridge::call_history(*journal, call_id, found, *config->secrets, 2);
     if (!found) {
-      std::cerr << "no call " << call_id << " in " << config->storage.path << "\n";
+      std::cerr << "no call " << call_id << " in " << journal_name(*config) << "\n";
       return kRuntimeFailure;
     }
     std::cout << text << "\n";
@@ -624,6 +659,16 @@ int run_cli(int argc, char** argv) {
       ->type_name("FILE")
       ->capture_default_str();
 
+  auto* migrate_cmd = app.add_subcommand(
+      "migrate", "Copy an SQLite journal into PostgreSQL (idempotent; password from PGPASSWORD)");
+  std::string migrate_from, migrate_to;
+  migrate_cmd->add_option("--from", migrate_from, "SQLite journal file")
+      ->type_name("FILE")
+      ->required();
+  migrate_cmd->add_option("--to", migrate_to, "postgresql:// URL (no password needed in it)")
+      ->type_name("URL")
+      ->required();
+
   auto* schema_cmd = app.add_subcommand(
       "schema", "Print the JSON Schema of the configuration file (for editors and validators)");
 
@@ -653,6 +698,7 @@ int run_cli(int argc, char** argv) {
     return history(config_path, call_id, failures, limit, chains, chain_id);
   if (sync_cmd->parsed()) return directory_sync(config_path, bridge_url);
   if (journal_check_cmd->parsed()) return journal_check(config_path);
+  if (migrate_cmd->parsed()) return migrate(migrate_from, migrate_to);
   if (replay_cmd->parsed())
     return replay(config_path, event_id, rule_name, replay_all, replay_list);
   if (simulate_cmd->parsed()) {

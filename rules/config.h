@@ -105,6 +105,7 @@ struct ServerConfig {
 
 struct StorageConfig {
   std::string path = "callbridge.db";
+  std::string postgres;     // a postgresql:// URL: the journal is in PostgreSQL, `path` is unused
   bool fsync = true;        // fsync every group commit (survives power loss, not just a crash)
   int retention_days = 30;  // calls older than this are pruned
 };

@@ -37,8 +37,8 @@ std::string project_version() {
 TEST_CASE("bash completion: commands, options, choices and files", "[completion][cli]") {
   TempDir dir;
   CHECK(complete(dir, "callbridge ") ==
-        "validate\nsimulate\nserve\nhistory\ndirectory-sync\nreplay\njournal\nschema\n-h\n--help\n--"
-        "version\n");
+        "validate\nsimulate\nserve\nhistory\ndirectory-sync\nreplay\njournal\nmigrate\n"
+        "schema\n-h\n--help\n--version\n");
   CHECK(complete(dir, "callbridge sim") == "simulate\n");
   CHECK(complete(dir, "callbridge simulate --fo") == "--format\n");
   CHECK(complete(dir, "callbridge simulate --format p") == "powershell\n");
