@@ -119,11 +119,29 @@ PGTransactionStatusType Connection::transaction() const {
 
 Result Connection::exec(const char* sql) {
   if (!conn_) return Result();
-  return Result(PQexec(conn_, sql));
+  bool idle = transaction() == PQTRANS_IDLE;
+  Result r(PQexec(conn_, sql));
+  if (!r.ok() && idle && reconnected()) return Result(PQexec(conn_, sql));
+  return r;
+}
+
+bool Connection::reconnected() {
+  // Outside a transaction a statement on a connection the server closed (a restart, a
+  // failover) is sent again once on a new connection; inside one the transaction is gone.
+  if (!conn_ || PQstatus(conn_) != CONNECTION_BAD) return false;
+  std::string ignored;
+  return ensure(ignored);
 }
 
 Result Connection::run(std::string_view sql, const Params& params) {
   if (!conn_) return Result();
+  bool idle = transaction() == PQTRANS_IDLE;
+  Result r = run_once(sql, params);
+  if (!r.ok() && idle && reconnected()) return run_once(sql, params);
+  return r;
+}
+
+Result Connection::run_once(std::string_view sql, const Params& params) {
   auto it = prepared_.find(sql);
   if (it == prepared_.end()) {
     std::string name = "s" + std::to_string(prepared_.size() + 1);

@@ -57,7 +57,8 @@ class Params {
 };
 
 // A connection with its prepared statements. Used by one thread at a time. When the server
-// goes away the connection turns bad; `ensure` connects again (and prepares again).
+// goes away the connection turns bad; `ensure` connects again (and prepares again), and a
+// statement sent outside a transaction is sent once more on the new connection.
 class Connection {
  public:
   Connection() = default;
@@ -83,6 +84,8 @@ class Connection {
 
  private:
   void close();
+  Result run_once(std::string_view sql, const Params& params);
+  bool reconnected();  // the connection broke and a new one is up
 
   PGconn* conn_ = nullptr;
   std::string conninfo_;

@@ -124,8 +124,6 @@ std::unique_ptr<PostgresJournal> PostgresJournal::open(const JournalOptions& opt
   j->options_ = options;
   if (!j->writer_.open(options.postgres, error)) return nullptr;
   if (!pg::migrate(j->writer_, error)) return nullptr;
-  if (!options.fsync_each_commit && !j->writer_.exec("SET synchronous_commit = off", error))
-    return nullptr;
   if (!j->reader_.open(options.postgres, error)) return nullptr;
   PostgresJournal* self = j.get();
   j->group_ = std::make_unique<GroupCommit>(
@@ -142,11 +140,10 @@ std::vector<std::string> PostgresJournal::commit_batch(
     const std::vector<GroupCommit::Apply*>& batch) {
   std::vector<std::string> results(batch.size());
   std::string error;
-  bool reconnect = !writer_.good();
-  bool ok = writer_.ensure(error);
-  if (ok && reconnect && !options_.fsync_each_commit)
-    ok = writer_.exec("SET synchronous_commit = off", error);
-  if (ok) ok = writer_.exec("BEGIN", error);
+  bool ok = writer_.ensure(error) && writer_.exec("BEGIN", error);
+  // storage.fsync: false acknowledges before the server's WAL is flushed.
+  if (ok && !options_.fsync_each_commit)
+    ok = writer_.exec("SET LOCAL synchronous_commit = off", error);
   // One write alone needs no savepoint: its failure rolls the transaction back.
   const bool savepoints = batch.size() > 1;
   bool failed_alone = false;
