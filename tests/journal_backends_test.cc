@@ -345,3 +345,44 @@ TEST_CASE("every backend: reopening keeps everything and continues event IDs",
     CHECK(events.back().seq == next->seq);
   });
 }
+
+TEST_CASE("postgres: writes fail while the database is down and work again when it is back",
+          "[journal][postgres]") {
+  std::string skipped;
+  PostgresServer* server = PostgresServer::shared(skipped);
+  if (!server) {
+    WARN(skipped);
+    return;
+  }
+  Backend backend(JournalBackend::postgres);
+  REQUIRE(backend.prepare(skipped));
+  auto journal = backend.open();
+  std::string error, reason;
+  auto before = journal->append_event("D", "ringing", "{}", error);
+  REQUIRE(before);
+
+  REQUIRE(server->stop(error));
+  CHECK_FALSE(journal->append_event("D", "lost", "{}", error));
+  CHECK_FALSE(error.empty());
+  CHECK_FALSE(journal->writable(reason));
+  CHECK_FALSE(reason.empty());
+  INFO(reason);
+  REQUIRE(server->start_again(error));
+
+  // The probe the readiness check queues, then the next write, connect again.
+  bool back = false;
+  for (int i = 0; i < 100 && !back; ++i) {
+    back = journal->writable(reason);
+    if (!back) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  CHECK(back);
+  auto after = journal->append_event("D", "answered", "{}", error);
+  INFO(error);
+  REQUIRE(after);
+  CHECK(after->seq > before->seq);
+  auto events = journal->events_of_call("D");  // the reader connects again too
+  REQUIRE(events.size() == 2);
+  CHECK(events[0].event == "ringing");
+  CHECK(events[1].event == "answered");
+  CHECK(journal->pending_events().size() == 2);
+}

@@ -93,19 +93,32 @@ bool PostgresServer::start(std::string& error) {
   // A few tries: another process may take the free port before the server binds it.
   for (int attempt = 0; attempt < 3; ++attempt) {
     port_ = free_port();
-    std::string options = "-p " + std::to_string(port_) + " -k " + dir_ +
-                          " -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off "
-                          "-c max_connections=200 -c shared_buffers=32MB";
-    ProcessResult started = run_process(
-        as_server_user({kBin + "pg_ctl", "-D", dir_ + "/data", "-l", dir_ + "/server.log", "-w",
-                        "-t", "30", "-o", options, "start"}));
-    if (started.exit_code == 0) {
-      running_ = true;
-      return true;
-    }
-    error = "postgres did not start, " + describe(started) + log();
+    options_ = "-p " + std::to_string(port_) + " -k " + dir_ +
+               " -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off "
+               "-c max_connections=200 -c shared_buffers=32MB";
+    if (start_again(error)) return true;
   }
   return false;
+}
+
+bool PostgresServer::start_again(std::string& error) {
+  ProcessResult started =
+      run_process(as_server_user({kBin + "pg_ctl", "-D", dir_ + "/data", "-l", dir_ + "/server.log",
+                                  "-w", "-t", "30", "-o", options_, "start"}));
+  running_ = started.exit_code == 0;
+  if (!running_) error = "postgres did not start, " + describe(started) + log();
+  return running_;
+}
+
+bool PostgresServer::stop(std::string& error) {
+  ProcessResult stopped = run_process(
+      as_server_user({kBin + "pg_ctl", "-D", dir_ + "/data", "-m", "fast", "-w", "stop"}));
+  if (stopped.exit_code != 0) {
+    error = "postgres did not stop, " + describe(stopped);
+    return false;
+  }
+  running_ = false;
+  return true;
 }
 
 PostgresServer::~PostgresServer() {

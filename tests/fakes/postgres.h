@@ -27,6 +27,10 @@ class PostgresServer {
   std::string url(const std::string& name, const std::string& password = "") const;
   // The server's log.
   std::string log() const;
+  // Stops the server (fast shutdown: connections are closed) and starts it again on the same
+  // port: what a database restart looks like to a client.
+  bool stop(std::string& error);
+  bool start_again(std::string& error);
 
  private:
   PostgresServer() = default;
@@ -34,6 +38,7 @@ class PostgresServer {
   std::vector<std::string> as_server_user(std::vector<std::string> argv) const;
 
   std::string dir_;
+  std::string options_;  // postgres's command-line options (port, socket directory, ...)
   int port_ = 0;
   int databases_ = 0;
   bool running_ = false;
