@@ -20,6 +20,10 @@ JournalOptions journal_options(const rules::Config& config) {
   options.path = config.storage.path;
   options.fsync_each_commit = config.storage.fsync;
   options.max_batch = config.storage.max_batch;
+  if (!config.storage.postgres.empty()) {
+    options.backend = JournalBackend::postgres;
+    options.postgres = config.storage.postgres;
+  }
   options.event_scoped = JournalStore::event_scoped_keys();
   return options;
 }
@@ -109,7 +113,8 @@ bool App::stop() {
 
 std::size_t App::reload(rules::Config fresh) {
   auto current = holder_.get();
-  if (fresh.server.listen != current->server.listen || fresh.storage.path != current->storage.path)
+  if (fresh.server.listen != current->server.listen || fresh.storage.path != current->storage.path ||
+      fresh.storage.postgres != current->storage.postgres)
     log::write(log::Level::warn, "server and storage changes take effect on restart");
   auto next = std::make_shared<rules::Config>(std::move(fresh));
   next->server = current->server;  // listen, tokens and pool are bound at start

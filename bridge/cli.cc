@@ -21,6 +21,8 @@
 #include "bridge/event_input.h"
 #include "bridge/history.h"
 #include "bridge/journal/journal.h"
+#include "bridge/journal/postgres/connection.h"
+#include "bridge/journal/postgres/migrate.h"
 #include "bridge/journal/sqlite/sqlite_journal.h"
 #include "bridge/systemd.h"
 #include "bridge/version.h"
@@ -187,11 +189,18 @@ int simulate(const std::string& path, const std::vector<std::string>& event_file
   return failed ? kRuntimeFailure : kOk;
 }
 
+// The journal as messages name it: its file, or its PostgreSQL URL without the password.
+std::string journal_name(const rules::Config& config) {
+  if (config.storage.postgres.empty()) return config.storage.path;
+  return bridge::pg::redact_conninfo(config.storage.postgres);
+}
+
 std::unique_ptr<bridge::Journal> open_journal(const rules::Config& config) {
   std::string error;
   auto journal = bridge::Journal::open(bridge::journal_options(config), error);
   if (!journal)
-    std::cerr << config.storage.path << ": error: cannot open journal: " << error << "\n";
+    std::cerr << journal_name(config)
+              << ": error: cannot open journal: " << config.secrets->redact(error) << "\n";
   return journal;
 }
 
@@ -241,14 +250,16 @@ int serve(const std::string& path, bool path_given) {
   signal(SIGPIPE, SIG_IGN);
 
   std::string error;
-  std::string journal_path = config.storage.path;
+  std::string journal_path = journal_name(config);
+  std::shared_ptr<const rules::SecretSet> secrets = config.secrets;
   bridge::AppOptions options;
   options.config_path = have_file ? path : "";
   // A reload the console asks for is a SIGHUP to this process, as from systemctl reload.
   options.request_reload = [] { ::kill(::getpid(), SIGHUP); };
   auto app = bridge::App::create(std::move(config), connector_registry(), options, error);
   if (!app) {
-    std::cerr << journal_path << ": error: cannot open journal: " << error << "\n";
+    std::cerr << journal_path << ": error: cannot open journal: " << secrets->redact(error)
+              << "\n";
     return kRuntimeFailure;
   }
   if (!app->start(error)) {
@@ -260,7 +271,7 @@ int serve(const std::string& path, bool path_given) {
              {{"listen", running->server.listen},
               {"scheme", app->server().tls() ? "https" : "http"},
               {"port", std::to_string(app->server().port())},
-              {"journal", running->storage.path},
+              {"journal", journal_name(*running)},
               {"rules", std::to_string(running->rules->all().size())},
               {"recovered_events", std::to_string(app->recovered())}});
   // The journal is open and the listening socket bound: connections are accepted from now on.
@@ -291,10 +302,31 @@ int run_command(const rules::Command& command, const std::string& path,
   return command.run({*config, client, options, std::cout, std::cerr});
 }
 
+// `callbridge migrate`: one progress line per table (and every few thousand rows).
+int migrate(const std::string& from, const std::string& to) {
+  std::string error;
+  auto progress = [](const bridge::pg::MigrateProgress& p) {
+    std::cerr << "migrate: " << p.table << " " << p.done << "/" << p.total << " (" << p.copied
+              << " new)\n";
+  };
+  if (!bridge::pg::migrate_sqlite_journal(from, to, progress, error)) {
+    std::cerr << "migrate: error: " << bridge::pg::redact_conninfo(error) << "\n";
+    return kRuntimeFailure;
+  }
+  std::cout << "migrated " << from << " to " << bridge::pg::redact_conninfo(to) << "\n";
+  return kOk;
+}
+
 // `callbridge journal check`: exit 0 and "ok" when the journal is sound, 1 and each problem.
 int journal_check(const std::string& path) {
   auto config = load_or_report(path, std::cerr);
   if (!config) return kBadConfig;
+  if (!config->storage.postgres.empty()) {
+    std::cerr << "journal check reads an SQLite journal file; this configuration's journal is in "
+                 "PostgreSQL ("
+              << journal_name(*config) << "), which checks its own data\n";
+    return kBadConfig;
+  }
   const std::string& file = config->storage.path;
   auto problems = bridge::SqliteJournal::check(file);
   if (problems.empty()) {
@@ -331,7 +363,7 @@ int history(const std::string& path, const std::string& call_id, bool failures, 
     bool found = false;
     std::string text = bridge::call_history(*journal, call_id, found, *config->secrets, 2);
     if (!found) {
-      std::cerr << "no call " << call_id << " in " << config->storage.path << "\n";
+      std::cerr << "no call " << call_id << " in " << journal_name(*config) << "\n";
       return kRuntimeFailure;
     }
     std::cout << text << "\n";
@@ -545,6 +577,16 @@ int run_cli(int argc, char** argv, const rules::Registry& registry) {
       ->type_name("FILE")
       ->capture_default_str();
 
+  auto* migrate_cmd = app.add_subcommand(
+      "migrate", "Copy an SQLite journal into PostgreSQL (idempotent; password from PGPASSWORD)");
+  std::string migrate_from, migrate_to;
+  migrate_cmd->add_option("--from", migrate_from, "SQLite journal file")
+      ->type_name("FILE")
+      ->required();
+  migrate_cmd->add_option("--to", migrate_to, "postgresql:// URL (no password needed in it)")
+      ->type_name("URL")
+      ->required();
+
   auto* schema_cmd = app.add_subcommand(
       "schema", "Print the JSON Schema of the configuration file (for editors and validators)");
 
@@ -580,6 +622,7 @@ int run_cli(int argc, char** argv, const rules::Registry& registry) {
   }
   if (journal_check_cmd->parsed()) return journal_check(config_path);
   if (hash_cmd->parsed()) return hash_password(hash_iterations);
+  if (migrate_cmd->parsed()) return migrate(migrate_from, migrate_to);
   if (replay_cmd->parsed())
     return replay(config_path, event_id, rule_name, replay_all, replay_list);
   if (simulate_cmd->parsed()) {

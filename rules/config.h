@@ -109,6 +109,7 @@ struct ServerConfig {
 
 struct StorageConfig {
   std::string path = "callbridge.db";
+  std::string postgres;         // a postgresql:// URL: the journal is in PostgreSQL, `path` unused
   bool fsync = true;            // fsync every group commit (survives power loss, not just a crash)
   int retention_days = 30;      // calls older than this are pruned
   std::size_t max_batch = 512;  // journal writes committed in one transaction at most

@@ -163,9 +163,16 @@ class Loader : public ConfigReader {
 
   void load_storage(const YAML::Node& node, StorageConfig& out) {
     if (!expect_map(node, "storage")) return;
-    check_keys(node, {"path", "fsync", "retention_days", "max_batch"}, "storage");
+    check_keys(node, {"path", "postgres", "fsync", "retention_days", "max_batch"}, "storage");
     if (auto n = node["path"])
       if (auto v = string_setting(n, "storage.path")) out.path = *v;
+    if (auto n = node["postgres"]) {
+      if (node["path"])
+        error(n,
+              "\"storage\": \"path\" (an SQLite file) and \"postgres\" cannot both be set; "
+              "keep one");
+      if (auto v = string_setting(n, "storage.postgres")) load_postgres_url(n, *v, out);
+    }
     if (auto n = node["fsync"])
       if (auto v = boolean(n, "storage.fsync")) out.fsync = *v;
     if (auto n = node["retention_days"])
@@ -174,6 +181,21 @@ class Loader : public ConfigReader {
     if (auto n = node["max_batch"])
       if (auto v = integer(n, "storage.max_batch", 1, 65536))
         out.max_batch = static_cast<std::size_t>(*v);
+  }
+
+  // A postgresql:// (or postgres://) URL. Its password, written inline or from `${ENV}`, is
+  // a secret: it never shows in messages, history or the schema.
+  void load_postgres_url(const YAML::Node& node, const std::string& url, StorageConfig& out) {
+    if (url.rfind("postgresql://", 0) != 0 && url.rfind("postgres://", 0) != 0) {
+      error(node, "\"storage.postgres\": must be a postgresql:// URL");
+      return;
+    }
+    std::size_t start = url.find("://") + 3;
+    std::size_t at = url.find('@', start);
+    std::size_t colon = url.find(':', start);
+    if (at != std::string::npos && colon < at && url.find('/', start) > at)
+      secrets().add(url.substr(colon + 1, at - colon - 1));
+    out.postgres = url;
   }
 
   void load_dispatcher(const YAML::Node& node, DispatcherConfig& out) {

@@ -35,7 +35,7 @@ TEST_CASE("bash completion: commands, options, choices and files", "[completion]
   TempDir dir;
   CHECK(complete(dir, "callbridge ") ==
         "validate\nsimulate\nserve\nhistory\ndirectory-sync\nreplay\n"
-        "hash-password\njournal\nschema\n-h\n--help\n--version\n");
+        "hash-password\njournal\nmigrate\nschema\n-h\n--help\n--version\n");
   CHECK(complete(dir, "callbridge sim") == "simulate\n");
   CHECK(complete(dir, "callbridge simulate --fo") == "--format\n");
   CHECK(complete(dir, "callbridge simulate --format p") == "powershell\n");

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "bridge/journal/postgres/postgres_journal.h"
 #include "bridge/journal/sqlite/sqlite_journal.h"
 
 namespace callbridge::bridge {
@@ -93,6 +94,8 @@ std::unique_ptr<Journal> Journal::open(const JournalOptions& options, std::strin
   switch (options.backend) {
     case JournalBackend::sqlite:
       return SqliteJournal::open(options, error);
+    case JournalBackend::postgres:
+      return PostgresJournal::open(options, error);
   }
   error = "unknown journal backend";
   return nullptr;

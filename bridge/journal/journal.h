@@ -1,7 +1,8 @@
 // The journal: every accepted event, every rule attempt, each call's variables and the
-// connectors' key-value state. An interface with one implementation today (SQLite, see
-// bridge/journal/sqlite/); docs/reliability.md ("The journal") is the contract a backend keeps.
-// Writes are durable on return and group-committed: concurrent callers share one transaction.
+// connectors' key-value state. An interface with two implementations (SQLite, see
+// bridge/journal/sqlite/, and PostgreSQL, bridge/journal/postgres/); docs/reliability.md ("The
+// journal") is the contract a backend keeps. Writes are durable on return and group-committed:
+// concurrent callers share one transaction.
 #pragma once
 
 #include <chrono>
@@ -16,7 +17,7 @@
 
 namespace callbridge::bridge {
 
-enum class JournalBackend { sqlite };
+enum class JournalBackend { sqlite, postgres };
 
 // Key-value entries that belong to one event: every key of namespace `ns` that belongs to the
 // event starts with `key_prefix(event_id)`. The journal knows no key layout; the namespace's
@@ -33,9 +34,11 @@ struct JournalOptions {
       : path(std::move(path)), fsync_each_commit(fsync_each_commit), max_batch(max_batch) {}
 
   std::string path;        // SQLite: the database file
-  bool fsync_each_commit;  // synchronous=FULL; false: NORMAL (survives a process crash only)
+  bool fsync_each_commit;  // SQLite synchronous=FULL, PostgreSQL synchronous_commit as the
+                           // server's; false: NORMAL / off (survives a process crash only)
   std::size_t max_batch;   // writes per transaction at most
   JournalBackend backend = JournalBackend::sqlite;
+  std::string postgres;                       // PostgreSQL: the connection URL (backend postgres)
   std::vector<EventScopedKeys> event_scoped;  // pruned with their event's call
 };
 

@@ -1,0 +1,588 @@
+#include "bridge/journal/postgres/postgres_journal.h"
+
+#include <algorithm>
+#include <nlohmann/json.hpp>
+
+#include "bridge/journal/postgres/schema.h"
+
+namespace callbridge::bridge {
+
+using pg::Connection;
+using pg::Params;
+using pg::Result;
+
+namespace pg {
+
+std::string failure_states_sql() {
+  std::string out = "(";
+  for (ActionState s : kFailureStates)
+    out += (out.size() > 1 ? ",'" : "'") + std::string(to_string(s)) + "'";
+  return out + ")";
+}
+
+}  // namespace pg
+
+namespace {
+
+std::int64_t now_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+// The keys that start with `prefix` are [prefix, end): keys compare bytewise (COLLATE "C").
+// Empty when no such end is a valid text value (the prefix ends in a byte >= 0x7F: the
+// incremented byte would not be UTF-8); the queries then filter with starts_with instead.
+std::string prefix_end(std::string_view prefix) {
+  if (prefix.empty() || static_cast<unsigned char>(prefix.back()) >= 0x7F) return {};
+  std::string after(prefix);
+  after.back() = static_cast<char>(after.back() + 1);
+  return after;
+}
+
+constexpr const char* kEventColumns = "seq, call_id, event, body, received_at, state";
+constexpr const char* kActionColumns =
+    "event_seq, rule, attempt, state, started_at, finished_at, gate, request, status, latency_us, "
+    "extracted, error";
+
+StoredEvent read_event(const Result& r, int row) {
+  StoredEvent e;
+  e.seq = r.integer(row, 0);
+  e.event_id = event_id_of(e.seq);
+  e.call_id = r.text(row, 1);
+  e.event = r.text(row, 2);
+  e.body = r.text(row, 3);
+  e.received_at_ms = r.integer(row, 4);
+  e.state = event_state_from(r.text(row, 5)).value_or(EventState::pending);
+  return e;
+}
+
+std::vector<StoredEvent> read_events(const Result& r) {
+  std::vector<StoredEvent> out;
+  for (int i = 0; i < r.rows(); ++i) out.push_back(read_event(r, i));
+  return out;
+}
+
+std::vector<ActionRecord> read_actions(const Result& r) {
+  std::vector<ActionRecord> out;
+  for (int i = 0; i < r.rows(); ++i) {
+    ActionRecord a;
+    a.event_seq = r.integer(i, 0);
+    a.rule = r.text(i, 1);
+    a.attempt = static_cast<int>(r.integer(i, 2));
+    a.state = action_state_from(r.text(i, 3)).value_or(ActionState::failed);
+    a.started_at_ms = r.integer(i, 4);
+    a.finished_at_ms = r.integer(i, 5);
+    a.gate = r.text(i, 6);
+    a.request = r.text(i, 7);
+    a.status = static_cast<int>(r.integer(i, 8));
+    a.latency_us = r.integer(i, 9);
+    a.extracted = r.text(i, 10);
+    a.error = r.text(i, 11);
+    out.push_back(std::move(a));
+  }
+  return out;
+}
+
+StoredEvent new_event(const std::string& call_id, const std::string& event, const std::string& body,
+                      EventState state) {
+  StoredEvent stored;
+  stored.call_id = call_id;
+  stored.event = event;
+  stored.body = body;
+  stored.received_at_ms = now_ms();
+  stored.state = state;
+  return stored;
+}
+
+// RFC 7386 merge patches, as SQLite's json_patch: `patches` applied in order to an empty
+// object. nullopt with `error` when one is not JSON.
+std::optional<std::string> merged(std::initializer_list<const std::string*> patches,
+                                  std::string& error) {
+  nlohmann::ordered_json out = nlohmann::ordered_json::object();
+  bool first = true;
+  for (const std::string* text : patches) {
+    auto patch = nlohmann::ordered_json::parse(*text, nullptr, false);
+    if (patch.is_discarded()) {
+      error = "malformed JSON";
+      return std::nullopt;
+    }
+    if (first)
+      out = std::move(patch);
+    else
+      out.merge_patch(patch);
+    first = false;
+  }
+  return out.dump();
+}
+
+}  // namespace
+
+std::unique_ptr<PostgresJournal> PostgresJournal::open(const JournalOptions& options,
+                                                       std::string& error) {
+  std::unique_ptr<PostgresJournal> j(new PostgresJournal());
+  j->options_ = options;
+  if (!j->writer_.open(options.postgres, error)) return nullptr;
+  if (!pg::migrate(j->writer_, error)) return nullptr;
+  if (!j->reader_.open(options.postgres, error)) return nullptr;
+  PostgresJournal* self = j.get();
+  j->group_ = std::make_unique<GroupCommit>(
+      options.max_batch,
+      [self](const std::vector<GroupCommit::Apply*>& batch) { return self->commit_batch(batch); });
+  return j;
+}
+
+PostgresJournal::~PostgresJournal() {
+  group_.reset();  // writes what is queued while the connections are open
+}
+
+std::vector<std::string> PostgresJournal::commit_batch(
+    const std::vector<GroupCommit::Apply*>& batch) {
+  std::vector<std::string> results(batch.size());
+  std::string error;
+  bool ok = writer_.ensure(error) && writer_.exec("BEGIN", error);
+  // storage.fsync: false acknowledges before the server's WAL is flushed.
+  if (ok && !options_.fsync_each_commit)
+    ok = writer_.exec("SET LOCAL synchronous_commit = off", error);
+  // One write alone needs no savepoint: its failure rolls the transaction back.
+  const bool savepoints = batch.size() > 1;
+  bool failed_alone = false;
+  for (std::size_t i = 0; ok && i < batch.size(); ++i) {
+    if (savepoints && !writer_.exec("SAVEPOINT write", error)) {
+      ok = false;
+      break;
+    }
+    std::string write_error;
+    bool applied = (*batch[i])(write_error);
+    if (!applied) {
+      results[i] = write_error.empty() ? "write failed" : write_error;
+      if (!writer_.good()) {  // the connection is gone, and the transaction with it
+        ok = false;
+        error = results[i];
+        break;
+      }
+      if (!savepoints) {
+        failed_alone = true;
+        break;
+      }
+      if (!writer_.exec("ROLLBACK TO SAVEPOINT write", error)) {
+        ok = false;
+        break;
+      }
+    }
+    if (savepoints && !writer_.exec("RELEASE SAVEPOINT write", error)) ok = false;
+  }
+  auto started = std::chrono::steady_clock::now();
+  if (ok && failed_alone) {
+    std::string ignored;
+    writer_.exec("ROLLBACK", ignored);
+    return results;
+  }
+  if (ok) {
+    Result r = writer_.exec("COMMIT");
+    // COMMIT of a transaction that failed answers ROLLBACK: nothing of it is stored.
+    if (!r.ok() || r.command() != "COMMIT") {
+      ok = false;
+      error = r.ok() ? "the transaction was rolled back" : r.error();
+    }
+  }
+  last_commit_us_ = std::chrono::duration_cast<std::chrono::microseconds>(
+                        std::chrono::steady_clock::now() - started)
+                        .count();
+  if (!ok) {
+    if (writer_.transaction() != PQTRANS_IDLE && writer_.good()) {
+      std::string ignored;
+      writer_.exec("ROLLBACK", ignored);
+    }
+    if (error.empty()) error = "commit failed";
+    for (auto& r : results) r = error;
+    note_health(false, error);
+  } else {
+    ++commits_;
+    if (std::none_of(results.begin(), results.end(),
+                     [](const std::string& r) { return !r.empty(); }))
+      note_health(true, {});
+  }
+  return results;
+}
+
+void PostgresJournal::note_health(bool ok, std::string reason) {
+  std::lock_guard lock(health_mutex_);
+  writable_ = ok;
+  unwritable_reason_ = std::move(reason);
+}
+
+bool PostgresJournal::writable(std::string& reason) {
+  std::lock_guard lock(health_mutex_);
+  if (writable_) return true;
+  reason = unwritable_reason_;
+  auto now = std::chrono::steady_clock::now();
+  if (now - last_probe_ >= std::chrono::seconds(1)) {
+    last_probe_ = now;
+    group_->submit_later(write_kv("journal", "probe", std::to_string(now_ms())));
+  }
+  return false;
+}
+
+// Inserts `stored` at the next position of its call and sets its seq and public ID.
+bool PostgresJournal::insert_event(StoredEvent& stored, std::string& e) {
+  Result r = writer_.run(
+      "WITH pos AS (INSERT INTO call_positions (call_id, last_pos) VALUES ($1, 1) "
+      "ON CONFLICT (call_id) DO UPDATE SET last_pos = call_positions.last_pos + 1 "
+      "RETURNING last_pos) "
+      "INSERT INTO events (call_id, call_pos, event, body, received_at, state, finished_at) "
+      "SELECT $1, pos.last_pos, $2, $3, $4::bigint, $5::text, "
+      "CASE WHEN $5::text = 'pending' THEN NULL ELSE $4::bigint END FROM pos RETURNING seq",
+      Params()
+          .add(stored.call_id)
+          .add(stored.event)
+          .add(stored.body)
+          .add(stored.received_at_ms)
+          .add(to_string(stored.state)));
+  if (!r.ok() || r.rows() != 1) {
+    e = r.ok() ? "no event stored" : r.error();
+    return false;
+  }
+  stored.seq = r.integer(0, 0);
+  stored.event_id = event_id_of(stored.seq);
+  return true;
+}
+
+std::optional<StoredEvent> PostgresJournal::append_event(const std::string& call_id,
+                                                         const std::string& event,
+                                                         const std::string& body,
+                                                         std::string& error) {
+  StoredEvent stored = new_event(call_id, event, body, EventState::pending);
+  if (!group_->submit([&](std::string& e) { return insert_event(stored, e); }, error))
+    return std::nullopt;
+  return stored;
+}
+
+std::optional<StoredEvent> PostgresJournal::append_finished_event(
+    const std::string& call_id, const std::string& event, const std::string& body,
+    const std::string& defaults_json, const std::string& vars_json, std::string& error) {
+  StoredEvent stored = new_event(call_id, event, body, EventState::done);
+  bool ok = group_->submit(
+      [&](std::string& e) {
+        if (!insert_event(stored, e)) return false;
+        // insert_event locked the call's position row: no other transaction changes the
+        // call's variables between this read and the write below.
+        Result current =
+            writer_.run("SELECT vars FROM calls WHERE call_id = $1", Params().add(call_id));
+        if (!current.ok()) {
+          e = current.error();
+          return false;
+        }
+        std::string stored_vars = current.rows() ? current.text(0, 0) : "{}";
+        auto vars = merged({&defaults_json, &stored_vars, &vars_json}, e);
+        if (!vars) return false;
+        return writer_.run(
+            "INSERT INTO calls (call_id, vars, updated_at) VALUES ($1, $2, $3::bigint) "
+            "ON CONFLICT (call_id) DO UPDATE SET vars = excluded.vars, "
+            "updated_at = excluded.updated_at",
+            Params().add(call_id).add(*vars).add(stored.received_at_ms), e);
+      },
+      error);
+  if (!ok) return std::nullopt;
+  return stored;
+}
+
+GroupCommit::Apply PostgresJournal::write_action(ActionRecord a) {
+  return [this, a = std::move(a)](std::string& e) {
+    return writer_.run(
+        "INSERT INTO actions (event_seq, rule, attempt, state, started_at, finished_at, gate, "
+        "request, status, latency_us, extracted, error) VALUES ($1::bigint, $2, $3::int, $4, "
+        "$5::bigint, $6::bigint, $7, $8, $9::int, $10::bigint, $11, $12) "
+        "ON CONFLICT (event_seq, rule, attempt) DO UPDATE SET state = excluded.state, "
+        "started_at = excluded.started_at, finished_at = excluded.finished_at, gate = "
+        "excluded.gate, request = excluded.request, status = excluded.status, latency_us = "
+        "excluded.latency_us, extracted = excluded.extracted, error = excluded.error",
+        Params()
+            .add(a.event_seq)
+            .add(a.rule)
+            .add(a.attempt)
+            .add(to_string(a.state))
+            .add(a.started_at_ms)
+            .add(a.finished_at_ms)
+            .add(a.gate)
+            .add(a.request)
+            .add(a.status)
+            .add(a.latency_us)
+            .add(a.extracted)
+            .add(a.error),
+        e);
+  };
+}
+
+GroupCommit::Apply PostgresJournal::write_kv(std::string ns, std::string key, std::string value) {
+  return
+      [this, ns = std::move(ns), key = std::move(key), value = std::move(value)](std::string& e) {
+        return writer_.run(
+            "INSERT INTO kv (ns, key, value, updated_at) VALUES ($1, $2, $3, $4::bigint) "
+            "ON CONFLICT (ns, key) DO UPDATE SET value = excluded.value, "
+            "updated_at = excluded.updated_at",
+            Params().add(ns).add(key).add(value).add(now_ms()), e);
+      };
+}
+
+bool PostgresJournal::record_action(const ActionRecord& a, std::string& error) {
+  return group_->submit(write_action(a), error);
+}
+
+void PostgresJournal::record_action_later(ActionRecord action) {
+  group_->submit_later(write_action(std::move(action)));
+}
+
+bool PostgresJournal::finish_event(std::int64_t seq, EventState state, const std::string& call_id,
+                                   const std::string& vars_json, std::string& error) {
+  return group_->submit(
+      [&](std::string& e) {
+        std::int64_t now = now_ms();
+        if (!writer_.run("UPDATE events SET state = $1, finished_at = $2::bigint "
+                         "WHERE seq = $3::bigint",
+                         Params().add(to_string(state)).add(now).add(seq), e))
+          return false;
+        return writer_.run(
+            "INSERT INTO calls (call_id, vars, updated_at) VALUES ($1, $2, $3::bigint) "
+            "ON CONFLICT (call_id) DO UPDATE SET vars = excluded.vars, "
+            "updated_at = excluded.updated_at",
+            Params().add(call_id).add(vars_json).add(now), e);
+      },
+      error);
+}
+
+std::vector<StoredEvent> PostgresJournal::pending_events() {
+  return read(
+      [](Connection& db) {
+        return read_events(db.run(std::string("SELECT ") + kEventColumns +
+                                  " FROM events WHERE state = 'pending' ORDER BY seq"));
+      },
+      std::vector<StoredEvent>{});
+}
+
+std::vector<ActionRecord> PostgresJournal::actions_of(std::int64_t event_seq) {
+  return read(
+      [&](Connection& db) {
+        return read_actions(db.run(std::string("SELECT ") + kActionColumns +
+                                       " FROM actions WHERE event_seq = $1::bigint ORDER BY id",
+                                   Params().add(event_seq)));
+      },
+      std::vector<ActionRecord>{});
+}
+
+std::optional<std::string> PostgresJournal::call_vars(const std::string& call_id) {
+  return read(
+      [&](Connection& db) -> std::optional<std::string> {
+        Result r = db.run("SELECT vars FROM calls WHERE call_id = $1", Params().add(call_id));
+        if (r.rows() == 1) return r.text(0, 0);
+        return std::nullopt;
+      },
+      std::optional<std::string>{});
+}
+
+std::vector<StoredEvent> PostgresJournal::events_of_call(const std::string& call_id) {
+  return read(
+      [&](Connection& db) {
+        return read_events(db.run(std::string("SELECT ") + kEventColumns +
+                                      " FROM events WHERE call_id = $1 ORDER BY call_pos",
+                                  Params().add(call_id)));
+      },
+      std::vector<StoredEvent>{});
+}
+
+std::optional<StoredEvent> PostgresJournal::event(std::int64_t seq) {
+  return read(
+      [&](Connection& db) -> std::optional<StoredEvent> {
+        Result r =
+            db.run(std::string("SELECT ") + kEventColumns + " FROM events WHERE seq = $1::bigint",
+                   Params().add(seq));
+        if (r.rows() == 1) return read_event(r, 0);
+        return std::nullopt;
+      },
+      std::optional<StoredEvent>{});
+}
+
+std::vector<CallSummary> PostgresJournal::recent_calls(std::size_t limit, bool failures_only) {
+  static const std::string failed =
+      "COUNT(a.rule) FILTER (WHERE a.state IN " + pg::failure_states_sql() + ")";
+  std::string sql =
+      "SELECT e.call_id, MIN(e.received_at), MAX(e.received_at), COUNT(DISTINCT e.seq), " + failed +
+      ", COUNT(DISTINCT e.seq) FILTER (WHERE e.state = 'pending') "
+      "FROM events e LEFT JOIN actions a ON a.event_seq = e.seq GROUP BY e.call_id ";
+  if (failures_only) sql += "HAVING " + failed + " > 0 ";
+  sql += "ORDER BY MAX(e.seq) DESC LIMIT $1::bigint";
+  return read(
+      [&](Connection& db) {
+        std::vector<CallSummary> out;
+        Result r = db.run(sql, Params().add(static_cast<std::int64_t>(limit)));
+        for (int i = 0; i < r.rows(); ++i) {
+          CallSummary c;
+          c.call_id = r.text(i, 0);
+          c.first_at_ms = r.integer(i, 1);
+          c.last_at_ms = r.integer(i, 2);
+          c.events = static_cast<int>(r.integer(i, 3));
+          c.failed_actions = static_cast<int>(r.integer(i, 4));
+          c.pending_events = static_cast<int>(r.integer(i, 5));
+          out.push_back(c);
+        }
+        return out;
+      },
+      std::vector<CallSummary>{});
+}
+
+std::vector<ActionRecord> PostgresJournal::dead_actions(std::size_t limit) {
+  return read(
+      [&](Connection& db) {
+        return read_actions(
+            db.run(std::string("SELECT ") + kActionColumns +
+                       " FROM actions WHERE state IN ('dead', 'unknown') ORDER BY id DESC "
+                       "LIMIT $1::bigint",
+                   Params().add(static_cast<std::int64_t>(limit))));
+      },
+      std::vector<ActionRecord>{});
+}
+
+struct PostgresJournal::PruneRun {
+  std::int64_t cutoff_ms = 0;
+  std::size_t calls = 0;
+};
+
+// Each step of kPruneSteps, on the writer thread inside prune's transaction. The calls chosen
+// by select_calls are in the temporary table old_calls (this connection's, emptied at commit).
+bool PostgresJournal::prune_step(PruneStep step, PruneRun& run, std::string& e) {
+  constexpr const char* kOldCalls = "(SELECT call_id FROM old_calls)";
+  switch (step) {
+    case PruneStep::select_calls: {
+      if (!writer_.exec("CREATE TEMP TABLE IF NOT EXISTS old_calls (call_id TEXT PRIMARY KEY) "
+                        "ON COMMIT DELETE ROWS; DELETE FROM old_calls",
+                        e))
+        return false;
+      Result r = writer_.run(
+          "INSERT INTO old_calls SELECT call_id FROM events GROUP BY call_id "
+          "HAVING MAX(received_at) < $1::bigint AND COUNT(*) FILTER (WHERE state = 'pending') = 0",
+          Params().add(run.cutoff_ms));
+      if (!r.ok()) {
+        e = r.error();
+        return false;
+      }
+      run.calls = static_cast<std::size_t>(r.affected());
+      return true;
+    }
+    case PruneStep::delete_actions:
+      return writer_.run(std::string("DELETE FROM actions WHERE event_seq IN (SELECT seq FROM "
+                                     "events WHERE call_id IN ") +
+                             kOldCalls + ")",
+                         {}, e);
+    case PruneStep::delete_event_keys: {
+      // Each event's keys are a range of the primary key: one indexed delete per event.
+      std::vector<std::int64_t> seqs;
+      {
+        Result r = writer_.run(std::string("SELECT seq FROM events WHERE call_id IN ") + kOldCalls);
+        if (!r.ok()) {
+          e = r.error();
+          return false;
+        }
+        for (int i = 0; i < r.rows(); ++i) seqs.push_back(r.integer(i, 0));
+      }
+      for (const EventScopedKeys& scoped : options_.event_scoped) {
+        for (std::int64_t seq : seqs) {
+          std::string prefix = scoped.key_prefix(event_id_of(seq));
+          if (prefix.empty()) continue;  // would be the whole namespace
+          std::string end = prefix_end(prefix);
+          bool ok = end.empty()
+                        ? writer_.run(
+                              "DELETE FROM kv WHERE ns = $1 AND key >= $2 AND "
+                              "starts_with(key, $2)",
+                              Params().add(scoped.ns).add(prefix), e)
+                        : writer_.run("DELETE FROM kv WHERE ns = $1 AND key >= $2 AND key < $3",
+                                      Params().add(scoped.ns).add(prefix).add(end), e);
+          if (!ok) return false;
+        }
+      }
+      return true;
+    }
+    case PruneStep::delete_events:
+      return writer_.run(std::string("DELETE FROM events WHERE call_id IN ") + kOldCalls, {}, e);
+    case PruneStep::delete_calls:
+      // The call's variables, and its position counter (a later event starts it again).
+      return writer_.run(std::string("DELETE FROM calls WHERE call_id IN ") + kOldCalls, {}, e) &&
+             writer_.run(std::string("DELETE FROM call_positions WHERE call_id IN ") + kOldCalls,
+                         {}, e);
+  }
+  e = "unknown prune step";
+  return false;
+}
+
+std::size_t PostgresJournal::prune(std::chrono::system_clock::time_point older_than) {
+  return prune_steps(older_than, kPruneSteps);
+}
+
+std::size_t PostgresJournal::prune_steps(std::chrono::system_clock::time_point older_than,
+                                         std::span<const PruneStep> steps) {
+  PruneRun run;
+  run.cutoff_ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(older_than.time_since_epoch()).count();
+  std::string error;
+  group_->submit(
+      [&](std::string& e) {
+        for (PruneStep step : steps)
+          if (!prune_step(step, run, e)) return false;
+        return true;
+      },
+      error);
+  return error.empty() ? run.calls : 0;
+}
+
+bool PostgresJournal::kv_put(std::string_view ns, std::string_view key, std::string_view value,
+                             std::string& error) {
+  return group_->submit(write_kv(std::string(ns), std::string(key), std::string(value)), error);
+}
+
+void PostgresJournal::kv_put_later(std::string_view ns, std::string_view key,
+                                   std::string_view value) {
+  group_->submit_later(write_kv(std::string(ns), std::string(key), std::string(value)));
+}
+
+bool PostgresJournal::kv_erase(std::string_view ns, std::string_view key, std::string& error) {
+  return group_->submit(
+      [&](std::string& e) {
+        return writer_.run("DELETE FROM kv WHERE ns = $1 AND key = $2", Params().add(ns).add(key),
+                           e);
+      },
+      error);
+}
+
+std::optional<std::string> PostgresJournal::kv_get(std::string_view ns, std::string_view key) {
+  return read(
+      [&](Connection& db) -> std::optional<std::string> {
+        Result r =
+            db.run("SELECT value FROM kv WHERE ns = $1 AND key = $2", Params().add(ns).add(key));
+        if (r.rows() == 1) return r.text(0, 0);
+        return std::nullopt;
+      },
+      std::optional<std::string>{});
+}
+
+std::vector<std::pair<std::string, std::string>> PostgresJournal::kv_scan(std::string_view ns,
+                                                                          std::string_view prefix) {
+  std::string end = prefix_end(prefix);
+  using Pairs = std::vector<std::pair<std::string, std::string>>;
+  return read(
+      [&](Connection& db) {
+        Result r = end.empty()
+                       ? db.run(
+                             "SELECT key, value FROM kv WHERE ns = $1 AND key >= $2 AND "
+                             "starts_with(key, $2) ORDER BY key",
+                             Params().add(ns).add(prefix))
+                       : db.run(
+                             "SELECT key, value FROM kv WHERE ns = $1 AND key >= $2 AND key < $3 "
+                             "ORDER BY key",
+                             Params().add(ns).add(prefix).add(end));
+        Pairs out;
+        for (int i = 0; i < r.rows(); ++i) out.emplace_back(r.text(i, 0), r.text(i, 1));
+        return out;
+      },
+      Pairs{});
+}
+
+}  // namespace callbridge::bridge

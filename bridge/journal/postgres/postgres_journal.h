@@ -1,0 +1,118 @@
+// The journal in a PostgreSQL database: a writer connection owned by the group commit's writer
+// thread (one transaction per batch, each write in a savepoint) and a reader connection shared
+// by readers under a mutex. Either connects again by itself after the server comes back.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <memory>
+#include <mutex>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "bridge/journal/group_commit.h"
+#include "bridge/journal/journal.h"
+#include "bridge/journal/postgres/connection.h"
+
+namespace callbridge::bridge {
+
+class PostgresJournal final : public Journal {
+ public:
+  // Connects to `options.postgres` and creates or migrates the schema.
+  static std::unique_ptr<PostgresJournal> open(const JournalOptions& options, std::string& error);
+  ~PostgresJournal() override;
+
+  std::optional<StoredEvent> append_event(const std::string& call_id, const std::string& event,
+                                          const std::string& body, std::string& error) override;
+  std::optional<StoredEvent> append_finished_event(
+      const std::string& call_id, const std::string& event, const std::string& body,
+      const std::string& defaults_json, const std::string& vars_json, std::string& error) override;
+  bool record_action(const ActionRecord& action, std::string& error) override;
+  void record_action_later(ActionRecord action) override;
+  bool finish_event(std::int64_t seq, EventState state, const std::string& call_id,
+                    const std::string& vars_json, std::string& error) override;
+
+  std::vector<StoredEvent> pending_events() override;
+  std::vector<ActionRecord> actions_of(std::int64_t event_seq) override;
+  std::optional<std::string> call_vars(const std::string& call_id) override;
+  std::vector<StoredEvent> events_of_call(const std::string& call_id) override;
+  std::vector<CallSummary> recent_calls(std::size_t limit, bool failures_only) override;
+  std::vector<ActionRecord> dead_actions(std::size_t limit) override;
+  std::optional<StoredEvent> event(std::int64_t seq) override;
+
+  std::size_t prune(std::chrono::system_clock::time_point older_than) override;
+  // Runs `steps` (a prefix of kPruneSteps, in order) in one transaction, as SqliteJournal's.
+  std::size_t prune_steps(std::chrono::system_clock::time_point older_than,
+                          std::span<const PruneStep> steps);
+
+  bool kv_put(std::string_view ns, std::string_view key, std::string_view value,
+              std::string& error) override;
+  void kv_put_later(std::string_view ns, std::string_view key, std::string_view value) override;
+  bool kv_erase(std::string_view ns, std::string_view key, std::string& error) override;
+  std::optional<std::string> kv_get(std::string_view ns, std::string_view key) override;
+  std::vector<std::pair<std::string, std::string>> kv_scan(std::string_view ns,
+                                                           std::string_view prefix = {}) override;
+
+  bool writable(std::string& reason) override;
+
+  std::uint64_t commits() const override { return commits_.load(); }
+  std::uint64_t failed_later_writes() const override { return group_->failed_later(); }
+  std::chrono::microseconds last_commit_time() const override {
+    return std::chrono::microseconds(last_commit_us_.load());
+  }
+
+  // The console's queries (console_queries.cc).
+  std::vector<CallRow> search_calls(const CallQuery& query) override;
+  std::vector<FailureRow> failures(const std::string& rule, std::int64_t since_ms,
+                                   std::int64_t before_rowid, std::size_t limit) override;
+  std::vector<std::pair<std::string, std::int64_t>> action_counts(std::int64_t since_ms) override;
+  std::vector<std::pair<std::int64_t, std::int64_t>> events_per_minute(
+      std::int64_t since_ms) override;
+  std::vector<std::int64_t> action_latencies(std::int64_t since_ms, std::size_t limit) override;
+
+ private:
+  struct PruneRun;
+  PostgresJournal() = default;
+
+  std::vector<std::string> commit_batch(const std::vector<GroupCommit::Apply*>& batch);
+  void note_health(bool ok, std::string reason);
+  bool insert_event(StoredEvent& stored, std::string& error);  // on the writer thread
+  GroupCommit::Apply write_action(ActionRecord action);
+  GroupCommit::Apply write_kv(std::string ns, std::string key, std::string value);
+  bool prune_step(PruneStep step, PruneRun& run, std::string& error);
+
+  // Runs `f` on the reader connection (connected again when needed); `fallback` when the
+  // database cannot be reached.
+  template <class F, class R>
+  R read(F&& f, R fallback) {
+    std::lock_guard lock(read_mutex_);
+    std::string error;
+    if (!reader_.ensure(error)) return fallback;
+    return f(reader_);
+  }
+
+  JournalOptions options_;
+  pg::Connection writer_;  // used on the group commit's writer thread only
+  std::mutex read_mutex_;
+  pg::Connection reader_;
+
+  std::atomic<std::uint64_t> commits_{0};
+  std::atomic<std::int64_t> last_commit_us_{0};
+
+  std::mutex health_mutex_;
+  bool writable_ = true;
+  std::string unwritable_reason_;
+  std::chrono::steady_clock::time_point last_probe_{};
+
+  std::unique_ptr<GroupCommit> group_;  // last: stops (and drains) before the connections close
+};
+
+namespace pg {
+
+// kFailureStates as an SQL list: ('http_error','failed','unknown','dead').
+std::string failure_states_sql();
+
+}  // namespace pg
+
+}  // namespace callbridge::bridge
