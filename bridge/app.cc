@@ -67,10 +67,9 @@ void App::build() {
   std::function<void()> reload = options_.request_reload;
   if (!reload && !options_.config_path.empty())
     reload = [this] { reload_file(options_.config_path); };
-  console_ = std::make_shared<Console>(ConsoleContext{holder_, *journal_, client_, &services_,
-                                                      options_.config_path, &registry_,
-                                                      [this] { return dispatcher_->depth(); },
-                                                      std::move(reload)});
+  console_ = std::make_shared<Console>(
+      ConsoleContext{holder_, *journal_, client_, &services_, options_.config_path, &registry_,
+                     [this] { return dispatcher_->depth(); }, std::move(reload)});
   console_->add_routes(routes_);
   server_ = std::make_unique<BridgeServer>(holder_, *journal_, *dispatcher_, metrics_, *intake_,
                                            routes_, &services_);
@@ -113,7 +112,8 @@ bool App::stop() {
 
 std::size_t App::reload(rules::Config fresh) {
   auto current = holder_.get();
-  if (fresh.server.listen != current->server.listen || fresh.storage.path != current->storage.path ||
+  if (fresh.server.listen != current->server.listen ||
+      fresh.storage.path != current->storage.path ||
       fresh.storage.postgres != current->storage.postgres)
     log::write(log::Level::warn, "server and storage changes take effect on restart");
   auto next = std::make_shared<rules::Config>(std::move(fresh));
@@ -145,7 +145,7 @@ void App::reload_tls() {
     log::write(log::Level::info, "TLS certificate reloaded");
   else
     log::write(log::Level::error, "TLS certificate reload rejected; keeping the old one",
-        {{"error", error}});
+               {{"error", error}});
 }
 
 std::size_t App::prune() {

@@ -24,6 +24,7 @@
 #include "bridge/journal/postgres/connection.h"
 #include "bridge/journal/postgres/migrate.h"
 #include "bridge/journal/sqlite/sqlite_journal.h"
+#include "bridge/replay.h"
 #include "bridge/systemd.h"
 #include "bridge/version.h"
 #include "log/log.h"
@@ -258,8 +259,7 @@ int serve(const std::string& path, bool path_given) {
   options.request_reload = [] { ::kill(::getpid(), SIGHUP); };
   auto app = bridge::App::create(std::move(config), connector_registry(), options, error);
   if (!app) {
-    std::cerr << journal_path << ": error: cannot open journal: " << secrets->redact(error)
-              << "\n";
+    std::cerr << journal_path << ": error: cannot open journal: " << secrets->redact(error) << "\n";
     return kRuntimeFailure;
   }
   if (!app->start(error)) {
@@ -418,36 +418,18 @@ int replay(const std::string& path, const std::string& event_id, const std::stri
     if (!event) continue;
     if (!all && (event->event_id != event_id || (!rule_name.empty() && a.rule != rule_name)))
       continue;
-    const rules::Rule* rule = nullptr;
-    for (const auto& r : config->rules->all())
-      if (r.name == a.rule) rule = &r;
-    if (!rule) {
+    auto result = bridge::replay_action(*journal, engine, *config, a);
+    if (result.kind == bridge::ReplayResult::Kind::unreadable_event) continue;
+    if (result.kind == bridge::ReplayResult::Kind::no_rule) {
       std::cerr << event->event_id << " " << a.rule
                 << ": no rule of that name in the configuration\n";
       ++failed;
       continue;
     }
-    std::string error;
-    auto input = event_from_json(nlohmann::json::parse(event->body, nullptr, false), error);
-    if (!input) continue;
-    rules::CallContext call = bridge::call_context(*journal, event->call_id, &*input);
-    bridge::Attempt attempt{a.event_seq, a.rule,
-                            bridge::next_attempt_number(journal->actions_of(a.event_seq), a.rule)};
-    auto run = bridge::run_attempt(*journal, engine, *rule, call, attempt);
-    bridge::ActionRecord record = bridge::attempt_record(
-        attempt, bridge::state_of(run.outcome.status), run.outcome, *config->secrets);
-    journal->record_action(record, error);
-    if (record.state == bridge::ActionState::succeeded) {
-      bridge::ActionRecord old = a;
-      old.state = bridge::ActionState::replayed;
-      journal->record_action(old, error);
-      ++replayed;
-    } else {
-      ++failed;
-    }
-    std::cout << event->event_id << "  " << a.rule << "  attempt " << attempt.number << "  "
-              << bridge::to_string(record.state)
-              << (record.error.empty() ? "" : "  " + record.error) << "\n";
+    ++(result.state == bridge::ActionState::succeeded ? replayed : failed);
+    std::cout << event->event_id << "  " << a.rule << "  attempt " << result.attempt << "  "
+              << bridge::to_string(result.state)
+              << (result.error.empty() ? "" : "  " + result.error) << "\n";
   }
   std::cout << replayed << " replayed, " << failed << " failed\n";
   return failed > 0 ? kRuntimeFailure : kOk;

@@ -9,8 +9,9 @@
 #include "bridge/console_phone.h"
 #include "bridge/event_input.h"
 #include "bridge/history.h"
-#include "log/log.h"
+#include "bridge/replay.h"
 #include "console/assets.h"
+#include "log/log.h"
 
 namespace callbridge::bridge {
 
@@ -179,7 +180,8 @@ void Console::handle(const rules::HttpRequest& req, rules::HttpResponse& res) {
   }
   if (path.rfind("/console/api/", 0) == 0 || path == "/console/logout") {
     auto who = authenticate(req);
-    if (!who) return res.error(401, rules::ErrorCode::unauthorized, "sign in, or send a bridge token");
+    if (!who)
+      return res.error(401, rules::ErrorCode::unauthorized, "sign in, or send a bridge token");
     if (req.method == "POST" && !who->token && !same_secret(req.header("x-csrf-token"), who->csrf))
       return res.error(403, rules::ErrorCode::csrf_required,
                        "a state-changing request needs the session's X-CSRF-Token header");
@@ -192,7 +194,8 @@ void Console::handle(const rules::HttpRequest& req, rules::HttpResponse& res) {
     try {
       return api(req, res, *who);
     } catch (const std::exception& e) {
-      log::write(log::Level::error, "console request failed", {{"path", path}, {"error", e.what()}});
+      log::write(log::Level::error, "console request failed",
+                 {{"path", path}, {"error", e.what()}});
       return res.error(500, rules::ErrorCode::internal, "internal error");
     }
   }
@@ -207,7 +210,8 @@ void Console::handle(const rules::HttpRequest& req, rules::HttpResponse& res) {
     return;
   }
   const console::Asset* asset = find_asset(name);
-  if (!asset || name == "login.html") return res.error(404, rules::ErrorCode::not_found, "no such page");
+  if (!asset || name == "login.html")
+    return res.error(404, rules::ErrorCode::not_found, "no such page");
   res.content_type = std::string(content_type_of(name));
   res.body = std::string(asset->bytes);
 }
@@ -218,7 +222,8 @@ void Console::login(const rules::HttpRequest& req, rules::HttpResponse& res) {
     auto j = nlohmann::json::parse(req.body, nullptr, false);
     if (!j.is_object() || !j.value("name", nlohmann::json()).is_string() ||
         !j.value("password", nlohmann::json()).is_string())
-      return res.error(400, rules::ErrorCode::invalid_json, "send {\"name\": ..., \"password\": ...}");
+      return res.error(400, rules::ErrorCode::invalid_json,
+                       "send {\"name\": ..., \"password\": ...}");
     name = j["name"];
     password = j["password"];
   } else {
@@ -230,7 +235,7 @@ void Console::login(const rules::HttpRequest& req, rules::HttpResponse& res) {
   auto wait = std::max(limiter_.wait(by_address), limiter_.wait(by_name));
   if (wait.count() > 0) {
     log::write(log::Level::warn, "console sign-in refused: too many failures",
-        {{"user", name}, {"remote_addr", req.remote_addr}});
+               {{"user", name}, {"remote_addr", req.remote_addr}});
     res.headers.emplace_back("Retry-After", std::to_string(wait.count()));
     return res.error(
         429, rules::ErrorCode::too_many_attempts,
@@ -246,7 +251,7 @@ void Console::login(const rules::HttpRequest& req, rules::HttpResponse& res) {
     limiter_.failed(by_address);
     limiter_.failed(by_name);
     log::write(log::Level::warn, "console sign-in failed",
-        {{"user", name}, {"remote_addr", req.remote_addr}});
+               {{"user", name}, {"remote_addr", req.remote_addr}});
     return res.error(401, rules::ErrorCode::unauthorized, "wrong name or password");
   }
   limiter_.succeeded(by_address);
@@ -258,7 +263,8 @@ void Console::login(const rules::HttpRequest& req, rules::HttpResponse& res) {
       "; Path=/; HttpOnly; SameSite=Strict; Max-Age=" + std::to_string(minutes * 60);
   if (!cfg->server.tls_cert_file.empty()) cookie += "; Secure";
   res.headers.emplace_back("Set-Cookie", cookie);
-  log::write(log::Level::info, "console sign-in", {{"user", user->name}, {"remote_addr", req.remote_addr}});
+  log::write(log::Level::info, "console sign-in",
+             {{"user", user->name}, {"remote_addr", req.remote_addr}});
   auto session = sessions_.find(token);
   send_json(res, 200,
             {{"user", user->name}, {"role", to_string(user->role)}, {"csrf", session->csrf}});
@@ -269,7 +275,8 @@ void Console::api(const rules::HttpRequest& req, rules::HttpResponse& res, const
   bool post = req.method == "POST";
   auto operator_only = [&]() {
     if (who.role == ConsoleRole::operator_) return true;
-    res.error(403, rules::ErrorCode::forbidden, "operators only: a viewer may look but not change anything");
+    res.error(403, rules::ErrorCode::forbidden,
+              "operators only: a viewer may look but not change anything");
     return false;
   };
   if (!post && route == "me") {
@@ -367,7 +374,8 @@ void Console::failures(const rules::HttpRequest& req, rules::HttpResponse& res) 
 // does: a success marks the old attempt `replayed`.
 void Console::replay(const rules::HttpRequest& req, rules::HttpResponse& res) {
   auto body = nlohmann::json::parse(req.body, nullptr, false);
-  if (!body.is_object()) return res.error(400, rules::ErrorCode::invalid_json, "send a JSON object");
+  if (!body.is_object())
+    return res.error(400, rules::ErrorCode::invalid_json, "send a JSON object");
   std::vector<std::pair<std::string, std::string>> targets;  // event_id, rule
   bool all = body.contains("since_ms");
   if (body.contains("targets") && body["targets"].is_array())
@@ -396,44 +404,21 @@ void Console::replay(const rules::HttpRequest& req, rules::HttpResponse& res) {
     result["event_id"] = row.event_id;
     result["call_id"] = row.call_id;
     result["rule"] = a.rule;
-    const rules::Rule* rule = nullptr;
-    for (const auto& r : config->rules->all())
-      if (r.name == a.rule) rule = &r;
-    auto event = context_.journal.event(a.event_seq);
-    std::string error;
-    auto input = event ? event_from_json(nlohmann::json::parse(event->body, nullptr, false), error)
-                       : std::nullopt;
-    if (!rule || !input) {
+    auto replayed = replay_action(context_.journal, engine, *config, a);
+    if (replayed.kind != ReplayResult::Kind::ran) {
       result["state"] = "failed";
-      result["error"] = !rule ? "no rule of that name in the rules in force" : "event unreadable";
+      result["error"] = replayed.error;
       out["results"].push_back(std::move(result));
       continue;
     }
-    rules::CallContext call = call_context(context_.journal, row.call_id, &*input);
-    int attempt = 0;
-    for (const auto& other : context_.journal.actions_of(a.event_seq))
-      if (other.rule == a.rule) attempt = std::max(attempt, other.attempt);
-    ++attempt;
-    std::int64_t started_ms = unix_ms_now();
-    auto outcome = engine.run_rule(*rule, call, [&](const http::Request& sent) {
-      return context_.journal.record_action(
-          started_record(a.event_seq, a.rule, attempt, started_ms, sent), error);
-    });
-    ActionRecord record = finished_record(a.event_seq, a.rule, attempt, state_of(outcome.status),
-                                          outcome, started_ms, *config->secrets);
-    context_.journal.record_action(record, error);
-    if (record.state == ActionState::succeeded) {
-      ActionRecord old = a;
-      old.state = ActionState::replayed;
-      context_.journal.record_action(old, error);
-    }
-    result["attempt"] = attempt;
-    result["state"] = to_string(record.state);
-    result["status"] = record.status;
-    result["error"] = record.error;
+    result["attempt"] = replayed.attempt;
+    result["state"] = to_string(replayed.state);
+    result["status"] = replayed.status;
+    result["error"] = replayed.error;
     out["results"].push_back(std::move(result));
   }
-  log::write(log::Level::info, "console replay", {{"actions", std::to_string(out["results"].size())}});
+  log::write(log::Level::info, "console replay",
+             {{"actions", std::to_string(out["results"].size())}});
   send_json(res, 200, out);
 }
 
@@ -479,10 +464,12 @@ void Console::rules_in_force(rules::HttpResponse& res) {
 void Console::simulate(const rules::HttpRequest& req, rules::HttpResponse& res,
                        const Principal& who) {
   auto body = nlohmann::json::parse(req.body, nullptr, false);
-  if (!body.is_object()) return res.error(400, rules::ErrorCode::invalid_json, "send a JSON object");
+  if (!body.is_object())
+    return res.error(400, rules::ErrorCode::invalid_json, "send a JSON object");
   bool send = body.value("send", false);
   if (send && who.role != ConsoleRole::operator_)
-    return res.error(403, rules::ErrorCode::forbidden, "operators only: a viewer may run dry simulations");
+    return res.error(403, rules::ErrorCode::forbidden,
+                     "operators only: a viewer may run dry simulations");
   nlohmann::json event = nlohmann::json::object();
   event["event"] = body.value("event", "");
   event["call_id"] = body.value("call_id", "console-simulation");
@@ -520,7 +507,8 @@ void Console::simulate(const rules::HttpRequest& req, rules::HttpResponse& res,
     out["rules"].push_back(std::move(j));
   }
   if (send)
-    log::write(log::Level::info, "console simulation sent", {{"user", who.name}, {"event", input->event}});
+    log::write(log::Level::info, "console simulation sent",
+               {{"user", who.name}, {"event", input->event}});
   send_json(res, 200, out);
 }
 
@@ -530,7 +518,8 @@ void Console::simulate(const rules::HttpRequest& req, rules::HttpResponse& res,
 void Console::forward(const rules::HttpRequest& req, rules::HttpResponse& res, const Principal& who,
                       const std::string& path) {
   if (req.method != "GET" && who.role != ConsoleRole::operator_)
-    return res.error(403, rules::ErrorCode::forbidden, "operators only: a viewer may look but not change anything");
+    return res.error(403, rules::ErrorCode::forbidden,
+                     "operators only: a viewer may look but not change anything");
   if (routes_)
     for (const auto& route : *routes_) {
       if (route.auth != rules::RouteAuth::token || route.method != req.method) continue;
@@ -574,7 +563,8 @@ void Console::validate(rules::HttpResponse& res, bool then_reload) {
     out["message"] = "the file has errors: the rules in force stay";
     return send_json(res, 422, out);
   }
-  if (!context_.reload) return res.error(409, rules::ErrorCode::reload_unavailable, "reload is not available here");
+  if (!context_.reload)
+    return res.error(409, rules::ErrorCode::reload_unavailable, "reload is not available here");
   context_.reload();
   out["reloaded"] = true;
   send_json(res, 200, out);

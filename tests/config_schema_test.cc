@@ -50,8 +50,8 @@ std::set<std::string> loader_known_keys(const std::string& path, const YAML::Nod
   map["no_such_key_for_the_test"] = "x";
   YAML::Node root = at(rules::split_path(path), 0, map);
   auto result = rules::load_config_node(
-      root, "t.yaml", [](std::string_view) { return std::optional<std::string>{}; },
-      registry(), nullptr);
+      root, "t.yaml", [](std::string_view) { return std::optional<std::string>{}; }, registry(),
+      nullptr);
   std::set<std::string> known;
   for (const auto& d : result.errors) {
     auto unknown = d.message.find("no_such_key_for_the_test\"; known: ");

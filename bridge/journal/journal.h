@@ -206,11 +206,13 @@ class Journal {
     std::string event_id, call_id, event;
   };
   virtual std::vector<FailureRow> failures(const std::string& rule, std::int64_t since_ms,
-                                   std::int64_t before_rowid, std::size_t limit) = 0;
+                                           std::int64_t before_rowid, std::size_t limit) = 0;
   // The actions of events received since `since_ms`, by state; events received per minute
   // (the minute's start in unix seconds, count). Both read the journal: they survive a restart.
-  virtual std::vector<std::pair<std::string, std::int64_t>> action_counts(std::int64_t since_ms) = 0;
-  virtual std::vector<std::pair<std::int64_t, std::int64_t>> events_per_minute(std::int64_t since_ms) = 0;
+  virtual std::vector<std::pair<std::string, std::int64_t>> action_counts(
+      std::int64_t since_ms) = 0;
+  virtual std::vector<std::pair<std::int64_t, std::int64_t>> events_per_minute(
+      std::int64_t since_ms) = 0;
   // The latencies (microseconds, ascending) of the finished attempts of events received since
   // `since_ms`, at most `limit` of them, for percentiles.
   virtual std::vector<std::int64_t> action_latencies(std::int64_t since_ms, std::size_t limit) = 0;

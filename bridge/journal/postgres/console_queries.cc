@@ -3,7 +3,9 @@
 
 namespace callbridge::bridge {
 
-std::vector<Journal::CallRow> PostgresJournal::search_calls(const CallQuery&) { return {}; }
+std::vector<Journal::CallRow> PostgresJournal::search_calls(const CallQuery&) {
+  return {};
+}
 std::vector<Journal::FailureRow> PostgresJournal::failures(const std::string&, std::int64_t,
                                                            std::int64_t, std::size_t) {
   return {};

@@ -17,7 +17,6 @@ using sqlite::Statement;
 
 namespace {
 
-
 std::string call_outcome(std::int64_t pending, const std::string& states) {
   auto has = [&](std::string_view s) {
     std::size_t at = 0;
@@ -203,8 +202,10 @@ std::vector<Journal::CallRow> SqliteJournal::search_calls(const CallQuery& query
   });
 }
 
-std::vector<Journal::FailureRow> SqliteJournal::failures(const std::string& rule, std::int64_t since_ms,
-                                                   std::int64_t before_rowid, std::size_t limit) {
+std::vector<Journal::FailureRow> SqliteJournal::failures(const std::string& rule,
+                                                         std::int64_t since_ms,
+                                                         std::int64_t before_rowid,
+                                                         std::size_t limit) {
   return read([&](Connection& db) {
     std::vector<FailureRow> out;
     std::string sql = "SELECT a.rowid, 'ev-' || e.seq, e.call_id, e.event";
@@ -243,7 +244,8 @@ std::vector<Journal::FailureRow> SqliteJournal::failures(const std::string& rule
   });
 }
 
-std::vector<std::pair<std::string, std::int64_t>> SqliteJournal::action_counts(std::int64_t since_ms) {
+std::vector<std::pair<std::string, std::int64_t>> SqliteJournal::action_counts(
+    std::int64_t since_ms) {
   return read([&](Connection& db) {
     std::vector<std::pair<std::string, std::int64_t>> out;
     // CROSS JOIN keeps events first: the time index finds them, not a scan of every action.
@@ -270,7 +272,8 @@ std::vector<std::pair<std::int64_t, std::int64_t>> SqliteJournal::events_per_min
   });
 }
 
-std::vector<std::int64_t> SqliteJournal::action_latencies(std::int64_t since_ms, std::size_t limit) {
+std::vector<std::int64_t> SqliteJournal::action_latencies(std::int64_t since_ms,
+                                                          std::size_t limit) {
   return read([&](Connection& db) {
     std::vector<std::int64_t> out;
     Statement s(db,

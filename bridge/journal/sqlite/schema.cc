@@ -58,7 +58,8 @@ CREATE TABLE IF NOT EXISTS kv (
 // Version 2: the console's searches: a call by its caller's number written any way
 // (tel_key.h), by time, by an action's state.
 constexpr const char* kVersion2 =
-    "CREATE INDEX IF NOT EXISTS events_by_tel ON events (" CALLBRIDGE_TEL_KEY_SQL ");\n"
+    "CREATE INDEX IF NOT EXISTS events_by_tel ON events (" CALLBRIDGE_TEL_KEY_SQL
+    ");\n"
     "CREATE INDEX IF NOT EXISTS events_by_time ON events (received_at);\n"
     "CREATE INDEX IF NOT EXISTS actions_by_state_seq ON actions (state, event_seq);\n";
 
