@@ -17,6 +17,7 @@
 #include "bridge/journal/journal.h"
 #include "rules/config.h"
 #include "tests/fakes/bridge_harness.h"
+#include "tests/fakes/certificate.h"
 
 using namespace callbridge;
 using namespace callbridge::testing;
@@ -450,43 +451,10 @@ TEST_CASE("console call search filters and pages by key", "[console][journal]") 
   CHECK(journal->search_calls(by_event).size() == 29);
 }
 
-namespace {
-
-std::string pem_text(BIO* bio) {
-  char* data = nullptr;
-  long n = BIO_get_mem_data(bio, &data);
-  std::string out(data, static_cast<std::size_t>(n));
-  BIO_free(bio);
-  return out;
-}
-
-// A self-signed certificate and its key, as PEM (tests/tls_test.cc makes its own the same way).
-std::pair<std::string, std::string> self_signed_pem() {
-  EVP_PKEY* key = EVP_EC_gen("P-256");
-  X509* x = X509_new();
-  X509_set_version(x, 2);
-  ASN1_INTEGER_set(X509_get_serialNumber(x), 1);
-  X509_gmtime_adj(X509_getm_notBefore(x), -60);
-  X509_gmtime_adj(X509_getm_notAfter(x), 3600);
-  X509_set_pubkey(x, key);
-  X509_NAME_add_entry_by_txt(X509_get_subject_name(x), "CN", MBSTRING_ASC,
-                             reinterpret_cast<const unsigned char*>("console.test"), -1, -1, 0);
-  X509_set_issuer_name(x, X509_get_subject_name(x));
-  X509_sign(x, key, EVP_sha256());
-  BIO* cert = BIO_new(BIO_s_mem());
-  PEM_write_bio_X509(cert, x);
-  BIO* pkey = BIO_new(BIO_s_mem());
-  PEM_write_bio_PrivateKey(pkey, key, nullptr, nullptr, 0, nullptr, nullptr);
-  X509_free(x);
-  EVP_PKEY_free(key);
-  return {pem_text(cert), pem_text(pkey)};
-}
-
-}  // namespace
-
 TEST_CASE("the console's session cookie is Secure under TLS", "[console][server][tls]") {
   Bridge bridge;
-  auto [cert_pem, key_pem] = self_signed_pem();
+  auto [cert_pem, key_pem] = self_signed("console.test");
+  REQUIRE(!cert_pem.empty());
   std::string cert = bridge.dir.write("cert.pem", cert_pem);
   std::string key = bridge.dir.write("key.pem", key_pem);
   bridge.config_path = bridge.dir.write(

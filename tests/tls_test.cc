@@ -11,53 +11,16 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <catch2/catch.hpp>
 #include <chrono>
 #include <vector>
 
-#include <catch2/catch.hpp>
-
 #include "tests/fakes/bridge_harness.h"
+#include "tests/fakes/certificate.h"
 
 using namespace callbridge::testing;
 
 namespace {
-
-std::string bio_text(BIO* bio) {
-  char* data = nullptr;
-  long n = BIO_get_mem_data(bio, &data);
-  std::string out(data, static_cast<std::size_t>(n));
-  BIO_free(bio);
-  return out;
-}
-
-struct Pem {
-  std::string cert, key;
-};
-
-// A self-signed certificate for CN=`name`, with its key.
-Pem self_signed(const std::string& name) {
-  static long serial = 1;
-  EVP_PKEY* key = EVP_EC_gen("P-256");
-  REQUIRE(key);
-  X509* x = X509_new();
-  X509_set_version(x, 2);
-  ASN1_INTEGER_set(X509_get_serialNumber(x), serial++);
-  X509_gmtime_adj(X509_getm_notBefore(x), -60);
-  X509_gmtime_adj(X509_getm_notAfter(x), 3600);
-  X509_set_pubkey(x, key);
-  X509_NAME* subject = X509_get_subject_name(x);
-  X509_NAME_add_entry_by_txt(subject, "CN", MBSTRING_ASC,
-                             reinterpret_cast<const unsigned char*>(name.c_str()), -1, -1, 0);
-  X509_set_issuer_name(x, subject);
-  REQUIRE(X509_sign(x, key, EVP_sha256()) > 0);
-  BIO* cert = BIO_new(BIO_s_mem());
-  PEM_write_bio_X509(cert, x);
-  BIO* pkey = BIO_new(BIO_s_mem());
-  PEM_write_bio_PrivateKey(pkey, key, nullptr, nullptr, 0, nullptr, nullptr);
-  X509_free(x);
-  EVP_PKEY_free(key);
-  return {bio_text(cert), bio_text(pkey)};
-}
 
 struct Handshake {
   bool ok = false;
@@ -162,10 +125,10 @@ TEST_CASE("server.tls: stalled handshakes hold no worker and body limits hold ov
   std::string cert = bridge.dir.write("cert.pem", pem.cert);
   std::string key = bridge.dir.write("key.pem", pem.key);
   bridge.config_path = bridge.dir.write(
-      "callbridge.yaml", "server:\n  listen: 127.0.0.1:0\n  tokens: [\"" + kBridgeToken +
-                             "\"]\n  threads: 2\n  max_body_bytes: 4096\n  tls: { cert_file: " +
-                             cert + ", key_file: " + key + " }\nstorage:\n  path: " +
-                             bridge.dir.path() + "/journal.db\n");
+      "callbridge.yaml",
+      "server:\n  listen: 127.0.0.1:0\n  tokens: [\"" + kBridgeToken +
+          "\"]\n  threads: 2\n  max_body_bytes: 4096\n  tls: { cert_file: " + cert +
+          ", key_file: " + key + " }\nstorage:\n  path: " + bridge.dir.path() + "/journal.db\n");
   REQUIRE(bridge.start());
   INFO(bridge.process->log());
   // More connections than workers that never begin their handshake.
@@ -190,15 +153,14 @@ TEST_CASE("server.tls: stalled handshakes hold no worker and body limits hold ov
   // A chunked body over the limit is refused before it is buffered, as over plain HTTP.
   httplib::SSLClient upload("127.0.0.1", bridge.port());
   upload.enable_server_certificate_verification(false);
-  auto big = upload.Post(
-      ("/v1/events?token=" + kBridgeToken).c_str(),
-      [](std::size_t offset, httplib::DataSink& sink) {
-        std::string chunk(4096, ' ');
-        sink.write(chunk.data(), chunk.size());
-        if (offset >= 32768) sink.done();
-        return true;
-      },
-      "application/json");
+  auto big = upload.Post(("/v1/events?token=" + kBridgeToken).c_str(),
+                         [](std::size_t offset, httplib::DataSink& sink) {
+                           std::string chunk(4096, ' ');
+                           sink.write(chunk.data(), chunk.size());
+                           if (offset >= 32768) sink.done();
+                           return true;
+                         },
+                         "application/json");
   REQUIRE(big);
   CHECK(big->status == 413);
   for (int fd : stalled) close(fd);
