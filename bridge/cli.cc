@@ -110,15 +110,6 @@ std::optional<std::vector<rules::EventInput>> read_events(const std::string& pat
   return events;
 }
 
-std::string indent(const std::string& text, const std::string& prefix) {
-  std::string out = prefix;
-  for (char c : text) {
-    out += c;
-    if (c == '\n') out += prefix;
-  }
-  return out;
-}
-
 int simulate(const std::string& path, const std::vector<std::string>& event_files, bool send,
              CommandFormat format) {
   auto config = load_or_report(path, std::cerr, true);
@@ -129,8 +120,7 @@ int simulate(const std::string& path, const std::vector<std::string>& event_file
     if (!more) return kBadConfig;
     events.insert(events.end(), more->begin(), more->end());
   }
-  http::HttpClient client(
-      {config->http.verify_tls, config->http.ca_file, config->http.max_response_bytes, 8});
+  http::HttpClient client(bridge::client_options(*config));
   rules::Engine engine(config->rules, config->secrets, send ? &client : nullptr);
   std::map<std::string, rules::CallContext> calls;
   bool failed = false;
@@ -140,44 +130,7 @@ int simulate(const std::string& path, const std::vector<std::string>& event_file
     auto outcomes = engine.run(event, call);
     if (outcomes.empty()) std::cout << "   (no rules for this event)\n";
     for (const auto& o : outcomes) {
-      std::cout << "-- rule " << o.rule << ": "
-                << (o.status == rules::RuleStatus::skipped && !o.request ? "skipped, " : "runs, ")
-                << o.gate << "\n";
-      for (const auto& rule : config->rules->all())
-        if (rule.name == o.rule && rule.action)
-          std::cout << "   " << rule.action_key << ": " << rule.action->describe() << "\n";
-      bool http = o.request && rules::is_http_url(o.request->url);
-      if (o.request && o.request->url.rfind("response://", 0) == 0)
-        std::cout << "   local response (no request is sent)\n";
-      else if (http)
-        std::cout << indent(render_command(*o.request, format), "   ") << "\n";
-      if (!o.undefined.empty()) {
-        std::cout << "   warning: undefined variables rendered empty:";
-        for (const auto& name : o.undefined) std::cout << " {" << name << "}";
-        std::cout << "\n";
-      }
-      if (o.response) {
-        const auto& r = *o.response;
-        double ms = static_cast<double>(r.latency.count()) / 1000.0;
-        std::ostringstream line;
-        line.setf(std::ios::fixed);
-        line.precision(1);
-        if (r.kind == http::OutcomeKind::response) {
-          line << "   -> " << r.status << " in " << ms
-               << " ms: " << config->secrets->redact(r.body.substr(0, 300))
-               << (r.body.size() > 300 ? "..." : "");
-        } else {
-          line << "   -> " << o.error << " after " << ms << " ms";
-        }
-        std::cout << line.str() << "\n";
-      } else if (o.request && !o.sent && o.error.empty()) {
-        std::cout << "   -> not sent (dry run; add --send to perform)\n";
-      }
-      if (!o.error.empty() && o.status != rules::RuleStatus::http_error &&
-          (!o.response || o.response->kind == http::OutcomeKind::response))
-        std::cout << "   error: " << o.error << "\n";
-      for (const auto& [name, value] : o.extracted)
-        std::cout << "   extracted " << name << "=" << config->secrets->redact(value) << "\n";
+      print_rule_outcome(std::cout, o, *config, format);
       if (o.status == rules::RuleStatus::failed || o.status == rules::RuleStatus::http_error)
         failed = true;
     }

@@ -4,6 +4,10 @@
 
 #include <cstdint>
 #include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "rules/action.h"
+#include "rules/config_reader.h"
 
 namespace callbridge {
 
@@ -159,6 +163,61 @@ std::string render_command(const http::Request& request, CommandFormat format) {
     }
   }
   return {};
+}
+
+namespace {
+
+std::string indent(const std::string& text, const std::string& prefix) {
+  std::string out = prefix;
+  for (char c : text) {
+    out += c;
+    if (c == '\n') out += prefix;
+  }
+  return out;
+}
+
+}  // namespace
+
+void print_rule_outcome(std::ostream& out, const rules::RuleOutcome& o, const rules::Config& config,
+                        CommandFormat format) {
+  out << "-- rule " << o.rule << ": "
+      << (o.status == rules::RuleStatus::skipped && !o.request ? "skipped, " : "runs, ") << o.gate
+      << "\n";
+  for (const auto& rule : config.rules->all())
+    if (rule.name == o.rule && rule.action)
+      out << "   " << rule.action_key << ": " << rule.action->describe() << "\n";
+  bool http = o.request && rules::is_http_url(o.request->url);
+  if (o.request && o.request->url.rfind("response://", 0) == 0)
+    out << "   local response (no request is sent)\n";
+  else if (http)
+    out << indent(render_command(*o.request, format), "   ") << "\n";
+  if (!o.undefined.empty()) {
+    out << "   warning: undefined variables rendered empty:";
+    for (const auto& name : o.undefined) out << " {" << name << "}";
+    out << "\n";
+  }
+  if (o.response) {
+    const auto& r = *o.response;
+    double ms = static_cast<double>(r.latency.count()) / 1000.0;
+    std::ostringstream line;
+    line.setf(std::ios::fixed);
+    line.precision(1);
+    if (r.kind == http::OutcomeKind::response) {
+      line << "   -> " << r.status << " in " << ms
+           << " ms: " << config.secrets->redact(r.body.substr(0, 300))
+           << (r.body.size() > 300 ? "..." : "");
+    } else {
+      line << "   -> " << o.error << " after " << ms << " ms";
+    }
+    out << line.str() << "\n";
+  } else if (o.request && !o.sent && o.error.empty()) {
+    out << "   -> not sent (dry run; add --send to perform)\n";
+  }
+  if (!o.error.empty() && o.status != rules::RuleStatus::http_error &&
+      (!o.response || o.response->kind == http::OutcomeKind::response))
+    out << "   error: " << o.error << "\n";
+  for (const auto& [name, value] : o.extracted)
+    out << "   extracted " << name << "=" << config.secrets->redact(value) << "\n";
 }
 
 }  // namespace callbridge
