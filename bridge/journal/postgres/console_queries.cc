@@ -17,7 +17,8 @@ using pg::Result;
 namespace {
 
 // A call's outcome as CallQuery::outcome, from its pending events and its actions' states: a
-// pending event makes it running, then dead outranks unknown, unknown outranks failed.
+// pending event makes it running, then dead outranks unknown, unknown outranks failed. Computed
+// for the calls of `page` only (see search_calls).
 constexpr const char* kCallRows = R"sql(
 SELECT e.seq, e.call_id, COALESCE(e.body::json ->> 'tel', '') AS tel, e.event, e.received_at,
   c.last_at, c.events,
@@ -26,7 +27,7 @@ SELECT e.seq, e.call_id, COALESCE(e.body::json ->> 'tel', '') AS tel, e.event, e
        WHEN s.unknown THEN 'unknown'
        WHEN s.failed THEN 'failed'
        ELSE 'ok' END AS outcome
-FROM events e
+FROM page p JOIN events e ON e.seq = p.seq
 CROSS JOIN LATERAL (
   SELECT MAX(x.received_at) AS last_at, COUNT(*) AS events,
          COUNT(*) FILTER (WHERE x.state = 'pending') AS pending
@@ -35,41 +36,65 @@ CROSS JOIN LATERAL (
   SELECT COALESCE(bool_or(a.state = 'dead'), false) AS dead,
          COALESCE(bool_or(a.state = 'unknown'), false) AS unknown,
          COALESCE(bool_or(a.state IN ('failed', 'http_error')), false) AS failed
-  FROM events x JOIN actions a ON a.event_seq = x.seq WHERE x.call_id = e.call_id) s
-WHERE ($1::bigint = 0 OR e.seq < $1::bigint)
-  AND NOT EXISTS (SELECT 1 FROM events f WHERE f.call_id = e.call_id AND f.seq < e.seq)
-  AND ($2::bigint = 0 OR e.received_at >= $2::bigint)
-  AND ($3::bigint = 0 OR e.received_at < $3::bigint)
-  AND ($4::text = '' OR e.call_id IN
-       (SELECT p.call_id FROM events p WHERE callbridge_tel_key(p.body) = $4::text))
-  AND ($5::text = '' OR e.call_id = $5::text)
-  AND ($6::text = '' OR EXISTS
-       (SELECT 1 FROM events x WHERE x.call_id = e.call_id AND x.event = $6::text))
-  AND ($7::text = '' OR EXISTS
-       (SELECT 1 FROM events x JOIN actions a ON a.event_seq = x.seq
-        WHERE x.call_id = e.call_id AND a.rule = $7::text))
-)sql";
+  FROM events x JOIN actions a ON a.event_seq = x.seq WHERE x.call_id = e.call_id) s)sql";
 
 }  // namespace
 
 std::vector<Journal::CallRow> PostgresJournal::search_calls(const CallQuery& query) {
-  static const std::string sql = std::string("SELECT * FROM (") + kCallRows +
-                                 ") q WHERE ($8::text = '' OR q.outcome = $8::text) "
-                                 "ORDER BY q.seq DESC LIMIT $9::bigint";
+  // Only the filters that are set, so that each combination is planned for what it asks (a
+  // generic plan of "$n = '' OR ..." scans); every value is still a parameter.
+  std::string where;
+  Params params;
+  auto param = [&](auto value, const char* type) {
+    params.add(value);
+    return "$" + std::to_string(params.values().size()) + "::" + type;
+  };
+  if (query.before_seq > 0) where += " AND e.seq < " + param(query.before_seq, "bigint");
+  if (query.from_ms > 0) where += " AND e.received_at >= " + param(query.from_ms, "bigint");
+  if (query.to_ms > 0) where += " AND e.received_at < " + param(query.to_ms, "bigint");
+  if (!query.phone_key.empty())
+    where +=
+        " AND e.call_id IN (SELECT p.call_id FROM events p WHERE callbridge_tel_key(p.body) = " +
+        param(query.phone_key, "text") + ")";
+  if (!query.call_id.empty()) where += " AND e.call_id = " + param(query.call_id, "text");
+  if (!query.event.empty())
+    where += " AND EXISTS (SELECT 1 FROM events x WHERE x.call_id = e.call_id AND x.event = " +
+             param(query.event, "text") + ")";
+  if (!query.rule.empty())
+    where +=
+        " AND EXISTS (SELECT 1 FROM events x JOIN actions a ON a.event_seq = x.seq WHERE "
+        "x.call_id = e.call_id AND a.rule = " +
+        param(query.rule, "text") + ")";
+  // Failed, dead and unknown calls are narrowed to those with such an action (index
+  // actions_by_state_seq), running ones to those with a pending event (events_pending); the
+  // exact outcome is decided by the outer query.
+  const std::string& outcome = query.outcome;
+  std::string states;
+  if (outcome == "dead" || outcome == "unknown") states = param(outcome, "text");
+  if (outcome == "failed") states = "'failed', 'http_error'";
+  if (!states.empty())
+    where +=
+        " AND e.call_id IN (SELECT x.call_id FROM actions a JOIN events x ON x.seq = "
+        "a.event_seq WHERE a.state IN (" +
+        states + "))";
+  if (outcome == "running")
+    where += " AND e.call_id IN (SELECT call_id FROM events WHERE state = 'pending')";
+  // The page's calls first (a call's row is its first event, the lowest seq of its call),
+  // then the columns of those only. With an outcome the page is the narrowed candidates and
+  // the outer query keeps the first `limit` of the exact outcome.
   std::size_t limit = std::clamp<std::size_t>(query.limit, 1, 500);
+  std::string sql =
+      "WITH page AS (SELECT e.seq FROM events e WHERE e.seq = (SELECT MIN(f.seq) FROM events f "
+      "WHERE f.call_id = e.call_id)" +
+      where + " ORDER BY e.seq DESC";
+  if (outcome.empty()) sql += " LIMIT " + param(static_cast<std::int64_t>(limit), "bigint");
+  sql += ") SELECT * FROM (" + std::string(kCallRows) + ") q";
+  if (!outcome.empty()) sql += " WHERE q.outcome = " + param(outcome, "text");
+  sql += " ORDER BY q.seq DESC LIMIT " + param(static_cast<std::int64_t>(limit), "bigint");
   return read(
       [&](Connection& db) {
         std::vector<CallRow> out;
-        Result r = db.run(sql, Params()
-                                   .add(query.before_seq)
-                                   .add(query.from_ms)
-                                   .add(query.to_ms)
-                                   .add(query.phone_key)
-                                   .add(query.call_id)
-                                   .add(query.event)
-                                   .add(query.rule)
-                                   .add(query.outcome)
-                                   .add(static_cast<std::int64_t>(limit)));
+        Result r = db.run(sql, params);
         for (int i = 0; i < r.rows(); ++i) {
           CallRow row;
           row.seq = r.integer(i, 0);
