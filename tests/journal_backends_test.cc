@@ -13,66 +13,16 @@
 #include <vector>
 
 #include "bridge/journal/journal.h"
+#include "tests/fakes/each_backend.h"
 #include "tests/fakes/postgres.h"
-#include "tests/fakes/subprocess.h"
 
 using namespace callbridge::bridge;
+using callbridge::testing::Backend;
+using callbridge::testing::on_each_backend;
 using callbridge::testing::PostgresServer;
-using callbridge::testing::TempDir;
 using nlohmann::json;
 
 namespace {
-
-// One backend's journal storage for a test case: opens (and reopens) a journal on it.
-class Backend {
- public:
-  explicit Backend(JournalBackend kind) : kind_(kind) {}
-  const char* name() const { return kind_ == JournalBackend::sqlite ? "sqlite" : "postgres"; }
-
-  // False (with a message in `skipped`) when this backend cannot run here.
-  bool prepare(std::string& skipped) {
-    if (kind_ == JournalBackend::sqlite) return true;
-    PostgresServer* server = PostgresServer::shared(skipped);
-    if (!server) return false;
-    std::string error;
-    url_ = server->create_database(error);
-    INFO(error);
-    REQUIRE_FALSE(url_.empty());
-    return true;
-  }
-
-  std::unique_ptr<Journal> open(std::vector<EventScopedKeys> scoped = {}) {
-    JournalOptions options(dir_.path() + "/journal.db", false);
-    options.backend = kind_;
-    options.postgres = url_;
-    options.event_scoped = std::move(scoped);
-    std::string error;
-    auto journal = Journal::open(options, error);
-    INFO(error);
-    REQUIRE(journal);
-    return journal;
-  }
-
- private:
-  JournalBackend kind_;
-  TempDir dir_;
-  std::string url_;
-};
-
-// Runs `scenario` on each backend that can run here.
-template <class F>
-void on_each_backend(F&& scenario) {
-  for (JournalBackend kind : {JournalBackend::sqlite, JournalBackend::postgres}) {
-    Backend backend(kind);
-    std::string skipped;
-    if (!backend.prepare(skipped)) {
-      WARN(skipped);
-      continue;
-    }
-    INFO("backend " << backend.name());
-    scenario(backend);
-  }
-}
 
 ActionRecord attempt(std::int64_t seq, const std::string& rule, int n, ActionState state) {
   ActionRecord a;

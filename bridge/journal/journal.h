@@ -199,7 +199,8 @@ class Journal {
   };
   virtual std::vector<CallRow> search_calls(const CallQuery& query) = 0;
   // Dead-lettered and unknown actions, newest first, with their event: by rule, by time,
-  // keyed by the action's rowid (before_rowid 0: the newest).
+  // keyed by the action's rowid (before_rowid 0: the newest). `rowid` is the backend's key of
+  // the action row: SQLite's rowid, PostgreSQL's identity column actions.id.
   struct FailureRow {
     std::int64_t rowid = 0;
     ActionRecord action;

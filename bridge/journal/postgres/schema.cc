@@ -63,7 +63,26 @@ CREATE TABLE IF NOT EXISTS kv (
 );
 )sql";
 
-constexpr Migration kMigrations[] = {{1, kVersion1}};
+// Version 2: the console's searches (console_queries.cc): a call by its caller's number
+// written any way, by time, by an action's state. callbridge_tel_key is the key of
+// bridge/console_phone.h and the SQLite journal's tel_key.h, the same replacements in the same
+// order, IMMUTABLE so that it can be indexed; queries call it to use the index.
+constexpr const char* kVersion2 = R"sql(
+CREATE OR REPLACE FUNCTION callbridge_tel_key(body TEXT) RETURNS TEXT
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $fn$
+SELECT replace(replace(replace(replace(replace(replace(replace(replace(replace(replace(replace(
+  replace(replace(replace(replace(replace(replace(replace(replace(replace(replace(replace(
+  replace(replace(replace(body::json ->> 'tel', '０', '0'), '１', '1'), '２', '2'), '３', '3'),
+  '４', '4'), '５', '5'), '６', '6'), '７', '7'), '８', '8'), '９', '9'), '＋', '+'), ' ', ''),
+  '-', ''), '(', ''), ')', ''), '.', ''), '‐', ''), '−', ''), '－', ''), 'ー', ''), '（', ''),
+  '）', ''), '　', ''), '―', ''), '+81', '0')
+$fn$;
+CREATE INDEX IF NOT EXISTS events_by_tel ON events (callbridge_tel_key(body));
+CREATE INDEX IF NOT EXISTS events_by_time ON events (received_at);
+CREATE INDEX IF NOT EXISTS actions_by_state_seq ON actions (state, event_seq);
+)sql";
+
+constexpr Migration kMigrations[] = {{1, kVersion1}, {2, kVersion2}};
 static_assert(kMigrations[std::size(kMigrations) - 1].version == kSchemaVersion);
 
 // pg_advisory_xact_lock's key for migrations: "callbridge" in ASCII, truncated.
