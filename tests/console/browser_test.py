@@ -108,7 +108,7 @@ rules:
         self.process = subprocess.Popen([binary, "serve", "-c", self.config], stderr=self.log,
                                         stdout=self.log)
         self.port = 0
-        for _ in range(200):
+        for _ in range(600):
             self.log.seek(0)
             m = re.search(r'"msg":"listening".*?"port":"(\d+)"', self.log.read())
             if m:
@@ -141,7 +141,7 @@ rules:
         check(status == 202, f"event not accepted: {status}")
 
     def wait_done(self, call_id):
-        for _ in range(500):
+        for _ in range(1500):
             status, _, body = self.request("GET", "/v1/calls/" + call_id)
             if status == 200:
                 call = json.loads(body)
@@ -172,7 +172,7 @@ def main():
         options.add_argument(arg)
     driver = webdriver.Chrome(service=Service(DRIVER), options=options)
     # Pages that poll re-render their rows: an element found a moment ago may be gone.
-    wait = WebDriverWait(driver, 15, ignored_exceptions=[StaleElementReferenceException])
+    wait = WebDriverWait(driver, 30, ignored_exceptions=[StaleElementReferenceException])
     try:
         run(bridge, driver, wait, shots)
     except Exception:
