@@ -211,25 +211,6 @@ std::vector<std::string> SqliteJournal::commit_batch(
   return results;
 }
 
-void SqliteJournal::note_health(bool ok, std::string reason) {
-  std::lock_guard lock(health_mutex_);
-  writable_ = ok;
-  unwritable_reason_ = std::move(reason);
-}
-
-bool SqliteJournal::writable(std::string& reason) {
-  std::lock_guard lock(health_mutex_);
-  if (writable_) return true;
-  reason = unwritable_reason_;
-  // Nothing may be written for a while: a small write finds out when the journal works again.
-  auto now = std::chrono::steady_clock::now();
-  if (now - last_probe_ >= std::chrono::seconds(1)) {
-    last_probe_ = now;
-    group_->submit_later(write_kv("journal", "probe", std::to_string(now_ms())));
-  }
-  return false;
-}
-
 // Inserts `stored` (call, event, body, received_at, state) and sets its seq and public ID.
 bool SqliteJournal::insert_event(StoredEvent& stored, std::string& e) {
   Statement s(writer_,
@@ -419,11 +400,6 @@ std::vector<ActionRecord> SqliteJournal::dead_actions(std::size_t limit) {
   });
 }
 
-struct SqliteJournal::PruneRun {
-  std::int64_t cutoff_ms = 0;
-  std::size_t calls = 0;
-};
-
 // Each step of kPruneSteps, on the writer thread inside prune's transaction. The calls chosen
 // by select_calls are in the temporary table old_calls.
 bool SqliteJournal::prune_step(PruneStep step, PruneRun& run, std::string& e) {
@@ -473,36 +449,6 @@ bool SqliteJournal::prune_step(PruneStep step, PruneRun& run, std::string& e) {
   }
   e = "unknown prune step";
   return false;
-}
-
-std::size_t SqliteJournal::prune(std::chrono::system_clock::time_point older_than) {
-  return prune_steps(older_than, kPruneSteps);
-}
-
-std::size_t SqliteJournal::prune_steps(std::chrono::system_clock::time_point older_than,
-                                       std::span<const PruneStep> steps) {
-  PruneRun run;
-  run.cutoff_ms =
-      std::chrono::duration_cast<std::chrono::milliseconds>(older_than.time_since_epoch()).count();
-  std::string error;
-  group_->submit(
-      [&](std::string& e) {
-        for (PruneStep step : steps)
-          if (!prune_step(step, run, e)) return false;
-        return true;
-      },
-      error);
-  return error.empty() ? run.calls : 0;
-}
-
-bool SqliteJournal::kv_put(std::string_view ns, std::string_view key, std::string_view value,
-                           std::string& error) {
-  return group_->submit(write_kv(std::string(ns), std::string(key), std::string(value)), error);
-}
-
-void SqliteJournal::kv_put_later(std::string_view ns, std::string_view key,
-                                 std::string_view value) {
-  group_->submit_later(write_kv(std::string(ns), std::string(key), std::string(value)));
 }
 
 bool SqliteJournal::kv_erase(std::string_view ns, std::string_view key, std::string& error) {

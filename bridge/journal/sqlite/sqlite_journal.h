@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "bridge/journal/batched_journal.h"
 #include "bridge/journal/group_commit.h"
 #include "bridge/journal/journal.h"
 #include "bridge/journal/sqlite/journal_file.h"
@@ -18,7 +19,7 @@
 
 namespace callbridge::bridge {
 
-class SqliteJournal final : public Journal {
+class SqliteJournal final : public BatchedJournal {
  public:
   // Opens or creates the journal file `options.path`, checks it (PRAGMA quick_check), migrates
   // its schema and continues event IDs after the mark beside it.
@@ -46,27 +47,10 @@ class SqliteJournal final : public Journal {
   std::vector<ActionRecord> dead_actions(std::size_t limit) override;
   std::optional<StoredEvent> event(std::int64_t seq) override;
 
-  std::size_t prune(std::chrono::system_clock::time_point older_than) override;
-  // Runs `steps` (a prefix of kPruneSteps, in order) in one transaction: `prune` runs them all.
-  // How many calls select_calls chose; 0 when a step failed (nothing is deleted then).
-  std::size_t prune_steps(std::chrono::system_clock::time_point older_than,
-                          std::span<const PruneStep> steps);
-
-  bool kv_put(std::string_view ns, std::string_view key, std::string_view value,
-              std::string& error) override;
-  void kv_put_later(std::string_view ns, std::string_view key, std::string_view value) override;
   bool kv_erase(std::string_view ns, std::string_view key, std::string& error) override;
   std::optional<std::string> kv_get(std::string_view ns, std::string_view key) override;
   std::vector<std::pair<std::string, std::string>> kv_scan(std::string_view ns,
                                                            std::string_view prefix = {}) override;
-
-  bool writable(std::string& reason) override;
-
-  std::uint64_t commits() const override { return commits_.load(); }
-  std::uint64_t failed_later_writes() const override { return group_->failed_later(); }
-  std::chrono::microseconds last_commit_time() const override {
-    return std::chrono::microseconds(last_commit_us_.load());
-  }
 
   std::vector<CallRow> search_calls(const CallQuery& query) override;
   std::vector<FailureRow> failures(const std::string& rule, std::int64_t since_ms,
@@ -77,16 +61,14 @@ class SqliteJournal final : public Journal {
   std::vector<std::int64_t> action_latencies(std::int64_t since_ms, std::size_t limit) override;
 
  private:
-  struct PruneRun;
   SqliteJournal() = default;
 
   // The group commit's batch: one transaction, each write in its own savepoint.
   std::vector<std::string> commit_batch(const std::vector<GroupCommit::Apply*>& batch);
-  void note_health(bool ok, std::string reason);
   bool insert_event(StoredEvent& stored, std::string& error);  // on the writer thread
   GroupCommit::Apply write_action(ActionRecord action);
-  GroupCommit::Apply write_kv(std::string ns, std::string key, std::string value);
-  bool prune_step(PruneStep step, PruneRun& run, std::string& error);
+  GroupCommit::Apply write_kv(std::string ns, std::string key, std::string value) override;
+  bool prune_step(PruneStep step, PruneRun& run, std::string& error) override;
 
   template <class F>
   auto read(F&& f) {
@@ -100,16 +82,6 @@ class SqliteJournal final : public Journal {
   bool mark_ids_ = false;  // a file journal: event IDs are covered by the mark
   std::mutex read_mutex_;
   sqlite::Connection reader_;
-
-  std::atomic<std::uint64_t> commits_{0};
-  std::atomic<std::int64_t> last_commit_us_{0};
-
-  std::mutex health_mutex_;
-  bool writable_ = true;  // the last commit worked
-  std::string unwritable_reason_;
-  std::chrono::steady_clock::time_point last_probe_{};
-
-  std::unique_ptr<GroupCommit> group_;  // last: stops (and drains) before the connections close
 };
 
 namespace sqlite {

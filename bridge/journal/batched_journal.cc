@@ -1,0 +1,65 @@
+#include "bridge/journal/batched_journal.h"
+
+namespace callbridge::bridge {
+
+namespace {
+
+// How often writable() sends its probe while commits fail.
+constexpr auto kProbeInterval = std::chrono::seconds(1);
+
+std::int64_t unix_ms(std::chrono::system_clock::time_point t) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
+}
+
+}  // namespace
+
+std::size_t BatchedJournal::prune(std::chrono::system_clock::time_point older_than) {
+  return prune_steps(older_than, kPruneSteps);
+}
+
+std::size_t BatchedJournal::prune_steps(std::chrono::system_clock::time_point older_than,
+                                        std::span<const PruneStep> steps) {
+  PruneRun run;
+  run.cutoff_ms = unix_ms(older_than);
+  std::string error;
+  group_->submit(
+      [&](std::string& e) {
+        for (PruneStep step : steps)
+          if (!prune_step(step, run, e)) return false;
+        return true;
+      },
+      error);
+  return error.empty() ? run.calls : 0;
+}
+
+bool BatchedJournal::kv_put(std::string_view ns, std::string_view key, std::string_view value,
+                            std::string& error) {
+  return group_->submit(write_kv(std::string(ns), std::string(key), std::string(value)), error);
+}
+
+void BatchedJournal::kv_put_later(std::string_view ns, std::string_view key,
+                                  std::string_view value) {
+  group_->submit_later(write_kv(std::string(ns), std::string(key), std::string(value)));
+}
+
+void BatchedJournal::note_health(bool ok, std::string reason) {
+  std::lock_guard lock(health_mutex_);
+  writable_ = ok;
+  unwritable_reason_ = std::move(reason);
+}
+
+bool BatchedJournal::writable(std::string& reason) {
+  std::lock_guard lock(health_mutex_);
+  if (writable_) return true;
+  reason = unwritable_reason_;
+  // Nothing may be written for a while: a small write finds out when the journal works again.
+  auto now = std::chrono::steady_clock::now();
+  if (now - last_probe_ >= kProbeInterval) {
+    last_probe_ = now;
+    group_->submit_later(
+        write_kv("journal", "probe", std::to_string(unix_ms(std::chrono::system_clock::now()))));
+  }
+  return false;
+}
+
+}  // namespace callbridge::bridge
