@@ -13,6 +13,39 @@ std::int64_t unix_ms(std::chrono::system_clock::time_point t) {
 
 }  // namespace
 
+std::int64_t BatchedJournal::now_ms() {
+  return unix_ms(std::chrono::system_clock::now());
+}
+
+StoredEvent BatchedJournal::new_event(const std::string& call_id, const std::string& event,
+                                      const std::string& body, EventState state) {
+  StoredEvent stored;
+  stored.call_id = call_id;
+  stored.event = event;
+  stored.body = body;
+  stored.received_at_ms = now_ms();
+  stored.state = state;
+  return stored;
+}
+
+std::optional<StoredEvent> BatchedJournal::append_event(const std::string& call_id,
+                                                        const std::string& event,
+                                                        const std::string& body,
+                                                        std::string& error) {
+  StoredEvent stored = new_event(call_id, event, body, EventState::pending);
+  if (!group_->submit([&](std::string& e) { return insert_event(stored, e); }, error))
+    return std::nullopt;
+  return stored;
+}
+
+bool BatchedJournal::record_action(const ActionRecord& action, std::string& error) {
+  return group_->submit(write_action(action), error);
+}
+
+void BatchedJournal::record_action_later(ActionRecord action) {
+  group_->submit_later(write_action(std::move(action)));
+}
+
 std::size_t BatchedJournal::prune(std::chrono::system_clock::time_point older_than) {
   return prune_steps(older_than, kPruneSteps);
 }
@@ -56,8 +89,7 @@ bool BatchedJournal::writable(std::string& reason) {
   auto now = std::chrono::steady_clock::now();
   if (now - last_probe_ >= kProbeInterval) {
     last_probe_ = now;
-    group_->submit_later(
-        write_kv("journal", "probe", std::to_string(unix_ms(std::chrono::system_clock::now()))));
+    group_->submit_later(write_kv("journal", "probe", std::to_string(now_ms())));
   }
   return false;
 }

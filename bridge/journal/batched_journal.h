@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -19,6 +20,12 @@ namespace callbridge::bridge {
 
 class BatchedJournal : public Journal {
  public:
+  // Durable on return: one write in the next group commit (insert_event, write_action).
+  std::optional<StoredEvent> append_event(const std::string& call_id, const std::string& event,
+                                          const std::string& body, std::string& error) override;
+  bool record_action(const ActionRecord& action, std::string& error) override;
+  void record_action_later(ActionRecord action) override;
+
   std::size_t prune(std::chrono::system_clock::time_point older_than) override;
   // Runs `steps` (a prefix of kPruneSteps, in order) in one transaction: `prune` runs them all.
   // How many calls select_calls chose; 0 when a step failed (nothing is deleted then).
@@ -46,6 +53,15 @@ class BatchedJournal : public Journal {
   virtual bool prune_step(PruneStep step, PruneRun& run, std::string& error) = 0;
   // Stores `value` under ns/key (on the writer thread, inside a batch).
   virtual GroupCommit::Apply write_kv(std::string ns, std::string key, std::string value) = 0;
+  // Inserts the event, giving it its seq and event ID (on the writer thread, inside a batch).
+  virtual bool insert_event(StoredEvent& stored, std::string& error) = 0;
+  // Inserts or replaces the attempt (on the writer thread, inside a batch).
+  virtual GroupCommit::Apply write_action(ActionRecord action) = 0;
+
+  static std::int64_t now_ms();  // unix epoch milliseconds
+  // An event received now, before insert_event numbers it.
+  static StoredEvent new_event(const std::string& call_id, const std::string& event,
+                               const std::string& body, EventState state);
 
   // The outcome of the last commit, for writable().
   void note_health(bool ok, std::string reason);

@@ -24,12 +24,6 @@ std::string failure_states_sql() {
 
 namespace {
 
-std::int64_t now_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
 // The keys that start with `prefix` are [prefix, end): keys compare bytewise (COLLATE "C").
 // Empty when no such end is a valid text value (the prefix ends in a byte >= 0x7F: the
 // incremented byte would not be UTF-8); the queries then filter with starts_with instead.
@@ -82,17 +76,6 @@ std::vector<ActionRecord> read_actions(const Result& r) {
     out.push_back(std::move(a));
   }
   return out;
-}
-
-StoredEvent new_event(const std::string& call_id, const std::string& event, const std::string& body,
-                      EventState state) {
-  StoredEvent stored;
-  stored.call_id = call_id;
-  stored.event = event;
-  stored.body = body;
-  stored.received_at_ms = now_ms();
-  stored.state = state;
-  return stored;
 }
 
 // RFC 7386 merge patches, as SQLite's json_patch: `patches` applied in order to an empty
@@ -230,16 +213,6 @@ bool PostgresJournal::insert_event(StoredEvent& stored, std::string& e) {
   return true;
 }
 
-std::optional<StoredEvent> PostgresJournal::append_event(const std::string& call_id,
-                                                         const std::string& event,
-                                                         const std::string& body,
-                                                         std::string& error) {
-  StoredEvent stored = new_event(call_id, event, body, EventState::pending);
-  if (!group_->submit([&](std::string& e) { return insert_event(stored, e); }, error))
-    return std::nullopt;
-  return stored;
-}
-
 std::optional<StoredEvent> PostgresJournal::append_finished_event(
     const std::string& call_id, const std::string& event, const std::string& body,
     const std::string& defaults_json, const std::string& vars_json, std::string& error) {
@@ -305,14 +278,6 @@ GroupCommit::Apply PostgresJournal::write_kv(std::string ns, std::string key, st
             "updated_at = excluded.updated_at",
             Params().add(ns).add(key).add(value).add(now_ms()), e);
       };
-}
-
-bool PostgresJournal::record_action(const ActionRecord& a, std::string& error) {
-  return group_->submit(write_action(a), error);
-}
-
-void PostgresJournal::record_action_later(ActionRecord action) {
-  group_->submit_later(write_action(std::move(action)));
 }
 
 bool PostgresJournal::finish_event(std::int64_t seq, EventState state, const std::string& call_id,

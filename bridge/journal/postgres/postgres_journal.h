@@ -24,13 +24,9 @@ class PostgresJournal final : public BatchedJournal {
   static std::unique_ptr<PostgresJournal> open(const JournalOptions& options, std::string& error);
   ~PostgresJournal() override;
 
-  std::optional<StoredEvent> append_event(const std::string& call_id, const std::string& event,
-                                          const std::string& body, std::string& error) override;
   std::optional<StoredEvent> append_finished_event(
       const std::string& call_id, const std::string& event, const std::string& body,
       const std::string& defaults_json, const std::string& vars_json, std::string& error) override;
-  bool record_action(const ActionRecord& action, std::string& error) override;
-  void record_action_later(ActionRecord action) override;
   bool finish_event(std::int64_t seq, EventState state, const std::string& call_id,
                     const std::string& vars_json, std::string& error) override;
 
@@ -60,8 +56,8 @@ class PostgresJournal final : public BatchedJournal {
   PostgresJournal() = default;
 
   std::vector<std::string> commit_batch(const std::vector<GroupCommit::Apply*>& batch);
-  bool insert_event(StoredEvent& stored, std::string& error);  // on the writer thread
-  GroupCommit::Apply write_action(ActionRecord action);
+  bool insert_event(StoredEvent& stored, std::string& error) override;  // on the writer thread
+  GroupCommit::Apply write_action(ActionRecord action) override;
   GroupCommit::Apply write_kv(std::string ns, std::string key, std::string value) override;
   bool prune_step(PruneStep step, PruneRun& run, std::string& error) override;
 

@@ -28,12 +28,6 @@ constexpr const char* kRecoveryHint =
     "stop callbridge, keep a copy of the file with its -wal and -shm files, then restore a backup "
     "or recover it as docs/reliability.md describes (\"Recovering a damaged journal\")";
 
-std::int64_t now_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
 // Errors after which the journal cannot be written until something outside changes.
 bool storage_failure(int code) {
   switch (code & 0xff) {
@@ -95,17 +89,6 @@ ActionRecord read_action(const Statement& s) {
   a.extracted = s.text(10);
   a.error = s.text(11);
   return a;
-}
-
-StoredEvent new_event(const std::string& call_id, const std::string& event, const std::string& body,
-                      EventState state) {
-  StoredEvent stored;
-  stored.call_id = call_id;
-  stored.event = event;
-  stored.body = body;
-  stored.received_at_ms = now_ms();
-  stored.state = state;
-  return stored;
 }
 
 }  // namespace
@@ -224,16 +207,6 @@ bool SqliteJournal::insert_event(StoredEvent& stored, std::string& e) {
   return !mark_ids_ || ids_.cover(stored.seq, e);
 }
 
-std::optional<StoredEvent> SqliteJournal::append_event(const std::string& call_id,
-                                                       const std::string& event,
-                                                       const std::string& body,
-                                                       std::string& error) {
-  StoredEvent stored = new_event(call_id, event, body, EventState::pending);
-  if (!group_->submit([&](std::string& e) { return insert_event(stored, e); }, error))
-    return std::nullopt;
-  return stored;
-}
-
 std::optional<StoredEvent> SqliteJournal::append_finished_event(
     const std::string& call_id, const std::string& event, const std::string& body,
     const std::string& defaults_json, const std::string& vars_json, std::string& error) {
@@ -281,14 +254,6 @@ GroupCommit::Apply SqliteJournal::write_kv(std::string ns, std::string key, std:
     s.bind(1, ns).bind(2, key).bind(3, value).bind(4, now_ms());
     return s.run(e);
   };
-}
-
-bool SqliteJournal::record_action(const ActionRecord& a, std::string& error) {
-  return group_->submit(write_action(a), error);
-}
-
-void SqliteJournal::record_action_later(ActionRecord action) {
-  group_->submit_later(write_action(std::move(action)));
 }
 
 bool SqliteJournal::finish_event(std::int64_t seq, EventState state, const std::string& call_id,

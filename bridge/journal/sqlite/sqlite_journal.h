@@ -29,13 +29,9 @@ class SqliteJournal final : public BatchedJournal {
   static std::vector<std::string> check(const std::string& path);
   ~SqliteJournal() override;
 
-  std::optional<StoredEvent> append_event(const std::string& call_id, const std::string& event,
-                                          const std::string& body, std::string& error) override;
   std::optional<StoredEvent> append_finished_event(
       const std::string& call_id, const std::string& event, const std::string& body,
       const std::string& defaults_json, const std::string& vars_json, std::string& error) override;
-  bool record_action(const ActionRecord& action, std::string& error) override;
-  void record_action_later(ActionRecord action) override;
   bool finish_event(std::int64_t seq, EventState state, const std::string& call_id,
                     const std::string& vars_json, std::string& error) override;
 
@@ -65,8 +61,8 @@ class SqliteJournal final : public BatchedJournal {
 
   // The group commit's batch: one transaction, each write in its own savepoint.
   std::vector<std::string> commit_batch(const std::vector<GroupCommit::Apply*>& batch);
-  bool insert_event(StoredEvent& stored, std::string& error);  // on the writer thread
-  GroupCommit::Apply write_action(ActionRecord action);
+  bool insert_event(StoredEvent& stored, std::string& error) override;  // on the writer thread
+  GroupCommit::Apply write_action(ActionRecord action) override;
   GroupCommit::Apply write_kv(std::string ns, std::string key, std::string value) override;
   bool prune_step(PruneStep step, PruneRun& run, std::string& error) override;
 
