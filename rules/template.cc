@@ -497,6 +497,16 @@ std::vector<Template::QueryPlaceholder> Template::protect_kintone_query() {
         }
       }
     }
+  } else if (destination_ == Destination::text) {
+    // The whole text is a kintone query (a typed kintone action's `query:`).
+    QueryScanner scanner;
+    for (Segment& s : segments_) {
+      if (s.kind == Kind::variable) {
+        treat(s, scanner);
+        continue;
+      }
+      for (char c : s.text) scanner.feed(c);
+    }
   }
   return treated;
 }

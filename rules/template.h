@@ -49,7 +49,7 @@ class Template {
   std::string render(const Variables& vars, RenderReport& report, bool redacted = false) const;
 
   // Treats the placeholders that land in a kintone query (the `query` member of a JSON body, the
-  // `query=` URL parameter) as query values: inside a query string literal they are escaped for
+  // `query=` URL parameter, the whole of a text template) as query values: inside a query string literal they are escaped for
   // the query language, in a bare position written as a quoted literal. Placeholders with an
   // explicit `|query` or `|raw` are left as written. Returns each treated placeholder.
   struct QueryPlaceholder {

@@ -357,6 +357,60 @@ rules:
         R"(電話番号 = "\" or 電話番号 != \"" and (会社名 like "\") or (会社名 != \"") limit 1)");
 }
 
+TEST_CASE("kintone action: placeholders in free query text are escaped as values",
+          "[kintone-connector][query]") {
+  FakeKintone k;
+  k.add_app(7, "record_no");
+  k.add_api_token(7, "customer-token-7");
+  k.insert_record(7, {{"会社名", {{"value", "A社"}}}, {"担当", {{"value", "佐藤"}}}});
+  k.insert_record(7, {{"会社名", {{"value", "B社"}}}, {"担当", {{"value", "鈴木"}}}});
+  auto rules_with = [&](const std::string& query) {
+    return replace_all(kHeader, "http://127.0.0.1:1", k.base_url()) +
+           "rules:\n  - name: find\n    event: inbound\n    kintone:\n      app: 7\n"
+           "      query: '" +
+           query + "'\n";
+  };
+  // Bare, inside a literal, and after a literal in the same text: each is a value.
+  for (std::string query : {"会社名 = {COMPANY}", "会社名 like \"{COMPANY}\"",
+                            "担当 = \"佐藤\" and 会社名 = {COMPANY}"}) {
+    INFO(query);
+    auto result = load(rules_with(query));
+    REQUIRE(result.config);
+    bool noted = false;
+    for (const auto& n : result.notes)
+      noted = noted || n.format().find("{COMPANY} is escaped for kintone's query language") !=
+                           std::string::npos;
+    CHECK(noted);
+    http::HttpClient transport;
+    rules::Engine engine(result.config->rules, result.config->secrets, &transport);
+    for (std::string hostile :
+         {"\" or 会社名 != \"", "x\") or (会社名 != \"", "x or 1 = 1", "\\"}) {
+      INFO(hostile);
+      rules::CallContext call;
+      auto e = event("inbound", "Q", "0312345678");
+      e.vars["COMPANY"] = hostile;
+      auto outcomes = engine.run(e, call);
+      INFO(outcomes[0].error);
+      CHECK(outcomes[0].status == rules::RuleStatus::succeeded);
+      CHECK(call.vars["RESPONSE_COUNT"] == "0");
+    }
+    rules::CallContext call;
+    auto e = event("inbound", "Q2", "0312345678");
+    e.vars["COMPANY"] = "A社";
+    engine.run(e, call);
+    CHECK(call.vars["RESPONSE_COUNT"] == "1");
+  }
+  // |raw is the explicit opt-out: the value is query text.
+  auto raw = load_ok(rules_with("会社名 = \"A社\" or {EXTRA|raw}"));
+  http::HttpClient transport;
+  rules::Engine engine(raw.rules, raw.secrets, &transport);
+  rules::CallContext call;
+  auto e = event("inbound", "Q3", "0312345678");
+  e.vars["EXTRA"] = "会社名 = \"B社\"";
+  engine.run(e, call);
+  CHECK(call.vars["RESPONSE_COUNT"] == "2");
+}
+
 TEST_CASE("kintone action: dry run shows the request with secrets hidden and sends nothing",
           "[kintone-connector]") {
   FakeKintone k;

@@ -422,6 +422,11 @@ std::shared_ptr<const rules::Action> load_action(const YAML::Node& node,
     }
   }
   s.query = tmpl("query");
+  // Free query text: its placeholders are values, escaped as in a raw request's query.
+  if (s.query)
+    for (const auto& p : s.query->protect_kintone_query())
+      reader.note(node["query"], "{" + p.name + "} is escaped for kintone's query language",
+                  p.offset);
   if (auto n = node["fields"]) {
     if (reader.expect_list(n, ctx + ".fields")) {
       for (const auto& f : n) {
