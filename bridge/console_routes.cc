@@ -92,6 +92,7 @@ nlohmann::ordered_json action_json(const ActionRecord& a, const rules::SecretSet
   j["latency_ms"] = static_cast<double>(a.latency_us) / 1000.0;
   j["gate"] = secrets.redact(a.gate);
   j["error"] = secrets.redact(a.error);
+  j["response"] = secrets.redact(a.response);
   return j;
 }
 
