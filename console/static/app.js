@@ -308,7 +308,7 @@ async function loadChains() {
         } catch (e) {
           showError(e.message);
         }
-        loadChains().catch((e) => showError(e.message));
+        refreshChains().catch((e) => showError(e.message));
       });
       actions.append(button);
     }
@@ -321,11 +321,15 @@ async function loadChains() {
     clearTimeout(state.poll);
     // The list and the chain shown below it, while one runs.
     state.poll = setTimeout(() => {
-      if (!location.hash.startsWith("#chains")) return;
-      const shown = decodeURIComponent(location.hash.slice("#chains/".length));
-      loadChains().then(() => loadChain(shown)).catch(() => {});
+      if (location.hash.startsWith("#chains")) refreshChains().catch(() => {});
     }, 2000);
   }
+}
+
+// The list and the chain the page shows below it (#chains/ID).
+async function refreshChains() {
+  await loadChains();
+  await loadChain(decodeURIComponent(location.hash.slice("#chains/".length)));
 }
 
 async function loadChain(id) {

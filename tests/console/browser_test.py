@@ -472,6 +472,8 @@ def run(bridge, driver, wait, shots):
     wait.until(lambda d: [r.get_attribute("data-status") for r in
                           d.find_elements(By.CSS_SELECTOR, "#chains-body tr.chain")] == ["aborted"])
     check(Pigeon.aborts == 1, "Pigeon was told to abort")
+    wait.until(lambda d: [r.get_attribute("data-result") for r in
+                          d.find_elements(By.CSS_SELECTOR, "#chain-detail tr.chain-attempt")] == ["aborted"])
     status, _, body = bridge.request("GET", "/v1/escalation/chains/" + chain_id)
     check(status == 200 and json.loads(body)["result"]["status"] == "aborted", "chain aborted: " + str(body))
 
