@@ -50,6 +50,18 @@ ActionState state_of(rules::RuleStatus status) {
   return ActionState::failed;
 }
 
+std::string response_excerpt(std::string_view body, const rules::SecretSet& secrets) {
+  std::string text = secrets.redact(body);
+  if (text.size() <= kResponseBodyCap) return text;
+  std::size_t cut = kResponseBodyCap;
+  // Back to the first byte of a UTF-8 sequence so that no character is split.
+  while (cut > 0 && (static_cast<unsigned char>(text[cut]) & 0xC0) == 0x80) --cut;
+  std::string shown = text.substr(0, cut);
+  shown +=
+      "\n[cut: " + std::to_string(cut) + " of " + std::to_string(text.size()) + " bytes shown]";
+  return shown;
+}
+
 ActionRecord started_record(std::int64_t event_seq, const std::string& rule, int attempt,
                             std::int64_t started_ms, const http::Request& shown) {
   ActionRecord a;
@@ -77,6 +89,7 @@ ActionRecord finished_record(std::int64_t event_seq, const std::string& rule, in
   if (outcome.response) {
     a.status = outcome.response->status;
     a.latency_us = outcome.response->latency.count();
+    a.response = response_excerpt(outcome.response->body, secrets);
   }
   a.extracted = variables_to_json(outcome.extracted);
   a.error = outcome.error;

@@ -3,6 +3,7 @@
 
 #include <cstdint>
 #include <string>
+#include <string_view>
 
 #include "bridge/journal/journal.h"
 #include "http/http_client.h"
@@ -18,11 +19,19 @@ rules::Variables variables_from_json(const std::string& text);
 
 ActionState state_of(rules::RuleStatus status);
 
+// The most of a response body an attempt keeps (ActionRecord::response), in bytes.
+inline constexpr std::size_t kResponseBodyCap = 4096;
+
+// `body` with secrets redacted, cut to kResponseBodyCap bytes (at a UTF-8 character's start)
+// and then marked "[cut: N of M bytes shown]" on a line of its own.
+std::string response_excerpt(std::string_view body, const rules::SecretSet& secrets);
+
 // Written before the request leaves: a crash after this point leaves a trace to decide on.
 ActionRecord started_record(std::int64_t event_seq, const std::string& rule, int attempt,
                             std::int64_t started_ms, const http::Request& shown);
 
-// The outcome of an attempt; errors are redacted and name undefined variables.
+// The outcome of an attempt; errors are redacted and name undefined variables; the response
+// body is kept as response_excerpt().
 ActionRecord finished_record(std::int64_t event_seq, const std::string& rule, int attempt,
                              ActionState state, const rules::RuleOutcome& outcome,
                              std::int64_t started_ms, const rules::SecretSet& secrets);

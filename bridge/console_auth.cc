@@ -6,6 +6,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <stdexcept>
 
 #include "rules/config_reader.h"
@@ -142,8 +143,18 @@ std::shared_ptr<const rules::Section> load_console_section(const YAML::Node& nod
   const std::size_t errors = reader.error_count();
   reader.check_keys(node, {"users", "session_minutes"}, "console");
   if (auto n = node["session_minutes"])
-    if (auto minutes = reader.integer(n, "console.session_minutes", 1, 10080))
-      settings->session_minutes = static_cast<int>(*minutes);
+    if (auto raw = reader.scalar(n, "console.session_minutes")) {
+      // Minutes, fractions allowed: a short expiry is how tests see a session end.
+      char* end = nullptr;
+      double minutes = std::strtod(raw->c_str(), &end);
+      if (raw->empty() || *end != '\0' || !(minutes >= kMinSessionMinutes && minutes <= 10080))
+        reader.error(n,
+                     "\"console.session_minutes\": must be a number of minutes between 0.05 "
+                     "and 10080, got \"" +
+                         *raw + "\"");
+      else
+        settings->session_minutes = minutes;
+    }
   if (auto list = node["users"]; list && reader.expect_list(list, "console.users")) {
     for (const auto& item : list) {
       if (!reader.expect_map(item, "console.users")) continue;
@@ -178,7 +189,7 @@ std::shared_ptr<const rules::Section> load_console_section(const YAML::Node& nod
 }
 
 std::string ConsoleSessions::create(const std::string& user, ConsoleRole role,
-                                    std::chrono::minutes lifetime) {
+                                    std::chrono::milliseconds lifetime) {
   std::string token = random_token();
   std::lock_guard lock(mutex_);
   // Forget the expired ones now and then, so abandoned sessions do not pile up.

@@ -34,11 +34,17 @@ struct ConsoleUser {
   std::string password_hash;  // pbkdf2-sha256$ITERATIONS$SALT$HASH (base64)
 };
 
+// The shortest session: three seconds.
+inline constexpr double kMinSessionMinutes = 0.05;
+
 // The `console:` section: who may sign in, and for how long a session lasts.
 struct ConsoleSettings final : rules::Section {
   std::vector<ConsoleUser> users;
-  int session_minutes = 480;
+  double session_minutes = 480;  // fractions allowed (0.05, three seconds, for tests)
   const ConsoleUser* user(std::string_view name) const;
+  std::chrono::milliseconds session_lifetime() const {
+    return std::chrono::milliseconds(static_cast<std::int64_t>(session_minutes * 60000.0));
+  }
 };
 
 std::shared_ptr<const rules::Section> load_console_section(const YAML::Node& node,
@@ -68,7 +74,7 @@ struct ConsoleSession {
 class ConsoleSessions {
  public:
   using Clock = std::chrono::steady_clock;
-  std::string create(const std::string& user, ConsoleRole role, std::chrono::minutes lifetime);
+  std::string create(const std::string& user, ConsoleRole role, std::chrono::milliseconds lifetime);
   // The live session of `token`; expired ones are forgotten.
   std::optional<ConsoleSession> find(const std::string& token);
   void erase(const std::string& token);

@@ -92,6 +92,7 @@ nlohmann::ordered_json action_json(const ActionRecord& a, const rules::SecretSet
   j["latency_ms"] = static_cast<double>(a.latency_us) / 1000.0;
   j["gate"] = secrets.redact(a.gate);
   j["error"] = secrets.redact(a.error);
+  j["response"] = secrets.redact(a.response);
   return j;
 }
 
@@ -256,11 +257,12 @@ void Console::login(const rules::HttpRequest& req, rules::HttpResponse& res) {
   }
   limiter_.succeeded(by_address);
   limiter_.succeeded(by_name);
-  int minutes = settings->session_minutes;
-  std::string token = sessions_.create(user->name, user->role, std::chrono::minutes(minutes));
-  std::string cookie =
-      std::string(kCookie) + "=" + token +
-      "; Path=/; HttpOnly; SameSite=Strict; Max-Age=" + std::to_string(minutes * 60);
+  auto lifetime = settings->session_lifetime();
+  std::string token = sessions_.create(user->name, user->role, lifetime);
+  // Max-Age in whole seconds, rounded up: the server's expiry is what counts.
+  std::string cookie = std::string(kCookie) + "=" + token +
+                       "; Path=/; HttpOnly; SameSite=Strict; Max-Age=" +
+                       std::to_string((lifetime.count() + 999) / 1000);
   if (!cfg->server.tls_cert_file.empty()) cookie += "; Secure";
   res.headers.emplace_back("Set-Cookie", cookie);
   log::write(log::Level::info, "console sign-in",

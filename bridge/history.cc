@@ -63,6 +63,7 @@ std::string call_history(Journal& journal, const std::string& call_id, bool& fou
       aj["latency_ms"] = static_cast<double>(a.latency_us) / 1000.0;
       aj["extracted"] = parse_or_string(a.extracted.empty() ? "{}" : a.extracted);
       aj["error"] = a.error;
+      aj["response"] = a.response;
       if (a.started_at_ms) aj["started_at"] = ms_to_iso(a.started_at_ms);
       if (a.finished_at_ms) aj["finished_at"] = ms_to_iso(a.finished_at_ms);
       ev["actions"].push_back(std::move(aj));

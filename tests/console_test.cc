@@ -348,14 +348,55 @@ TEST_CASE("repeated wrong passwords are slowed and logged without the password",
 }
 
 TEST_CASE("a console session ends after console.session_minutes", "[console][server]") {
-  // One minute is the shortest; the unit test above covers the clock. Here: the cookie's age.
-  ConsoleBridge b("  session_minutes: 1\n");
+  // Fractions of a minute are allowed: 0.05 is three seconds, the shortest.
+  ConsoleBridge b("  session_minutes: 0.05\n");
   REQUIRE(b.bridge.start());
-  auto r = b.plain().Post("/console/login",
-                          json{{"name", "vic"}, {"password", "viewer-password"}}.dump(),
-                          "application/json");
-  REQUIRE(r);
-  CHECK(r->get_header_value("Set-Cookie").find("Max-Age=60") != std::string::npos);
+  auto signed_in = std::chrono::steady_clock::now();
+  auto session = sign_in(b, "vic", "viewer-password");
+  REQUIRE(session);
+  httplib::Headers headers{{"Cookie", session->cookie}};
+  auto first = b.plain().Get("/console/api/me", headers);
+  REQUIRE(first);
+  CHECK(first->status == 200);
+  // Asked until refused: it must take the session's lifetime, and not much longer.
+  int status = 200;
+  while (status == 200 && std::chrono::steady_clock::now() - signed_in < std::chrono::seconds(10)) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    auto r = b.plain().Get("/console/api/me", headers);
+    REQUIRE(r);
+    status = r->status;
+  }
+  auto lasted = std::chrono::steady_clock::now() - signed_in;
+  CHECK(status == 401);
+  CHECK(lasted >= std::chrono::milliseconds(2900));
+  CHECK(lasted < std::chrono::seconds(6));
+  auto index = b.plain().Get("/console/", headers);
+  REQUIRE(index);
+  CHECK(index->status == 302);
+  CHECK(index->get_header_value("Location") == "/console/login");
+}
+
+TEST_CASE("console.session_minutes: fractions, and what is refused", "[console][config]") {
+  auto registry = bridge::with_bridge_sections(bridge::connector_registry());
+  auto minutes = [&](const std::string& value) {
+    return rules::load_config_text("console:\n  session_minutes: " + value + "\n", "s.yaml",
+                                   rules::process_env, registry);
+  };
+  auto ok = minutes("0.5");
+  REQUIRE(ok.config);
+  auto settings = ok.config->section<bridge::ConsoleSettings>("console");
+  CHECK(settings->session_lifetime() == std::chrono::seconds(30));
+  CHECK(minutes("10080").config);
+  for (const char* bad : {"0.01", "0", "10081", "abc", "1e", "nan", "-1"}) {
+    auto r = minutes(bad);
+    INFO(bad);
+    CHECK_FALSE(r.config);
+    REQUIRE(r.errors.size() == 1);
+    CHECK(r.errors[0].format() == std::string("s.yaml:2:20: error: \"console.session_minutes\": "
+                                              "must be a number of minutes between 0.05 and "
+                                              "10080, got \"") +
+                                      bad + "\"");
+  }
 }
 
 TEST_CASE("console call search filters and pages by key", "[console][journal]") {

@@ -95,6 +95,7 @@ struct ActionRecord {
   std::int64_t latency_us = 0;
   std::string extracted;  // JSON object of RESPONSE_* set by this attempt
   std::string error;
+  std::string response;  // the response body, capped and redacted (action_record.h)
 };
 
 struct CallSummary {

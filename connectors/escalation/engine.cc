@@ -536,12 +536,15 @@ bool Engine::abort(const std::string& id, std::string& error, int& status) {
       return false;
     }
     Millis now = self.timers.now();
-    if (s.phase == Phase::dialing && !s.attempts.empty() && !s.attempts.back().outcome) {
+    // The call in progress ends with the chain: ours (its dialer is told) or Pigeon's, whose
+    // result is not polled again after the abort.
+    bool calling = s.phase == Phase::dialing || s.phase == Phase::remote;
+    if (calling && !s.attempts.empty() && !s.attempts.back().outcome) {
       Attempt& a = s.attempts.back();
       a.outcome = AttemptOutcome::aborted;
       a.ended_at = now;
       self.count_attempt(AttemptOutcome::aborted);
-      cancel = a.id;
+      if (s.phase == Phase::dialing) cancel = a.id;
     }
     self.finish(s, ChainStatus::aborted, "aborted", now);
     self.save_or_retry(s);

@@ -1,5 +1,7 @@
 #include "connectors/escalation/service.h"
 
+#include <algorithm>
+
 namespace callbridge::escalation {
 
 using json = nlohmann::json;
@@ -119,6 +121,7 @@ std::vector<rules::Route> EscalationService::routes() {
   route("POST", "/api/apps/pigeon/chain/abort", &EscalationService::handle_abort);
   route("GET", "/v1/escalation/chains", &EscalationService::handle_chains);
   route("GET", "/v1/escalation/chains/([^/]+)", &EscalationService::handle_chain);
+  route("GET", "/v1/escalation/definitions", &EscalationService::handle_definitions);
   route("POST", "/v1/escalation/dial/([^/]+)/result", &EscalationService::handle_dial_result);
   return out;
 }
@@ -299,6 +302,35 @@ void EscalationService::handle_chain(const rules::HttpRequest& req, rules::HttpR
   json out = to_json(*chain);
   out["result"] = pigeon_result(*chain);
   reply(res, 200, out);
+}
+
+void EscalationService::handle_definitions(const rules::HttpRequest&, rules::HttpResponse& res) {
+  json flows = json::array();
+  for (const auto& [id, flow] : section_.callflows) {
+    json contacts = json::array();
+    for (const auto& c : flow.contacts) contacts.push_back({{"id", c.id}, {"name", c.name}});
+    flows.push_back(
+        {{"id", id}, {"name", flow.name}, {"loop_limit", flow.loop_limit}, {"contacts", contacts}});
+  }
+  json guidances = json::array();
+  for (const auto& [id, g] : section_.guidances) {
+    // The parameters its messages use: those rendering with none reports missing.
+    std::vector<std::string> used;
+    render_message(g.message, {}, &used);
+    json keys = json::array();
+    for (const auto& [key, response] : g.responses) {
+      render_message(response.message, {}, &used);
+      keys.push_back({{"key", key}, {"reaction", to_string(response.reaction)}});
+    }
+    std::sort(used.begin(), used.end());
+    used.erase(std::unique(used.begin(), used.end()), used.end());
+    guidances.push_back({{"id", id},
+                         {"name", g.name},
+                         {"message", g.message},
+                         {"keys", keys},
+                         {"parameters", used}});
+  }
+  reply(res, 200, json{{"callflows", flows}, {"guidances", guidances}});
 }
 
 void EscalationService::handle_dial_result(const rules::HttpRequest& req,

@@ -32,13 +32,16 @@ class EscalationService final : public rules::Service {
   Dialer* dialer() { return dialer_.get(); }
 
   // The Pigeon-compatible routes and /v1/escalation/*: invoke, result, abort, chains, chain,
-  // dial result. Their handlers, below, are also callable directly.
+  // definitions, dial result. Their handlers, below, are also callable directly.
   std::vector<rules::Route> routes();
   void handle_invoke(const rules::HttpRequest& req, rules::HttpResponse& res);
   void handle_result(const rules::HttpRequest& req, rules::HttpResponse& res);
   void handle_abort(const rules::HttpRequest& req, rules::HttpResponse& res);
   void handle_chains(const rules::HttpRequest& req, rules::HttpResponse& res);
   void handle_chain(const rules::HttpRequest& req, rules::HttpResponse& res);
+  // GET /v1/escalation/definitions: the configured call flows (contacts, loops) and guidances
+  // (message, keys, the {{parameters}} they use), for starting a chain by hand.
+  void handle_definitions(const rules::HttpRequest& req, rules::HttpResponse& res);
   void handle_dial_result(const rules::HttpRequest& req, rules::HttpResponse& res);
 
   // The event a finished chain submits into its call.

@@ -247,6 +247,19 @@ std::uint64_t Client::requests_today(int app) const {
   return it->second.today;
 }
 
+std::vector<Client::AppUsage> Client::usage() const {
+  std::lock_guard lock(counters_mutex_);
+  std::string day = today_utc();
+  std::vector<AppUsage> out;
+  for (const auto& [app, c] : counters_) out.push_back({app, c.total, c.day == day ? c.today : 0});
+  return out;
+}
+
+std::map<std::string, std::uint64_t> Client::failures() const {
+  std::lock_guard lock(counters_mutex_);
+  return failures_;
+}
+
 Result Client::call(const ApiCall& call, const BeforeSend& before_send) {
   Result result;
   const RetrySettings& retry = connection_.retry;
@@ -460,6 +473,8 @@ void Client::metrics(std::string& out) const {
            "\"} " + std::to_string(n) + "\n";
   out += "callbridge_kintone_in_flight{connection=\"" + conn + "\"} " +
          std::to_string(in_flight_.load()) + "\n";
+  out += "callbridge_kintone_daily_request_limit{connection=\"" + conn + "\"} " +
+         std::to_string(connection_.daily_request_limit) + "\n";
 }
 
 }  // namespace callbridge::kintone

@@ -18,8 +18,8 @@
 #include <string_view>
 #include <vector>
 
-#include "http/http_client.h"
 #include "connectors/kintone/errors.h"
+#include "http/http_client.h"
 
 namespace callbridge::kintone {
 
@@ -56,6 +56,8 @@ struct Connection {
   std::chrono::milliseconds timeout{10000};
   RetrySettings retry;
   std::size_t max_get_url_bytes = 4000;  // longer GETs go as POST + X-HTTP-Method-Override
+  // Requests per app per day kintone allows (its default: 10,000); the count is shown against it.
+  std::uint64_t daily_request_limit = 10000;
 };
 
 // One REST call before it becomes HTTP: what the dry run shows and the client performs.
@@ -172,6 +174,14 @@ class Client {
   void metrics(std::string& out) const;
   std::uint64_t requests_today(int app) const;
   int in_flight() const { return in_flight_.load(); }
+
+  // The requests of each app this client has sent since it started (this process only).
+  struct AppUsage {
+    int app = 0;
+    std::uint64_t total = 0, today = 0;  // today: since 00:00 UTC (09:00 JST), kintone's day
+  };
+  std::vector<AppUsage> usage() const;                    // by app
+  std::map<std::string, std::uint64_t> failures() const;  // by error class
 
  private:
   std::string api_url(std::string_view resource) const;

@@ -63,7 +63,7 @@ std::optional<ConnectionSpec> load_connection(const std::string& name, const YAM
   reader.check_keys(
       node,
       {"url", "guest_space", "api_token", "api_tokens", "login", "password", "basic_auth", "oauth",
-       "timeout", "max_concurrency", "retry", "max_get_url_bytes"},
+       "timeout", "max_concurrency", "retry", "max_get_url_bytes", "daily_request_limit"},
       ctx);
   std::size_t before = reader.error_count();
   ConnectionSpec spec;
@@ -158,6 +158,9 @@ std::optional<ConnectionSpec> load_connection(const std::string& name, const YAM
   if (auto n = node["max_get_url_bytes"])
     if (auto v = reader.integer(n, ctx + ".max_get_url_bytes", 256, 8000))
       c.max_get_url_bytes = static_cast<std::size_t>(*v);
+  if (auto n = node["daily_request_limit"])
+    if (auto v = reader.integer(n, ctx + ".daily_request_limit", 1, 100000000))
+      c.daily_request_limit = static_cast<std::uint64_t>(*v);
   if (auto n = node["retry"]) {
     if (reader.expect_map(n, ctx + ".retry")) {
       reader.check_keys(n, {"attempts", "backoff_ms", "max_backoff_ms"}, ctx + ".retry");

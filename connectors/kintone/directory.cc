@@ -205,7 +205,11 @@ Result DirectorySync::full_import() {
     progress_.fetched = fetched;
     progress_.changed = changed;
     progress_.rate = seconds > 0 ? static_cast<double>(fetched) / seconds : 0;
-    if (done) progress_.running = false;
+    if (done) {
+      progress_.running = false;
+      progress_.last_duration =
+          std::chrono::milliseconds(static_cast<std::int64_t>(seconds * 1000));
+    }
     return progress_;
   };
   Result r = client_.find_all(
@@ -285,6 +289,7 @@ Result DirectorySync::incremental() {
   progress_.fetched = fetched;
   progress_.changed = changed;
   progress_.rate = seconds > 0 ? static_cast<double>(fetched) / seconds : 0;
+  progress_.last_duration = std::chrono::milliseconds(static_cast<std::int64_t>(seconds * 1000));
   if (!r.ok()) {
     ++progress_.failures;
     progress_.last_error = r.error_text();

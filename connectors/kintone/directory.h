@@ -75,6 +75,7 @@ struct SyncProgress {
   std::string watermark;   // the highest updated-time seen
   std::string last_error;  // of the last failed sync
   std::chrono::system_clock::time_point last_success{};
+  std::chrono::milliseconds last_duration{0};  // of the last finished sync
 };
 
 class DirectorySync {

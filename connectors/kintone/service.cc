@@ -4,6 +4,7 @@
 
 #include "connectors/kintone/phone.h"
 #include "log/log.h"
+#include "rules/clock_text.h"
 
 namespace callbridge::kintone {
 
@@ -11,8 +12,22 @@ using nlohmann::json;
 
 namespace {
 
+std::string iso_or_empty(std::chrono::system_clock::time_point at) {
+  if (at == std::chrono::system_clock::time_point{}) return "";
+  return rules::iso8601_ms(
+      std::chrono::duration_cast<std::chrono::milliseconds>(at.time_since_epoch()).count());
+}
+
+std::string_view auth_kind(const Auth& auth) {
+  if (auth.oauth) return "oauth";
+  if (!auth.login.empty()) return "password";
+  return "api_token";
+}
+
 json progress_json(const SyncProgress& p, const Directory& d) {
   return {{"customers", d.size()},
+          {"last_sync", iso_or_empty(p.last_success)},
+          {"last_duration_ms", p.last_duration.count()},
           {"running", p.running},
           {"full", p.full},
           {"expected", p.expected},
@@ -110,6 +125,43 @@ void KintoneService::metrics(std::string& out) const {
   if (sync_) sync_->metrics(out);
 }
 
+nlohmann::json KintoneService::status() const {
+  json out;
+  out["connections"] = json::array();
+  for (const auto& [name, client] : clients_) {
+    const Connection& c = client->connection();
+    json j;
+    j["name"] = name;
+    j["url"] = c.base_url;
+    j["auth"] = auth_kind(c.auth);
+    j["basic_auth"] = !c.auth.basic_user.empty();
+    j["oauth"] = nullptr;
+    if (const OAuthTokens* tokens = oauth(name))
+      j["oauth"] = {{"authorized", tokens->authorized()},
+                    {"refreshes", tokens->refreshes()},
+                    {"authorize", "/v1/kintone/oauth/" + name + "/start"}};
+    j["in_flight"] = client->in_flight();
+    j["max_concurrency"] = c.max_concurrency;
+    j["daily_request_limit"] = c.daily_request_limit;
+    j["apps"] = json::array();
+    for (const auto& u : client->usage())
+      j["apps"].push_back({{"app", u.app},
+                           {"requests_today", u.today},
+                           {"requests_total", u.total},
+                           {"daily_request_limit", c.daily_request_limit}});
+    j["failures"] = client->failures();
+    out["connections"].push_back(std::move(j));
+  }
+  out["directory"] = nullptr;
+  if (sync_) {
+    json d = progress_json(sync_->progress(), *directory_);
+    d["connection"] = settings_->directory->connection;
+    d["app"] = settings_->directory->app;
+    out["directory"] = std::move(d);
+  }
+  return out;
+}
+
 std::vector<rules::Route> KintoneService::routes() {
   std::vector<rules::Route> out;
   // The tokens of the connection the path names, or a 404 answer.
@@ -168,6 +220,10 @@ std::vector<rules::Route> KintoneService::routes() {
                    json body = progress_json(sync_->progress(), *directory_);
                    body["requested"] = true;
                    res.body = body.dump();
+                 }});
+  out.push_back({"GET", R"(/v1/kintone/connections)", rules::RouteAuth::token,
+                 [this](const rules::HttpRequest&, rules::HttpResponse& res) {
+                   res.body = status().dump(-1, ' ', false, json::error_handler_t::replace);
                  }});
   out.push_back({"GET", R"(/v1/kintone/directory)", rules::RouteAuth::token,
                  [this](const rules::HttpRequest&, rules::HttpResponse& res) {

@@ -6,6 +6,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -39,8 +40,14 @@ class KintoneService final : public rules::Service {
   void enrich(const rules::EventInput& event, rules::Variables& vars) const override;
   void metrics(std::string& out) const override;
 
+  // Each connection (auth kind, OAuth state and its authorize path, requests in flight,
+  // requests today per app against the daily limit, failures by class) and the directory.
+  // The counts are this process's: in memory, per node, since it started.
+  nlohmann::json status() const;
+
   // GET /v1/kintone/oauth/{connection}/start, GET .../callback (no token: checks the state),
-  // POST /v1/kintone/directory/sync, GET /v1/kintone/directory.
+  // POST /v1/kintone/directory/sync, GET /v1/kintone/directory, GET /v1/kintone/connections
+  // (status()).
   std::vector<rules::Route> routes();
 
  private:

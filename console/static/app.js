@@ -113,7 +113,7 @@ async function loadCall(id) {
     card.append(keyValueTable(ev.input));
     const table = el("table", { class: "table table-sm attempts" });
     const head = el("tr");
-    for (const k of ["rule", "attempt", "state", "gate", "request", "status", "latency", "extracted", "error"])
+    for (const k of ["rule", "attempt", "state", "gate", "request", "status", "response", "latency", "extracted", "error"])
       head.append(el("th", {}, I18n.t(k)));
     const thead = el("thead");
     thead.append(head);
@@ -124,10 +124,14 @@ async function loadCall(id) {
       const request = el("td");
       if (a.request && typeof a.request === "object" && Object.keys(a.request).length)
         request.append(el("pre", { class: "request" }, JSON.stringify(a.request, null, 2)));
+      // The response body as the server sent it (capped, secrets redacted): text, never markup.
+      const response = el("td");
+      if (a.response) response.append(el("pre", { class: "request response" }, a.response));
       const extracted = el("td");
       extracted.append(keyValueTable(a.extracted));
       row.append(el("td", {}, a.rule), el("td", {}, a.attempt), el("td", {}, a.state), gate, request,
-        el("td", {}, a.status || ""), el("td", {}, a.latency_ms ? a.latency_ms.toFixed(1) + " ms" : ""),
+        el("td", { class: "status" }, a.status || ""), response,
+        el("td", {}, a.latency_ms ? a.latency_ms.toFixed(1) + " ms" : ""),
         extracted, el("td", {}, a.error));
       tbody.append(row);
     }
@@ -272,7 +276,12 @@ async function simulate(send) {
 }
 
 // ---- Escalation chains (the escalation service's own endpoints, through /console/api/route) ----
-const resultLabel = (r) => (r ? I18n.t("result_" + r) : "");
+// Pigeon's words in the console's language; one it does not know is shown as it came.
+const resultLabel = (r) => {
+  if (!r) return "";
+  const label = I18n.t("result_" + r);
+  return label === "result_" + r ? r : label;
+};
 
 async function loadChains() {
   const body = document.getElementById("chains-body");
@@ -299,7 +308,7 @@ async function loadChains() {
         } catch (e) {
           showError(e.message);
         }
-        loadChains().catch((e) => showError(e.message));
+        refreshChains().catch((e) => showError(e.message));
       });
       actions.append(button);
     }
@@ -310,8 +319,17 @@ async function loadChains() {
   }
   if (data.chains.some((c) => c.status === "running")) {
     clearTimeout(state.poll);
-    state.poll = setTimeout(() => { if (location.hash.startsWith("#chains")) loadChains().catch(() => {}); }, 2000);
+    // The list and the chain shown below it, while one runs.
+    state.poll = setTimeout(() => {
+      if (location.hash.startsWith("#chains")) refreshChains().catch(() => {});
+    }, 2000);
   }
+}
+
+// The list and the chain the page shows below it (#chains/ID).
+async function refreshChains() {
+  await loadChains();
+  await loadChain(decodeURIComponent(location.hash.slice("#chains/".length)));
 }
 
 async function loadChain(id) {
@@ -337,15 +355,61 @@ async function loadChain(id) {
   box.append(table);
 }
 
+// The start form's lists: the call flows and guidances the escalation section defines, and an
+// input for each {{parameter}} the chosen guidance's messages use.
+async function loadDefinitions() {
+  const form = document.getElementById("chain-start");
+  if (!form) return;
+  const defs = await api("/console/api/route/v1/escalation/definitions");
+  state.definitions = defs;
+  const fill = (id, items, describe) => {
+    const select = document.getElementById(id);
+    const chosen = select.value;
+    select.replaceChildren(...items.map((item) => el("option", { value: item.id }, describe(item))));
+    if (items.some((item) => item.id === chosen)) select.value = chosen;
+  };
+  fill("c-callflow", defs.callflows, (f) => f.id + (f.name ? " " + f.name : "") + " (" + f.contacts.length + " " + I18n.t("contacts") + ", " + I18n.t("loops") + " " + f.loop_limit + ")");
+  fill("c-guidance", defs.guidances, (g) => g.id + (g.name ? " " + g.name : ""));
+  showDefinition();
+}
+
+function showDefinition() {
+  const defs = state.definitions;
+  if (!defs) return;
+  const flow = defs.callflows.find((f) => f.id === document.getElementById("c-callflow").value);
+  const guidance = defs.guidances.find((g) => g.id === document.getElementById("c-guidance").value);
+  const box = document.getElementById("c-definition");
+  box.replaceChildren();
+  if (flow) box.append(el("div", { class: "small text-muted" }, I18n.t("contacts") + ": " + flow.contacts.map((c) => c.name || c.id).join(" → ")));
+  if (guidance) {
+    box.append(el("div", { class: "small text-muted guidance-message" }, I18n.t("message") + ": " + guidance.message));
+    box.append(el("div", { class: "small text-muted" }, I18n.t("keys") + ": " + guidance.keys.map((k) => k.key + " " + I18n.t("reaction_" + k.reaction)).join(", ")));
+  }
+  const named = document.getElementById("c-named-params");
+  const kept = {};
+  named.querySelectorAll("input").forEach((input) => { kept[input.dataset.param] = input.value; });
+  named.replaceChildren();
+  for (const name of guidance ? guidance.parameters : []) {
+    const id = "c-param-" + name.replace(/[^A-Za-z0-9_-]/g, "_");
+    const wrap = el("div", { class: "col-auto" });
+    wrap.append(el("label", { class: "form-label", for: id }, name));
+    const input = el("input", { class: "form-control named-param", id, dataset: { param: name } });
+    input.value = kept[name] || "";
+    wrap.append(input);
+    named.append(wrap);
+  }
+}
+
 async function startChain() {
   const parameters = {};
+  document.querySelectorAll("#c-named-params input").forEach((input) => { parameters[input.dataset.param] = input.value; });
   for (const line of document.getElementById("c-params").value.split("\n")) {
     const at = line.indexOf("=");
     if (at > 0) parameters[line.slice(0, at).trim()] = line.slice(at + 1);
   }
   const params = {
-    callflowId: document.getElementById("c-callflow").value.trim(),
-    guidanceId: document.getElementById("c-guidance").value.trim(),
+    callflowId: document.getElementById("c-callflow").value,
+    guidanceId: document.getElementById("c-guidance").value,
     parameters,
   };
   const out = document.getElementById("chain-started");
@@ -360,18 +424,69 @@ async function startChain() {
 }
 
 // ---- kintone (the connector's own endpoints, through /console/api/route) ----------------
+function usageCell(apps) {
+  const cell = el("td", { class: "usage" });
+  for (const a of apps) {
+    const share = a.daily_request_limit ? a.requests_today / a.daily_request_limit : 0;
+    const line = el("div", { class: "app-usage" + (share >= 0.9 ? " text-danger" : share >= 0.7 ? " text-warning" : ""), dataset: { app: a.app } },
+      I18n.t("app") + " " + a.app + ": " + a.requests_today.toLocaleString() + " / " + a.daily_request_limit.toLocaleString() +
+      " (" + (share * 100).toFixed(1) + "%)");
+    cell.append(line);
+  }
+  if (!apps.length) cell.textContent = I18n.t("no_requests_yet");
+  return cell;
+}
+
+function oauthCell(c) {
+  const cell = el("td", { class: "oauth-state" });
+  if (!c.oauth) { cell.textContent = "-"; return cell; }
+  cell.append(el("span", { class: c.oauth.authorized ? "text-success" : "text-danger" },
+    c.oauth.authorized ? I18n.t("oauth_authorized") : I18n.t("oauth_not_authorized")));
+  if (isOperator()) {
+    cell.append(" ");
+    cell.append(el("a", { class: "authorize-link", href: "/console/api/route" + c.oauth.authorize }, I18n.t("authorize")));
+  }
+  return cell;
+}
+
 async function loadKintone() {
   const table = document.getElementById("directory-status");
   table.replaceChildren();
+  const body = document.getElementById("connections-body");
+  body.replaceChildren();
+  let data;
   try {
-    const data = await api("/console/api/route/v1/kintone/directory");
-    table.replaceChildren(...keyValueTable(data).querySelector("tbody").children);
+    data = await api("/console/api/route/v1/kintone/connections");
   } catch (e) {
     if (e.status !== 404) throw e;
-    document.getElementById("directory-unavailable").classList.remove("d-none");
-    const button = document.getElementById("directory-sync");
-    if (button) button.disabled = true;
+    document.getElementById("kintone-unavailable").classList.remove("d-none");
+    data = { connections: [], directory: null };
   }
+  for (const c of data.connections) {
+    const row = el("tr", { class: "kintone-connection", dataset: { connection: c.name } });
+    const failures = Object.entries(c.failures || {}).map(([k, n]) => k + ": " + n).join(", ");
+    row.append(el("th", {}, c.name), el("td", {}, c.url), el("td", {}, I18n.t("auth_" + c.auth) + (c.basic_auth ? " + Basic" : "")),
+      oauthCell(c), el("td", { class: "in-flight" }, c.in_flight + " / " + c.max_concurrency), usageCell(c.apps), el("td", {}, failures));
+    body.append(row);
+  }
+  const d = data.directory;
+  const unavailable = document.getElementById("directory-unavailable");
+  unavailable.classList.toggle("d-none", !!d);
+  const button = document.getElementById("directory-sync");
+  if (button) button.disabled = !d;
+  if (!d) return;
+  const shown = {
+    [I18n.t("connection")]: d.connection + " / " + I18n.t("app") + " " + d.app,
+    [I18n.t("customers")]: d.customers,
+    [I18n.t("last_sync")]: d.last_sync || I18n.t("never"),
+    [I18n.t("duration")]: (d.last_duration_ms / 1000).toFixed(1) + " s",
+    [I18n.t("sync_running")]: d.running ? I18n.t("yes") : I18n.t("no"),
+    [I18n.t("fetched")]: d.fetched + (d.expected ? " / " + d.expected : ""),
+    [I18n.t("sync_counts")]: d.full_syncs + " / " + d.incremental_syncs,
+    [I18n.t("sync_failures")]: d.failures,
+    [I18n.t("last_error")]: d.last_error || "-",
+  };
+  table.replaceChildren(...keyValueTable(shown).querySelector("tbody").children);
 }
 
 async function syncDirectory() {
@@ -423,6 +538,11 @@ async function loadOverview() {
 async function route() {
   showError("");
   clearTimeout(state.poll);
+  // Messages about what was just done belong to the page they were done on.
+  for (const id of ["directory-sync-result", "chain-started", "reload-result"]) {
+    const node = document.getElementById(id);
+    if (node) node.textContent = "";
+  }
   const hash = location.hash || "#calls";
   const [page, ...rest] = hash.slice(1).split("/");
   const name = page === "call" ? "call" : ["calls", "failures", "chains", "kintone", "rules", "overview"].includes(page) ? page : "calls";
@@ -432,7 +552,12 @@ async function route() {
     if (name === "calls") await loadCalls();
     else if (name === "call") await loadCall(decodeURIComponent(rest.join("/")));
     else if (name === "failures") await loadFailures();
-    else if (name === "chains") { await loadChains(); await loadChain(decodeURIComponent(rest.join("/"))); }
+    else if (name === "chains") {
+      await loadChains();
+      await loadChain(decodeURIComponent(rest.join("/")));
+      // Operators get the start form's lists (when escalation is configured).
+      if (isOperator() && document.getElementById("chains-unavailable").classList.contains("d-none")) await loadDefinitions();
+    }
     else if (name === "rules") await loadRules();
     else if (name === "kintone") await loadKintone();
     else if (name === "overview") await loadOverview();
@@ -489,14 +614,12 @@ document.addEventListener("DOMContentLoaded", async () => {
   if (since) since.addEventListener("click", () => replay({ since_ms: toMs(document.getElementById("f-since").value) }));
   const syncButton = document.getElementById("directory-sync");
   if (syncButton) syncButton.addEventListener("click", syncDirectory);
-  const oauthForm = document.getElementById("oauth-start");
-  if (oauthForm) oauthForm.addEventListener("submit", (e) => {
-    e.preventDefault();
-    const name = document.getElementById("oauth-connection").value.trim();
-    window.location.assign("/console/api/route/v1/kintone/oauth/" + encodeURIComponent(name) + "/start");
-  });
   const chainForm = document.getElementById("chain-start");
-  if (chainForm) chainForm.addEventListener("submit", (e) => { e.preventDefault(); startChain(); });
+  if (chainForm) {
+    chainForm.addEventListener("submit", (e) => { e.preventDefault(); startChain(); });
+    document.getElementById("c-callflow").addEventListener("change", showDefinition);
+    document.getElementById("c-guidance").addEventListener("change", showDefinition);
+  }
   document.getElementById("simulate-form").addEventListener("submit", (e) => { e.preventDefault(); simulate(false); });
   const sendButton = document.getElementById("simulate-send");
   if (sendButton) sendButton.addEventListener("click", () => simulate(true));

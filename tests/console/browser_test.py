@@ -1,7 +1,8 @@
 #!/usr/bin/python3
 """The web console in a real browser: headless Chromium (Debian's chromium and chromium-driver)
 driven by Selenium against the real `callbridge serve` started here on a free port, with a CRM
-stand-in that fails until told to work.
+stand-in that fails until told to work, a Kompira Pigeon stand-in that keeps each chain calling
+until it is aborted, and a kintone stand-in with a customer app for the directory.
 
     /usr/bin/python3 tests/console/browser_test.py BUILD/bridge/callbridge [SCREENSHOT_DIR]
 
@@ -19,7 +20,9 @@ import tempfile
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
+import uuid
 
 SKIP = 77
 TOKEN = "browser-test-token-0123456789"
@@ -29,7 +32,7 @@ try:
     from selenium.common.exceptions import NoAlertPresentException, StaleElementReferenceException
     from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import WebDriverWait
+    from selenium.webdriver.support.ui import Select, WebDriverWait
 except ImportError:
     print("SKIP: python3-selenium is not installed")
     sys.exit(SKIP)
@@ -41,13 +44,117 @@ if not CHROMIUM or not DRIVER:
     sys.exit(SKIP)
 
 
+PIGEON_TOKEN = "pigeon-token-5a1e"
+KINTONE_TOKEN = "kintone-token-77c2"
+# What the CRM answers while down: markup a console must show as text.
+CRM_DOWN = '{"error":"down","detail":"<b>busy</b>"}'
+
+
+def send_json(handler, status, document):
+    body = json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode()
+    handler.send_response(status)
+    handler.send_header("Content-Type", "application/json; charset=utf-8")
+    handler.send_header("Content-Length", str(len(body)))
+    handler.end_headers()
+    handler.wfile.write(body)
+
+
+def read_json(handler):
+    length = int(handler.headers.get("Content-Length") or 0)
+    return json.loads(handler.rfile.read(length) or b"{}")
+
+
+def now_iso():
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+class Pigeon(http.server.BaseHTTPRequestHandler):
+    """Kompira Pigeon's chain API: a chain keeps calling its first contact until aborted."""
+    chains = {}
+    aborts = 0
+
+    def authorized(self):
+        if self.headers.get("X-Authorization") == "Token " + PIGEON_TOKEN:
+            return True
+        send_json(self, 401, {"detail": "invalid token"})
+        return False
+
+    def do_POST(self):
+        if not self.authorized():
+            return
+        params = read_json(self).get("params", {})
+        if self.path == "/api/apps/pigeon/chain/invoke":
+            result_id = str(uuid.uuid4())
+            contact = (params.get("callflow", {}).get("contacts") or [{}])[0]
+            Pigeon.chains[result_id] = {"aborted": False, "started": now_iso(), "contact": contact,
+                                        "parameters": params.get("parameters", {})}
+            send_json(self, 200, {"resultId": result_id})
+        elif self.path == "/api/apps/pigeon/chain/abort":
+            chain = Pigeon.chains.get(params.get("resultId"))
+            if not chain:
+                send_json(self, 404, {"detail": "no such result"})
+                return
+            chain["aborted"] = True
+            Pigeon.aborts += 1
+            send_json(self, 200, {"resultId": params.get("resultId")})
+        else:
+            send_json(self, 404, {"detail": "not found"})
+
+    def do_GET(self):
+        if not self.authorized():
+            return
+        m = re.fullmatch(r"/api/apps/pigeon/results/([^/]+)", self.path)
+        chain = Pigeon.chains.get(m.group(1)) if m else None
+        if not chain:
+            send_json(self, 404, {"detail": "not found"})
+            return
+        contact = chain["contact"]
+        call = {"contactId": contact.get("contactId", ""), "displayName": contact.get("displayName", ""),
+                "phoneNumber": contact.get("phoneNumber", ""), "loop": 1,
+                "startedAt": chain["started"], "result": "aborted" if chain["aborted"] else None}
+        send_json(self, 200, {"isActive": not chain["aborted"],
+                              "status": "aborted" if chain["aborted"] else "calling",
+                              "history": [call]})
+
+    def log_message(self, *args):
+        pass
+
+
+class Kintone(http.server.BaseHTTPRequestHandler):
+    """kintone's records API for app 12, two customers, answered as kintone does (compact)."""
+    requests = 0
+    customers = [("1", "03-5555-0001", "山田商事"), ("2", "06-5555-0002", "<i>Osaka</i> 株式会社")]
+
+    def do_GET(self):
+        url = urllib.parse.urlparse(self.path)
+        query = urllib.parse.parse_qs(url.query)
+        if self.headers.get("X-Cybozu-API-Token") != KINTONE_TOKEN:
+            send_json(self, 401, {"code": "GAIA_IA02", "id": "x", "message": "APIトークンが不正です。"})
+            return
+        if url.path != "/k/v1/records.json" or query.get("app") != ["12"]:
+            send_json(self, 404, {"code": "GAIA_AP01", "id": "x", "message": "指定したアプリが見つかりません。"})
+            return
+        Kintone.requests += 1
+        after = re.search(r"\$id > \"?(\d+)", query.get("query", [""])[0])
+        last = int(after.group(1)) if after else 0
+        records = [{"$id": {"type": "__ID__", "value": i}, "$revision": {"type": "__REVISION__", "value": "1"},
+                    "電話番号": {"type": "SINGLE_LINE_TEXT", "value": tel},
+                    "顧客名": {"type": "SINGLE_LINE_TEXT", "value": name},
+                    "更新日時": {"type": "UPDATED_TIME", "value": "2026-11-30T00:00:00Z"}}
+                   for i, tel, name in Kintone.customers if int(i) > last]
+        send_json(self, 200, {"records": records, "totalCount": str(len(records))})
+
+    def log_message(self, *args):
+        pass
+
+
 class Crm(http.server.BaseHTTPRequestHandler):
     up = False
     hits = 0
 
     def do_GET(self):
         Crm.hits += 1
-        body = b'{"ok":true}' if Crm.up else b'{"error":"down"}'
+        body = b'{"ok":true}' if Crm.up else CRM_DOWN.encode()
         self.send_response(200 if Crm.up else 503)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
@@ -64,7 +171,7 @@ def check(condition, message):
 
 
 class Bridge:
-    def __init__(self, binary, crm_port):
+    def __init__(self, binary, crm_port, pigeon_port, kintone_port):
         self.binary = binary
         self.dir = tempfile.mkdtemp(prefix="callbridge-console-")
         self.config = os.path.join(self.dir, "callbridge.yaml")
@@ -77,6 +184,7 @@ class Bridge:
 storage:
   path: {self.dir}/journal.db
 console:
+  session_minutes: 480
   users:
     - {{ name: opal, role: operator, password_hash: "{op}" }}
     - {{ name: vic, role: viewer, password_hash: "{viewer}" }}
@@ -92,10 +200,23 @@ escalation:
       responses:
         1: {{ type: terminate, message: 終了します }}
   dialer:
-    type: simulate
-    script:
-      c-01: "key 1 after 60"
-  ring_timeout: 120
+    type: pigeon
+    url: http://127.0.0.1:{pigeon_port}
+    token: {PIGEON_TOKEN}
+  poll_interval: 1
+kintone:
+  connections:
+    main:
+      url: http://127.0.0.1:{kintone_port}
+      api_token: {KINTONE_TOKEN}
+    oa:
+      url: http://127.0.0.1:{kintone_port}
+      oauth: {{ client_id: console-test, client_secret: oauth-secret-0f3e, redirect_uri: "http://127.0.0.1/v1/kintone/oauth/oa/callback" }}
+  directory:
+    connection: main
+    app: 12
+    phone_fields: [電話番号]
+    name_field: 顧客名
 rules:
   - name: notify-crm
     event: inbound
@@ -163,8 +284,11 @@ def main():
     binary = sys.argv[1]
     shots = sys.argv[2] if len(sys.argv) > 2 else os.environ.get("CALLBRIDGE_SCREENSHOTS", "")
     crm = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Crm)
-    threading.Thread(target=crm.serve_forever, daemon=True).start()
-    bridge = Bridge(binary, crm.server_address[1])
+    pigeon = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Pigeon)
+    kintone = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Kintone)
+    for server in (crm, pigeon, kintone):
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+    bridge = Bridge(binary, crm.server_address[1], pigeon.server_address[1], kintone.server_address[1])
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
     for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1400,1000",
@@ -182,7 +306,8 @@ def main():
     finally:
         driver.quit()
         bridge.stop()
-        crm.shutdown()
+        for server in (crm, pigeon, kintone):
+            server.shutdown()
     print("console browser test: all checks passed")
 
 
@@ -272,6 +397,13 @@ def run(bridge, driver, wait, shots):
     states = [r.get_attribute("data-state") for r in
               driver.find_elements(By.CSS_SELECTOR, "#call-timeline tr.attempt")]
     check(states[-1] == "dead" and "retrying" in states, f"attempt states: {states}")
+    # Each attempt's response: its status and body, the CRM's markup shown as text.
+    wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#call-timeline pre.response"))
+    bodies = [e.text for e in driver.find_elements(By.CSS_SELECTOR, "#call-timeline pre.response")]
+    check(bodies and all(b == CRM_DOWN for b in bodies), f"response bodies: {bodies}")
+    statuses = [e.text for e in driver.find_elements(By.CSS_SELECTOR, "#call-timeline tr.attempt td.status")]
+    check(statuses and all(s == "503" for s in statuses), f"response statuses: {statuses}")
+    check(not driver.find_elements(By.CSS_SELECTOR, "#call-timeline b"), "response markup stays text")
     screenshot(driver, shots, "call-ja")
 
     # The XSS call's variables stay text too.
@@ -313,30 +445,62 @@ def run(bridge, driver, wait, shots):
     with open(bridge.config, "w") as f:
         f.write(bridge.good_config)
 
-    # Escalation: start a chain by hand, see it running, abort it.
+    # Escalation: start a chain by hand from the defined call flows and guidances, with the
+    # guidance's parameter; Kompira Pigeon keeps calling until the chain is aborted here.
     driver.get(base + "/console/#chains")
-    driver.find_element(By.ID, "c-callflow").send_keys("flow-1")
-    driver.find_element(By.ID, "c-guidance").send_keys("guide-1")
-    driver.find_element(By.ID, "c-params").send_keys("node=web-01")
+    wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#c-callflow option")) == 1)
+    Select(driver.find_element(By.ID, "c-callflow")).select_by_value("flow-1")
+    Select(driver.find_element(By.ID, "c-guidance")).select_by_value("guide-1")
+    wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#c-named-params input[data-param=node]"))
+    check("で障害が発生しました" in driver.find_element(By.ID, "c-definition").text, "guidance shown")
+    driver.find_element(By.CSS_SELECTOR, "#c-named-params input[data-param=node]").send_keys("web-01")
     driver.find_element(By.CSS_SELECTOR, "#chain-start button[type=submit]").click()
     wait.until(lambda d: d.find_element(By.ID, "chain-started").text != "")
     wait.until(lambda d: [r.get_attribute("data-status") for r in
                           d.find_elements(By.CSS_SELECTOR, "#chains-body tr.chain")] == ["running"])
     chain_id = wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "#chains-body tr.chain")
                           .get_attribute("data-chain-id"))
+    invoked = list(Pigeon.chains.values())
+    check(len(invoked) == 1 and invoked[0]["parameters"] == {"node": "web-01"},
+          f"Pigeon was asked for one chain with its parameter: {invoked}")
+    # Pigeon is calling (its first poll shows the attempt) until the abort.
+    driver.get(base + "/console/#chains/" + chain_id)
+    wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#chain-detail tr.chain-attempt")) == 1)
     screenshot(driver, shots, "chains-ja")
     wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "#chains-body button.abort-chain").click()
                or True)
     wait.until(lambda d: [r.get_attribute("data-status") for r in
                           d.find_elements(By.CSS_SELECTOR, "#chains-body tr.chain")] == ["aborted"])
-    driver.get(base + "/console/#chains/" + chain_id)
+    check(Pigeon.aborts == 1, "Pigeon was told to abort")
     wait.until(lambda d: [r.get_attribute("data-result") for r in
                           d.find_elements(By.CSS_SELECTOR, "#chain-detail tr.chain-attempt")] == ["aborted"])
+    status, _, body = bridge.request("GET", "/v1/escalation/chains/" + chain_id)
+    check(status == 200 and json.loads(body)["result"]["status"] == "aborted", "chain aborted: " + str(body))
 
-    # kintone without a directory says so.
+    # kintone: each connection with its auth, OAuth state and authorize link, requests today per
+    # app against the daily limit; the directory, and a sync on request.
     driver.get(base + "/console/#kintone")
-    wait.until(lambda d: d.find_element(By.ID, "directory-unavailable").is_displayed())
+    wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#connections-body tr.kintone-connection")) == 2)
+    wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "tr[data-connection=main] div.app-usage[data-app='12']"))
+    usage = driver.find_element(By.CSS_SELECTOR, "tr[data-connection=main] div.app-usage").text
+    check(re.search(r"12: \d+ / 10,000", usage), "requests today against the limit: " + usage)
+    link = driver.find_element(By.CSS_SELECTOR, "tr[data-connection=oa] a.authorize-link")
+    check(link.get_attribute("href").endswith("/console/api/route/v1/kintone/oauth/oa/start"),
+          "authorize link: " + link.get_attribute("href"))
+    check("未認可" in driver.find_element(By.CSS_SELECTOR, "tr[data-connection=oa] td.oauth-state").text,
+          "OAuth not yet authorized")
+    wait.until(lambda d: "2" in d.find_element(By.ID, "directory-status").text)
+    directory = driver.find_element(By.ID, "directory-status").text
+    check("顧客数 2" in directory, "directory: " + directory)
     screenshot(driver, shots, "kintone-ja")
+    before = Kintone.requests
+    driver.find_element(By.ID, "directory-sync").click()
+    wait.until(lambda d: d.find_element(By.ID, "directory-sync-result").text != "")
+    for _ in range(200):
+        if Kintone.requests > before:
+            break
+        time.sleep(0.05)
+    check(Kintone.requests > before, "sync now reached kintone")
 
     driver.get(base + "/console/#overview")
     wait.until(lambda d: d.find_element(By.ID, "ov-queue").text != "")
@@ -346,16 +510,24 @@ def run(bridge, driver, wait, shots):
     # English covers the labels, and the choice sticks.
     driver.find_element(By.ID, "lang-toggle").click()
     wait.until(lambda d: d.find_element(By.ID, "nav-calls").text == "Calls")
-    for page in ("calls", "failures", "chains", "kintone", "rules", "overview"):
+    for page in ("calls", "call/DEAD-1", "failures", "chains/" + chain_id, "kintone", "rules", "overview"):
         driver.get(base + "/console/#" + page)
         wait.until(lambda d: d.find_element(By.ID, "nav-calls").text == "Calls")
         time.sleep(0.3)
-        screenshot(driver, shots, page + "-en")
-    driver.find_element(By.ID, "lang-toggle").click()
+        screenshot(driver, shots, page.split("/")[0] + "-en")
+    driver.get(base + "/console/#call/DEAD-1")
+    wait.until(lambda d: "Response body" in d.find_element(By.ID, "call-timeline").text)
+    driver.get(base + "/console/#kintone")
+    wait.until(lambda d: "Requests today" in d.find_element(By.TAG_NAME, "body").text)
+    check("not authorized" in driver.find_element(By.CSS_SELECTOR, "tr[data-connection=oa] td.oauth-state").text,
+          "OAuth state in English")
 
     # A viewer sees no replay button, and the server refuses the replay anyway.
     driver.find_element(By.ID, "sign-out").click()
     wait.until(lambda d: d.current_url.endswith("/console/login"))
+    screenshot(driver, shots, "login-en")
+    driver.find_element(By.ID, "lang-toggle").click()
+    wait.until(lambda d: d.find_element(By.ID, "sign-in").text == "サインイン")
     bridge.event(event="inbound", call_id="DEAD-2", tel="0312345678")
     Crm.up = False
     bridge.wait_done("DEAD-2")
@@ -370,21 +542,67 @@ def run(bridge, driver, wait, shots):
     wait.until(lambda d: "notify-crm" in d.find_element(By.ID, "rules-list").text)
     check(not driver.find_elements(By.ID, "simulate-send"), "viewer: no send button")
     check(not driver.find_elements(By.ID, "reload"), "viewer: no reload button")
+    driver.get(base + "/console/#chains")
+    wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#chains-body tr.chain"))
+    check(not driver.find_elements(By.ID, "chain-start"), "viewer: no start form")
+    driver.get(base + "/console/#kintone")
+    wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#connections-body tr.kintone-connection"))
+    check(not driver.find_elements(By.ID, "directory-sync"), "viewer: no sync button")
+    check(not driver.find_elements(By.CSS_SELECTOR, "a.authorize-link"), "viewer: no authorize link")
 
-    # Repeated wrong passwords are slowed: the sixth attempt is told to wait.
+    # A session expires: sessions made after a reload with session_minutes 0.05 last 3 seconds.
     driver.find_element(By.ID, "sign-out").click()
     wait.until(lambda d: d.current_url.endswith("/console/login"))
-    for attempt in range(6):
+    with open(bridge.config, "w") as f:
+        f.write(bridge.good_config.replace("session_minutes: 480", "session_minutes: 0.05"))
+    status, _, body = bridge.request("POST", "/console/api/rules/reload")
+    check(status == 200, "reload with a short session: " + str(body))
+    signed_in = time.monotonic()
+    sign_in(driver, wait, base, "vic", "viewer-password")
+    while time.monotonic() - signed_in < 10:
+        driver.get(base + "/console/")
+        if driver.current_url.endswith("/console/login"):
+            break
+        time.sleep(0.25)
+    lasted = time.monotonic() - signed_in
+    check(driver.current_url.endswith("/console/login"), "the session expired")
+    check(2.9 <= lasted < 6, f"the session lasted {lasted:.1f} s")
+
+    # Repeated wrong passwords are slowed: after five failures the next attempt is told to wait
+    # 1 s; one after that wait is let through (and fails), and the next must wait 2 s.
+    def attempt(n):
         driver.find_element(By.ID, "password").clear()
         driver.find_element(By.ID, "name").clear()
         driver.find_element(By.ID, "name").send_keys("vic")
-        driver.find_element(By.ID, "password").send_keys("guess-%d" % attempt)
+        driver.execute_script("document.getElementById('login-error').textContent = ''")
+        driver.find_element(By.ID, "password").send_keys("guess-%d" % n)
         driver.find_element(By.ID, "sign-in").click()
         wait.until(lambda d: d.find_element(By.ID, "login-error").text != "")
-        if attempt < 5:
-            driver.execute_script("document.getElementById('login-error').textContent = ''")
-    check("(" in driver.find_element(By.ID, "login-error").text, "slowed: " +
-          driver.find_element(By.ID, "login-error").text)
+        return driver.find_element(By.ID, "login-error").text
+
+    driver.get(base + "/console/login")
+    wait.until(lambda d: d.find_element(By.ID, "sign-in").text == "サインイン")
+    failures = 0
+    last_failed = time.monotonic()
+    for n in range(6):
+        text = attempt(n)
+        if "(" in text:
+            break
+        failures += 1
+        last_failed = time.monotonic()
+    check(failures == 5, f"slowed after five failures, not {failures}")
+    check(text.endswith("(1 s)"), "the sixth attempt must wait 1 s: " + text)
+    n = 6
+    while time.monotonic() - last_failed < 10:
+        text = attempt(n)
+        n += 1
+        if "(" not in text:
+            break
+        time.sleep(0.1)
+    waited = time.monotonic() - last_failed
+    check("(" not in text, "let through after the wait: " + text)
+    check(0.9 <= waited < 4, f"slowed for {waited:.1f} s")
+    check(attempt(n).endswith("(2 s)"), "the next wait doubles")
     check(Crm.hits == hits, "nothing sent for the viewer")
 
 

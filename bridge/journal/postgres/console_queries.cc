@@ -120,7 +120,7 @@ std::vector<Journal::FailureRow> PostgresJournal::failures(const std::string& ru
   static const std::string sql =
       "SELECT a.id, 'ev-' || e.seq, e.call_id, e.event, a.event_seq, a.rule, a.attempt, "
       "a.state, a.started_at, a.finished_at, a.gate, a.request, a.status, a.latency_us, "
-      "a.extracted, a.error FROM actions a JOIN events e ON e.seq = a.event_seq "
+      "a.extracted, a.error, a.response FROM actions a JOIN events e ON e.seq = a.event_seq "
       "WHERE a.state IN ('dead', 'unknown') AND ($1::text = '' OR a.rule = $1::text) "
       "AND ($2::bigint = 0 OR e.received_at >= $2::bigint) "
       "AND ($3::bigint = 0 OR a.id < $3::bigint) ORDER BY a.id DESC LIMIT $4::bigint";
@@ -151,6 +151,7 @@ std::vector<Journal::FailureRow> PostgresJournal::failures(const std::string& ru
           row.action.latency_us = r.integer(i, 13);
           row.action.extracted = r.text(i, 14);
           row.action.error = r.text(i, 15);
+          row.action.response = r.text(i, 16);
           out.push_back(std::move(row));
         }
         return out;

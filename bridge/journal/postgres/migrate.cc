@@ -135,21 +135,29 @@ bool migrate_sqlite_journal(const std::string& sqlite_path, const std::string& c
   {
     TableCopy copy(to, "actions", progress);
     if (!copy.begin(count(from, "actions"), error)) return failed("actions");
-    sqlite::Statement s(from,
-                        "SELECT event_seq, rule, attempt, state, started_at, finished_at, gate, "
-                        "request, status, latency_us, extracted, error FROM actions ORDER BY "
-                        "rowid");
+    // A journal from before version 4 has no response column (migrating reads it as it is).
+    bool has_response = false;
+    {
+      sqlite::Statement c(from,
+                          "SELECT 1 FROM pragma_table_info('actions') WHERE name = 'response'");
+      has_response = c.step() == SQLITE_ROW;
+    }
+    sqlite::Statement s(from, std::string("SELECT event_seq, rule, attempt, state, started_at, "
+                                          "finished_at, gate, request, status, latency_us, "
+                                          "extracted, error, ") +
+                                  (has_response ? "response" : "''") +
+                                  " FROM actions ORDER BY rowid");
     while (s.step() == SQLITE_ROW) {
       Params p;
       p.add(s.integer(0)).add(s.text(1)).add(s.integer(2)).add(s.text(3)).add(s.integer(4));
       p.add(s.integer(5)).add(s.text(6)).add(s.text(7)).add(s.integer(8)).add(s.integer(9));
-      p.add(s.text(10)).add(s.text(11));
+      p.add(s.text(10)).add(s.text(11)).add(s.text(12));
       bool was_new = false;
       if (!inserted(to,
                     "INSERT INTO actions (event_seq, rule, attempt, state, started_at, "
-                    "finished_at, gate, request, status, latency_us, extracted, error) VALUES "
-                    "($1::bigint, $2, $3::int, $4, $5::bigint, $6::bigint, $7, $8, $9::int, "
-                    "$10::bigint, $11, $12) ON CONFLICT DO NOTHING",
+                    "finished_at, gate, request, status, latency_us, extracted, error, response) "
+                    "VALUES ($1::bigint, $2, $3::int, $4, $5::bigint, $6::bigint, $7, $8, "
+                    "$9::int, $10::bigint, $11, $12, $13) ON CONFLICT DO NOTHING",
                     p, was_new, error) ||
           !copy.row(was_new, error))
         return failed("actions");

@@ -37,7 +37,7 @@ std::string prefix_end(std::string_view prefix) {
 constexpr const char* kEventColumns = "seq, call_id, event, body, received_at, state";
 constexpr const char* kActionColumns =
     "event_seq, rule, attempt, state, started_at, finished_at, gate, request, status, latency_us, "
-    "extracted, error";
+    "extracted, error, response";
 
 StoredEvent read_event(const Result& r, int row) {
   StoredEvent e;
@@ -73,6 +73,7 @@ std::vector<ActionRecord> read_actions(const Result& r) {
     a.latency_us = r.integer(i, 9);
     a.extracted = r.text(i, 10);
     a.error = r.text(i, 11);
+    a.response = r.text(i, 12);
     out.push_back(std::move(a));
   }
   return out;
@@ -246,12 +247,13 @@ GroupCommit::Apply PostgresJournal::write_action(ActionRecord a) {
   return [this, a = std::move(a)](std::string& e) {
     return writer_.run(
         "INSERT INTO actions (event_seq, rule, attempt, state, started_at, finished_at, gate, "
-        "request, status, latency_us, extracted, error) VALUES ($1::bigint, $2, $3::int, $4, "
-        "$5::bigint, $6::bigint, $7, $8, $9::int, $10::bigint, $11, $12) "
+        "request, status, latency_us, extracted, error, response) VALUES ($1::bigint, $2, $3::int, "
+        "$4, $5::bigint, $6::bigint, $7, $8, $9::int, $10::bigint, $11, $12, $13) "
         "ON CONFLICT (event_seq, rule, attempt) DO UPDATE SET state = excluded.state, "
         "started_at = excluded.started_at, finished_at = excluded.finished_at, gate = "
         "excluded.gate, request = excluded.request, status = excluded.status, latency_us = "
-        "excluded.latency_us, extracted = excluded.extracted, error = excluded.error",
+        "excluded.latency_us, extracted = excluded.extracted, error = excluded.error, "
+        "response = excluded.response",
         Params()
             .add(a.event_seq)
             .add(a.rule)
@@ -264,7 +266,8 @@ GroupCommit::Apply PostgresJournal::write_action(ActionRecord a) {
             .add(a.status)
             .add(a.latency_us)
             .add(a.extracted)
-            .add(a.error),
+            .add(a.error)
+            .add(a.response),
         e);
   };
 }

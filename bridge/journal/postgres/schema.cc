@@ -82,7 +82,11 @@ CREATE INDEX IF NOT EXISTS events_by_time ON events (received_at);
 CREATE INDEX IF NOT EXISTS actions_by_state_seq ON actions (state, event_seq);
 )sql";
 
-constexpr Migration kMigrations[] = {{1, kVersion1}, {2, kVersion2}};
+// Version 4: each attempt's response body (capped and redacted, bridge/action_record.h).
+// (Version 3 is the leases table's.)
+constexpr const char* kVersion4 = "ALTER TABLE actions ADD COLUMN IF NOT EXISTS response TEXT;";
+
+constexpr Migration kMigrations[] = {{1, kVersion1}, {2, kVersion2}, {4, kVersion4}};
 static_assert(kMigrations[std::size(kMigrations) - 1].version == kSchemaVersion);
 
 // pg_advisory_xact_lock's key for migrations: "callbridge" in ASCII, truncated.

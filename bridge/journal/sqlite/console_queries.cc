@@ -211,7 +211,7 @@ std::vector<Journal::FailureRow> SqliteJournal::failures(const std::string& rule
     std::string sql = "SELECT a.rowid, 'ev-' || e.seq, e.call_id, e.event";
     for (std::string_view column :
          {"event_seq", "rule", "attempt", "state", "started_at", "finished_at", "gate", "request",
-          "status", "latency_us", "extracted", "error"})
+          "status", "latency_us", "extracted", "error", "response"})
       sql += ", a." + std::string(column);
     sql +=
         " FROM actions a JOIN events e ON e.seq = a.event_seq WHERE a.state IN ('dead', "
@@ -238,6 +238,7 @@ std::vector<Journal::FailureRow> SqliteJournal::failures(const std::string& rule
       row.action.latency_us = s.integer(13);
       row.action.extracted = s.text(14);
       row.action.error = s.text(15);
+      row.action.response = s.text(16);
       out.push_back(std::move(row));
     }
     return out;

@@ -63,7 +63,16 @@ constexpr const char* kVersion2 =
     "CREATE INDEX IF NOT EXISTS events_by_time ON events (received_at);\n"
     "CREATE INDEX IF NOT EXISTS actions_by_state_seq ON actions (state, event_seq);\n";
 
-constexpr Migration kMigrations[] = {{1, kVersion1}, {2, kVersion2}};
+// Version 4: each attempt's response body (capped and redacted, bridge/action_record.h). An added
+// column cannot be added twice, so the step sets its version in its own transaction. (Version 3
+// is the leases table's.)
+constexpr const char* kVersion4 =
+    "BEGIN;\n"
+    "ALTER TABLE actions ADD COLUMN response TEXT;\n"
+    "PRAGMA user_version=4;\n"
+    "COMMIT;\n";
+
+constexpr Migration kMigrations[] = {{1, kVersion1}, {2, kVersion2}, {4, kVersion4}};
 static_assert(kMigrations[std::size(kMigrations) - 1].version == kSchemaVersion);
 
 }  // namespace

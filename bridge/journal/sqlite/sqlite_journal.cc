@@ -60,7 +60,7 @@ std::string prefix_end(std::string_view prefix) {
 constexpr const char* kEventColumns = "seq, call_id, event, body, received_at, state";
 constexpr const char* kActionColumns =
     "event_seq, rule, attempt, state, started_at, finished_at, gate, request, status, latency_us, "
-    "extracted, error";
+    "extracted, error, response";
 
 StoredEvent read_event(const Statement& s) {
   StoredEvent e;
@@ -88,6 +88,7 @@ ActionRecord read_action(const Statement& s) {
   a.latency_us = s.integer(9);
   a.extracted = s.text(10);
   a.error = s.text(11);
+  a.response = s.text(12);
   return a;
 }
 
@@ -230,8 +231,8 @@ GroupCommit::Apply SqliteJournal::write_action(ActionRecord a) {
   return [this, a = std::move(a)](std::string& e) {
     Statement s(writer_,
                 "INSERT OR REPLACE INTO actions (event_seq, rule, attempt, state, started_at, "
-                "finished_at, gate, request, status, latency_us, extracted, error) VALUES "
-                "(?,?,?,?,?,?,?,?,?,?,?,?)");
+                "finished_at, gate, request, status, latency_us, extracted, error, response) "
+                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)");
     s.bind(1, a.event_seq)
         .bind(2, a.rule)
         .bind(3, std::int64_t{a.attempt})
@@ -240,7 +241,8 @@ GroupCommit::Apply SqliteJournal::write_action(ActionRecord a) {
     s.bind(9, std::int64_t{a.status})
         .bind(10, a.latency_us)
         .bind(11, a.extracted)
-        .bind(12, a.error);
+        .bind(12, a.error)
+        .bind(13, a.response);
     return s.run(e);
   };
 }
