@@ -519,15 +519,18 @@ void Console::simulate(const rules::HttpRequest& req, rules::HttpResponse& res,
 // anything else for operators (with the CSRF token, checked before).
 void Console::forward(const rules::HttpRequest& req, rules::HttpResponse& res, const Principal& who,
                       const std::string& path) {
-  if (req.method != "GET" && who.role != ConsoleRole::operator_)
-    return res.error(403, rules::ErrorCode::forbidden,
-                     "operators only: a viewer may look but not change anything");
+  auto viewer_refused = [&] {
+    res.error(403, rules::ErrorCode::forbidden,
+              "operators only: a viewer may look but not change anything");
+  };
+  if (req.method != "GET" && who.role != ConsoleRole::operator_) return viewer_refused();
   if (routes_)
     for (const auto& route : *routes_) {
       if (route.auth != rules::RouteAuth::token || route.method != req.method) continue;
       std::smatch match;
       std::regex pattern(route.pattern);
       if (!std::regex_match(path, match, pattern)) continue;
+      if (route.changes_state && who.role != ConsoleRole::operator_) return viewer_refused();
       rules::HttpRequest inner = req;
       inner.path = path;
       inner.matches.clear();

@@ -123,6 +123,9 @@ struct Route {
   std::string pattern;  // ECMAScript regex over the path; groups land in HttpRequest::matches
   RouteAuth auth = RouteAuth::token;
   std::function<void(const HttpRequest&, HttpResponse&)> handler;
+  // A GET that starts something (an OAuth authorization): the console lets only operators
+  // through it, as it does every other method.
+  bool changes_state = false;
 };
 
 // A connector's long-lived runtime part (a directory sync, a chain engine, a token store).

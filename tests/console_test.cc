@@ -143,7 +143,8 @@ struct FlakyCrm {
 struct ConsoleBridge {
   FlakyCrm crm;
   Bridge bridge;
-  ConsoleBridge(const std::string& extra_console = "") {
+  // `extra_top`: top-level sections before `console:` (a kintone connection...).
+  ConsoleBridge(const std::string& extra_console = "", const std::string& extra_top = "") {
     std::string op = bridge::hash_password("op-password", 1000);
     std::string viewer = bridge::hash_password("viewer-password", 1000);
     bridge.write_config(
@@ -154,7 +155,7 @@ struct ConsoleBridge {
             std::to_string(crm.port) +
             "/crm?tel={TEL}\" }\n"
             "    retry: { attempts: 2, backoff_ms: 10, max_backoff_ms: 20, on: [5xx] }\n",
-        "console:\n" + extra_console +
+        extra_top + "console:\n" + extra_console +
             "  users:\n"
             "    - { name: opal, role: operator, password_hash: \"" +
             op +
@@ -516,4 +517,36 @@ TEST_CASE("the console's session cookie is Secure under TLS", "[console][server]
   CHECK(cookie.find("; Secure") != std::string::npos);
   CHECK(cookie.find("HttpOnly") != std::string::npos);
   check_security_headers(r);
+}
+
+TEST_CASE("console: a GET that starts an OAuth authorization is for operators only",
+          "[console][kintone]") {
+  ConsoleBridge b("",
+                  "kintone:\n"
+                  "  connections:\n"
+                  "    crm:\n"
+                  "      url: https://example.cybozu.com\n"
+                  "      oauth:\n"
+                  "        client_id: callbridge\n"
+                  "        client_secret: oauth-client-secret\n"
+                  "        redirect_uri: https://bridge.example/v1/kintone/oauth/crm/callback\n");
+  REQUIRE(b.bridge.start());
+  auto op = sign_in(b, "opal", "op-password");
+  auto viewer = sign_in(b, "vic", "viewer-password");
+  REQUIRE(op);
+  REQUIRE(viewer);
+  auto c = b.plain();
+  const std::string start = "/console/api/route/v1/kintone/oauth/crm/start";
+  auto refused = c.Get(start, httplib::Headers{{"Cookie", viewer->cookie}});
+  REQUIRE(refused);
+  CHECK(refused->status == 403);
+  CHECK(error_code(refused) == "forbidden");
+  auto started = c.Get(start, httplib::Headers{{"Cookie", op->cookie}});
+  REQUIRE(started);
+  CHECK(started->status == 302);
+  CHECK(started->get_header_value("Location").find("https://example.cybozu.com/oauth2/") == 0);
+  // Reading stays open to viewers.
+  CHECK(c.Get("/console/api/route/v1/kintone/connections",
+              httplib::Headers{{"Cookie", viewer->cookie}})
+            ->status == 200);
 }

@@ -181,7 +181,8 @@ std::vector<rules::Route> KintoneService::routes() {
                    res.status = 302;
                    res.headers.emplace_back("Location", url);
                    res.body = json{{"location", url}}.dump();
-                 }});
+                 },
+                 /*changes_state=*/true});
   out.push_back({"GET", R"(/v1/kintone/oauth/([A-Za-z0-9_-]+)/callback)", rules::RouteAuth::none,
                  [this, tokens_or_404](const rules::HttpRequest& req, rules::HttpResponse& res) {
                    OAuthTokens* tokens = tokens_or_404(req, res);
