@@ -23,6 +23,7 @@ class Result {
   // The statement worked (a command, or rows).
   bool ok() const;
   int rows() const { return r_ ? PQntuples(r_.get()) : 0; }
+  int columns() const { return r_ ? PQnfields(r_.get()) : 0; }
   bool null(int row, int col) const { return PQgetisnull(r_.get(), row, col) != 0; }
   std::string text(int row, int col) const;
   std::int64_t integer(int row, int col) const;  // 0 when NULL
