@@ -83,6 +83,10 @@ class Connection {
   bool exec(const char* sql, std::string& error);
   bool run(std::string_view sql, const Params& params, std::string& error);
 
+  // The payloads of the notifications (LISTEN) that arrive within `timeout_ms`, or that had
+  // arrived already; empty when none did or the connection broke (then it is bad).
+  std::vector<std::string> wait_notifications(int timeout_ms);
+
  private:
   void close();
   Result run_once(std::string_view sql, const Params& params);
