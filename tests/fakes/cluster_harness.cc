@@ -71,8 +71,9 @@ Cluster::Cluster(ClusterOptions options) : options_(std::move(options)) {
 }
 
 Cluster::~Cluster() {
+  // A node a test left stopped (SIGSTOP) is resumed so that it can be killed and reaped.
   for (auto& node : nodes_)
-    if (node.process && node.process->pid() > 0) node.process->signal(SIGCONT);
+    if (node.up && node.process) node.process->signal(SIGCONT);
 }
 
 bool Cluster::ready(std::string& skipped) const {
