@@ -290,7 +290,7 @@ void Dispatcher::adopt(const std::string& call_id, std::int64_t epoch) {
     // Nothing to run (finished meanwhile): let the lease go.
     calls_.erase(it);
     lock.unlock();
-    journal_.release_call_lease(call_id, epoch);
+    journal_.release_call_lease_later(call_id, epoch);
     return;
   }
   if (was_empty && !queue.busy && !queue.events.empty()) schedule(call_id, queue);
@@ -535,11 +535,12 @@ void Dispatcher::worker_loop() {
         calls_.erase(call_id);
       } else {
         // Nothing pending here: let the lease go unless an event arrived meanwhile (the
-        // journal checks; whoever stored it runs it or the poller claims it).
+        // journal checks; whoever stored it runs it or the poller claims it). Queued without
+        // waiting: a later append of this node comes after it in the group commit's order.
         std::int64_t epoch = queue.fence.epoch;
         calls_.erase(call_id);
         lock.unlock();
-        journal_.release_call_lease(call_id, epoch);
+        journal_.release_call_lease_later(call_id, epoch);
         lock.lock();
       }
     } else {

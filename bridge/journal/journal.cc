@@ -174,6 +174,10 @@ bool Journal::release_call_lease(const std::string& call_id, std::int64_t epoch)
   return true;
 }
 
+void Journal::release_call_lease_later(const std::string& call_id, std::int64_t epoch) {
+  release_call_lease(call_id, epoch);
+}
+
 std::vector<std::string> Journal::wait_for_stored_events(std::string_view,
                                                          std::chrono::milliseconds timeout) {
   std::this_thread::sleep_for(timeout);

@@ -241,6 +241,8 @@ class Journal {
   // Lets the call's lease go if still held with `epoch` and the call has no pending event;
   // true when it did.
   virtual bool release_call_lease(const std::string& call_id, std::int64_t epoch);
+  // The same, queued for the next group commit without waiting (written in queue order).
+  virtual void release_call_lease_later(const std::string& call_id, std::int64_t epoch);
   // Waits up to `timeout` for other owners' hints that they stored events of calls they did
   // not take (LISTEN/NOTIFY); their call IDs ("*": too many to name, poll everything).
   virtual std::vector<std::string> wait_for_stored_events(std::string_view owner,

@@ -212,25 +212,34 @@ bool PostgresJournal::finish_event_fenced(std::int64_t seq, EventState state,
       error);
 }
 
+// Lets the call's lease go unless the call has a pending event (read with a fresh snapshot, so
+// an event committed while this statement waited for the lease row counts).
+GroupCommit::Apply PostgresJournal::write_release_call(std::string call_id, std::int64_t epoch,
+                                                       std::shared_ptr<bool> released) {
+  return [this, call_id = std::move(call_id), epoch, released](std::string& e) {
+    Result r = writer_.run(
+        "UPDATE leases SET expires_at = callbridge_now_ms() WHERE name = 'call:' || $1 AND "
+        "epoch = $2::bigint AND expires_at > callbridge_now_ms() AND "
+        "callbridge_first_pending($1, 9223372036854775807) IS NULL",
+        Params().add(call_id).add(epoch));
+    if (!r.ok()) {
+      e = r.error();
+      return false;
+    }
+    if (released) *released = r.affected() == 1;
+    return true;
+  };
+}
+
 bool PostgresJournal::release_call_lease(const std::string& call_id, std::int64_t epoch) {
   std::string error;
-  bool released = false;
-  group_->submit(
-      [&](std::string& e) {
-        Result r = writer_.run(
-            "UPDATE leases SET expires_at = callbridge_now_ms() WHERE name = 'call:' || $1 AND "
-            "epoch = $2::bigint AND expires_at > callbridge_now_ms() AND "
-            "callbridge_first_pending($1, 9223372036854775807) IS NULL",
-            Params().add(call_id).add(epoch));
-        if (!r.ok()) {
-          e = r.error();
-          return false;
-        }
-        released = r.affected() == 1;
-        return true;
-      },
-      error);
-  return released;
+  auto released = std::make_shared<bool>(false);
+  group_->submit(write_release_call(call_id, epoch, released), error);
+  return *released;
+}
+
+void PostgresJournal::release_call_lease_later(const std::string& call_id, std::int64_t epoch) {
+  group_->submit_later(write_release_call(call_id, epoch, nullptr));
 }
 
 std::vector<std::string> PostgresJournal::wait_for_stored_events(
@@ -245,7 +254,8 @@ std::vector<std::string> PostgresJournal::wait_for_stored_events(
     }
   }
   std::vector<std::string> calls;
-  for (const std::string& payload : listener_.wait_notifications(static_cast<int>(timeout.count()))) {
+  for (const std::string& payload :
+       listener_.wait_notifications(static_cast<int>(timeout.count()))) {
     std::size_t end = payload.find('\n');
     if (end == std::string::npos || payload.compare(0, end, owner) == 0) continue;
     while (end != std::string::npos) {

@@ -69,6 +69,7 @@ class PostgresJournal final : public BatchedJournal {
                            const std::string& vars_json, const Fence& fence,
                            std::string& error) override;
   bool release_call_lease(const std::string& call_id, std::int64_t epoch) override;
+  void release_call_lease_later(const std::string& call_id, std::int64_t epoch) override;
   std::vector<std::string> wait_for_stored_events(std::string_view owner,
                                                   std::chrono::milliseconds timeout) override;
 
@@ -96,6 +97,8 @@ class PostgresJournal final : public BatchedJournal {
   // Cluster mode on the writer thread (cluster.cc): one NOTIFY per batch for the events stored
   // for calls another node holds.
   GroupCommit::Apply write_action_fenced(ActionRecord action, Fence fence);
+  GroupCommit::Apply write_release_call(std::string call_id, std::int64_t epoch,
+                                        std::shared_ptr<bool> released);
   void note_for_others(std::string_view owner, std::string_view call_id);
   void send_notify();
   void forget_notify();
