@@ -63,6 +63,17 @@ constexpr const char* kVersion2 =
     "CREATE INDEX IF NOT EXISTS events_by_time ON events (received_at);\n"
     "CREATE INDEX IF NOT EXISTS actions_by_state_seq ON actions (state, event_seq);\n";
 
+// Version 3: leases (docs/cluster.md), as in PostgreSQL; expires_at on this process's clock. One
+// node owns an SQLite journal, so its leases are always its own, but the primitive is the same.
+constexpr const char* kVersion3 = R"sql(
+CREATE TABLE IF NOT EXISTS leases (
+  name TEXT PRIMARY KEY,
+  owner TEXT NOT NULL,
+  epoch INTEGER NOT NULL,
+  expires_at INTEGER NOT NULL
+) WITHOUT ROWID;
+)sql";
+
 // Version 4: each attempt's response body (capped and redacted, bridge/action_record.h). An added
 // column cannot be added twice, so the step sets its version in its own transaction. (Version 3
 // is the leases table's.)
@@ -72,7 +83,8 @@ constexpr const char* kVersion4 =
     "PRAGMA user_version=4;\n"
     "COMMIT;\n";
 
-constexpr Migration kMigrations[] = {{1, kVersion1}, {2, kVersion2}, {4, kVersion4}};
+constexpr Migration kMigrations[] = {
+    {1, kVersion1}, {2, kVersion2}, {3, kVersion3}, {4, kVersion4}};
 static_assert(kMigrations[std::size(kMigrations) - 1].version == kSchemaVersion);
 
 }  // namespace
