@@ -11,6 +11,9 @@ using nlohmann::json;
 
 namespace {
 
+// How long POST /v1/kintone/directory/sync?wait=1 waits for the cluster's sync.
+constexpr auto kSharedSyncWait = std::chrono::seconds(120);
+
 json progress_json(const SyncProgress& p, const Directory& d) {
   return {{"customers", d.size()},
           {"running", p.running},
@@ -29,7 +32,8 @@ json progress_json(const SyncProgress& p, const Directory& d) {
 }  // namespace
 
 KintoneService::KintoneService(std::shared_ptr<const KintoneSettings> settings,
-                               http::Transport& transport, rules::KeyValueStore* store, Log log)
+                               http::Transport& transport, rules::KeyValueStore* store, Log log,
+                               rules::Leases* leases)
     : settings_(std::move(settings)), log_(std::move(log)) {
   // Progress and failures go to the bridge's logger, as JSON lines like every other log line.
   if (!log_)
@@ -40,7 +44,8 @@ KintoneService::KintoneService(std::shared_ptr<const KintoneSettings> settings,
   for (const auto& [name, spec] : settings_->connections) {
     Connection c = spec.connection;
     if (spec.oauth) {
-      auto tokens = std::make_shared<OAuthTokens>(name, c.base_url, *spec.oauth, transport, store);
+      auto tokens = std::make_shared<OAuthTokens>(name, c.base_url, *spec.oauth, transport, store,
+                                                  OAuthTokens::Clock{}, leases);
       oauth_.emplace(name, tokens);
       c.auth.oauth = tokens;
     }
@@ -50,6 +55,8 @@ KintoneService::KintoneService(std::shared_ptr<const KintoneSettings> settings,
     directory_ = std::make_shared<Directory>();
     Client* c = client(settings_->directory->connection);
     if (c) sync_ = std::make_unique<DirectorySync>(*c, *settings_->directory, directory_, log_);
+    if (sync_ && store && leases)
+      shared_ = std::make_unique<SharedDirectory>(*sync_, *store, *leases, log_);
   }
 }
 
@@ -68,10 +75,14 @@ OAuthTokens* KintoneService::oauth(std::string_view connection) const {
 }
 
 void KintoneService::start() {
-  if (sync_) sync_->start();
+  if (shared_)
+    shared_->start();
+  else if (sync_)
+    sync_->start();
 }
 
 void KintoneService::stop() {
+  if (shared_) shared_->stop();
   if (sync_) sync_->stop();
 }
 
@@ -154,6 +165,23 @@ std::vector<rules::Route> KintoneService::routes() {
                      return;
                    }
                    std::string wait = req.param("wait");
+                   if (shared_) {
+                     // The node holding the directory's lease syncs; wait=1 waits until its
+                     // result is loaded here.
+                     std::uint64_t before = shared_->version();
+                     shared_->request_sync();
+                     bool waiting = wait == "1" || wait == "true";
+                     bool done = waiting && shared_->wait_for_version(before, kSharedSyncWait);
+                     json body = progress_json(sync_->progress(), *directory_);
+                     body["version"] = shared_->version();
+                     body["holder"] = shared_->holder();
+                     if (waiting) body["ok"] = done;
+                     if (waiting && !done) body["error"] = "no sync was published in time";
+                     res.status = !waiting ? 202 : done ? 200 : 504;
+                     if (!waiting) body["requested"] = true;
+                     res.body = body.dump();
+                     return;
+                   }
                    if (wait == "1" || wait == "true") {
                      Result r = sync_->sync();
                      json body = progress_json(sync_->progress(), *directory_);
