@@ -240,6 +240,10 @@ std::optional<std::string> OAuthTokens::access_token(bool force_refresh, std::st
     return std::nullopt;
   }
   auto t = now();
+  // Cluster: another node may have refreshed it; a newer token in the store is taken as it is.
+  if (leases_ && (force_refresh || t + settings_.refresh_margin >= tokens_->expires_at) &&
+      reload_shared() && t + settings_.refresh_margin < tokens_->expires_at)
+    return tokens_->access;
   // Several requests may see the same 401: the first refreshes, the others take its token.
   if (force_refresh && t - last_refresh_ < kRefreshDebounce && t < tokens_->expires_at)
     force_refresh = false;
