@@ -96,6 +96,16 @@ TEST_CASE("shared directory: one node syncs per interval, both find new customer
   k.insert_record(14, customer("06-9876-5432", "大阪物産"));
   REQUIRE(eventually([&] { return a.finds("0698765432") && b.finds("0698765432"); }, 8s));
 
+  // A sync asked for on the node that does not hold the lease: the holder runs it, and the
+  // asking node has its result when the wait returns.
+  k.insert_record(14, customer("011-222-3333", "札幌堂"));
+  auto seen = b.shared.syncs();
+  b.shared.request_sync();
+  auto outcome = b.shared.wait_for_sync(seen, 5s);
+  REQUIRE(outcome);
+  CHECK(outcome->empty());
+  CHECK(b.finds("0112223333"));
+
   // A stops: B takes the directory's lease over and keeps it current.
   a.shared.stop();
   REQUIRE(eventually([&] { return b.shared.holder(); }, 3s));

@@ -506,15 +506,34 @@ std::optional<SharedDirectory::Mark> SharedDirectory::read_mark() {
   m.version = j.value("version", std::uint64_t{0});
   m.synced_at_ms = j.value("synced_at_ms", std::int64_t{0});
   m.watermark = j.value("watermark", "");
+  m.syncs = j.value("syncs", std::uint64_t{0});
+  m.error = j.value("error", "");
   return m;
 }
 
 bool SharedDirectory::refresh() {
   std::lock_guard refresh_lock(refresh_mutex_);
   auto mark = read_mark();
+  if (!mark) return false;
+  // Records the sync as seen here once the directory holds its result.
+  auto seen = [&] {
+    {
+      std::lock_guard lock(mutex_);
+      version_ = mark->version;
+      syncs_ = std::max(syncs_, mark->syncs);
+      last_error_ = mark->error;
+    }
+    changed_.notify_all();
+  };
+  bool same_version, same_syncs;
   {
     std::lock_guard lock(mutex_);
-    if (!mark || mark->version == version_) return false;
+    same_version = mark->version == version_;
+    same_syncs = mark->syncs <= syncs_;
+  }
+  if (same_version) {
+    if (!same_syncs) seen();  // a sync that failed or changed nothing
+    return false;
   }
   Directory& directory = sync_.directory();
   std::unordered_set<std::string> present;
@@ -531,11 +550,7 @@ bool SharedDirectory::refresh() {
   }
   for (const auto& id : directory.ids())
     if (!present.count(id) && directory.remove(id)) ++changed;
-  {
-    std::lock_guard lock(mutex_);
-    version_ = mark->version;
-  }
-  changed_.notify_all();
+  seen();
   if (changed > 0)
     log_("kintone directory " + sync_.spec().connection + ": " + std::to_string(changed) +
          " customers changed by the cluster's sync " + std::to_string(mark->version));
@@ -562,9 +577,13 @@ void SharedDirectory::job(const rules::LeaseFence& fence) {
   Result r = sync_.sync();
   Mark next;
   next.version = mark ? mark->version : 0;
+  next.syncs = (mark ? mark->syncs : 0) + 1;
   next.synced_at_ms = now;
   next.watermark = sync_.progress().watermark;
-  if (r.ok()) ++next.version;
+  if (r.ok())
+    ++next.version;
+  else
+    next.error = r.error_text();
   publish(fence, next);
 }
 
@@ -592,8 +611,10 @@ bool SharedDirectory::publish(const rules::LeaseFence& fence, const Mark& mark) 
     }
   }
   json m{{"version", mark.version},
+         {"syncs", mark.syncs},
          {"synced_at_ms", mark.synced_at_ms},
-         {"watermark", mark.watermark}};
+         {"watermark", mark.watermark},
+         {"error", mark.error}};
   if (!leases_.put_fenced(ns_, "mark", m.dump(), fence, error)) {
     log_("kintone directory " + sync_.spec().connection + ": publishing the sync failed: " + error);
     return false;
@@ -604,6 +625,8 @@ bool SharedDirectory::publish(const rules::LeaseFence& fence, const Mark& mark) 
     for (std::size_t b = 0; b < dirty.size(); ++b)
       if (dirty[b]) dirty_[b] = false;
     version_ = mark.version;
+    syncs_ = mark.syncs;
+    last_error_ = mark.error;
   }
   changed_.notify_all();
   return true;
@@ -615,10 +638,18 @@ void SharedDirectory::request_sync() {
   runner_.wake();
 }
 
-bool SharedDirectory::wait_for_version(std::uint64_t after, std::chrono::milliseconds timeout) {
+std::optional<std::string> SharedDirectory::wait_for_sync(std::uint64_t after,
+                                                          std::chrono::milliseconds timeout) {
   std::unique_lock lock(mutex_);
-  return changed_.wait_for(lock, timeout, [&] { return version_ > after || stopping_; }) &&
-         version_ > after;
+  if (!changed_.wait_for(lock, timeout, [&] { return syncs_ > after || stopping_; }) ||
+      syncs_ <= after)
+    return std::nullopt;
+  return last_error_;
+}
+
+std::uint64_t SharedDirectory::syncs() const {
+  std::lock_guard lock(mutex_);
+  return syncs_;
 }
 
 std::uint64_t SharedDirectory::version() const {

@@ -164,8 +164,11 @@ class SharedDirectory {
   void stop();
   // Asks whichever node holds the lease to sync now.
   void request_sync();
-  // Waits until a sync newer than version `after` is published here (true) or `timeout` passes.
-  bool wait_for_version(std::uint64_t after, std::chrono::milliseconds timeout);
+  // Syncs the cluster has run (failed ones too), as this node last saw them.
+  std::uint64_t syncs() const;
+  // Waits until the cluster's sync number `after + 1` (or a later one) is loaded here: its
+  // error, empty when it worked; nullopt when none came within `timeout`.
+  std::optional<std::string> wait_for_sync(std::uint64_t after, std::chrono::milliseconds timeout);
   // The published version this node's directory holds.
   std::uint64_t version() const;
   bool holder() const { return runner_.held(); }
@@ -174,7 +177,9 @@ class SharedDirectory {
 
  private:
   struct Mark {
-    std::uint64_t version = 0;
+    std::uint64_t version = 0;  // syncs that worked
+    std::uint64_t syncs = 0;    // every sync
+    std::string error;          // of the last sync
     std::int64_t synced_at_ms = 0;
     std::string watermark;
   };
@@ -193,6 +198,8 @@ class SharedDirectory {
   std::mutex refresh_mutex_;  // one reload at a time
   mutable std::mutex mutex_;
   std::condition_variable changed_;
+  std::uint64_t syncs_ = 0;
+  std::string last_error_;
   std::uint64_t version_ = 0;        // applied to the directory here
   std::int64_t resumed_epoch_ = -1;  // the lease holding this node's sync continues from
   std::int64_t handled_request_ms_ = 0;

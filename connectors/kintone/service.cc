@@ -168,17 +168,26 @@ std::vector<rules::Route> KintoneService::routes() {
                    if (shared_) {
                      // The node holding the directory's lease syncs; wait=1 waits until its
                      // result is loaded here.
-                     std::uint64_t before = shared_->version();
+                     std::uint64_t before = shared_->syncs();
                      shared_->request_sync();
                      bool waiting = wait == "1" || wait == "true";
-                     bool done = waiting && shared_->wait_for_version(before, kSharedSyncWait);
+                     std::optional<std::string> outcome;
+                     if (waiting) outcome = shared_->wait_for_sync(before, kSharedSyncWait);
                      json body = progress_json(sync_->progress(), *directory_);
                      body["version"] = shared_->version();
                      body["holder"] = shared_->holder();
-                     if (waiting) body["ok"] = done;
-                     if (waiting && !done) body["error"] = "no sync was published in time";
-                     res.status = !waiting ? 202 : done ? 200 : 504;
-                     if (!waiting) body["requested"] = true;
+                     if (!waiting) {
+                       body["requested"] = true;
+                       res.status = 202;
+                     } else if (!outcome) {
+                       body["ok"] = false;
+                       body["error"] = "no node published a sync in time";
+                       res.status = 504;
+                     } else {
+                       body["ok"] = outcome->empty();
+                       if (!outcome->empty()) body["error"] = *outcome;
+                       res.status = outcome->empty() ? 200 : 502;
+                     }
                      res.body = body.dump();
                      return;
                    }
@@ -203,7 +212,12 @@ std::vector<rules::Route> KintoneService::routes() {
                      res.error(404, rules::ErrorCode::not_found, "no kintone.directory configured");
                      return;
                    }
-                   res.body = progress_json(sync_->progress(), *directory_).dump();
+                   json body = progress_json(sync_->progress(), *directory_);
+                   if (shared_) {
+                     body["version"] = shared_->version();
+                     body["holder"] = shared_->holder();
+                   }
+                   res.body = body.dump();
                  }});
   return out;
 }
