@@ -119,6 +119,7 @@ std::size_t App::reload(rules::Config fresh) {
   auto next = std::make_shared<rules::Config>(std::move(fresh));
   next->server = current->server;  // listen, tokens and pool are bound at start
   next->storage = current->storage;
+  next->cluster = current->cluster;  // the node's name and its leases are fixed at start
   std::size_t count = next->rules->all().size();
   holder_.set(std::move(next));
   return count;

@@ -97,6 +97,16 @@ struct ActionRecord {
   std::string error;
 };
 
+// A fencing token: writes carrying it apply only while `lease` is still held with `epoch`.
+struct Fence {
+  std::string lease;
+  std::int64_t epoch = 0;
+  bool empty() const { return lease.empty(); }  // unfenced
+};
+
+// The error of a fenced write whose lease is gone (taken over, expired or released).
+inline constexpr std::string_view kLeaseLost = "lease lost";
+
 struct CallSummary {
   std::string call_id;
   std::int64_t first_at_ms = 0, last_at_ms = 0;
@@ -168,6 +178,26 @@ class Journal {
   // Keys of `ns` that start with `prefix`, in key order (bytewise).
   virtual std::vector<std::pair<std::string, std::string>> kv_scan(
       std::string_view ns, std::string_view prefix = {}) = 0;
+
+  // Leases (docs/cluster.md): named rows `call:<call_id>`, `chain:<chain_id>`,
+  // `singleton:<what>` with an owner, an epoch and an expiry on the database's clock (SQLite: this
+  // process's). Takes lease `name` for `owner` for `ttl` when it is free, expired, or already
+  // owner's (then renewed): the epoch held. A lease that was not live (free, expired, released)
+  // is taken with an epoch higher than any before, so epochs never repeat. nullopt when another
+  // owner holds it live, or on error. Durable on return.
+  virtual std::optional<std::int64_t> acquire_lease(std::string_view name, std::string_view owner,
+                                                    std::chrono::milliseconds ttl) = 0;
+  // Extends those of `names` that `owner` still holds; returns the names it no longer holds
+  // (all of them when the journal cannot be written).
+  virtual std::vector<std::string> renew_leases(std::string_view owner,
+                                                const std::vector<std::string>& names,
+                                                std::chrono::milliseconds ttl) = 0;
+  // Lets it go (expires it now) if still held with `epoch`. Durable on return.
+  virtual void release_lease(std::string_view name, std::int64_t epoch) = 0;
+  // A key-value write applied only while `fence` holds; false with error "lease lost" otherwise
+  // (an empty fence: kv_put).
+  virtual bool kv_put_fenced(std::string_view ns, std::string_view key, std::string_view value,
+                             const Fence& fence, std::string& error) = 0;
 
   // Whether the journal's last commit worked; `reason` says why not. While it does not, asks
   // for a small write now and then to find out when it works again.

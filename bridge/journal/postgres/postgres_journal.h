@@ -43,6 +43,16 @@ class PostgresJournal final : public BatchedJournal {
   std::vector<std::pair<std::string, std::string>> kv_scan(std::string_view ns,
                                                            std::string_view prefix = {}) override;
 
+  // Leases (leases.cc).
+  std::optional<std::int64_t> acquire_lease(std::string_view name, std::string_view owner,
+                                            std::chrono::milliseconds ttl) override;
+  std::vector<std::string> renew_leases(std::string_view owner,
+                                        const std::vector<std::string>& names,
+                                        std::chrono::milliseconds ttl) override;
+  void release_lease(std::string_view name, std::int64_t epoch) override;
+  bool kv_put_fenced(std::string_view ns, std::string_view key, std::string_view value,
+                     const Fence& fence, std::string& error) override;
+
   // The console's queries (console_queries.cc).
   std::vector<CallRow> search_calls(const CallQuery& query) override;
   std::vector<FailureRow> failures(const std::string& rule, std::int64_t since_ms,
@@ -60,6 +70,10 @@ class PostgresJournal final : public BatchedJournal {
   GroupCommit::Apply write_action(ActionRecord action) override;
   GroupCommit::Apply write_kv(std::string ns, std::string key, std::string value) override;
   bool prune_step(PruneStep step, PruneRun& run, std::string& error) override;
+  // Leases on the writer thread (leases.cc).
+  bool write_acquire(std::string_view name, std::string_view owner, std::chrono::milliseconds ttl,
+                     std::optional<std::int64_t>& epoch, std::string& error);
+  static std::string fence_check(int first_param);
 
   // Runs `f` on the reader connection (connected again when needed); `fallback` when the
   // database cannot be reached.
