@@ -1,12 +1,14 @@
-// The singleton runner (rules/singleton.h) over the journal's leases on both backends, and over
-// LocalLeases: it takes the lease and runs its job, stops when the lease is lost, and hands over
-// to another node when its holder stops.
+// The singleton runner (rules/singleton.h) over the journal's leases on both
+// backends, and over LocalLeases: it takes the lease and runs its job, stops
+// when the lease is lost, and hands over to another node when its holder stops.
 #include <atomic>
 #include <catch2/catch.hpp>
 #include <chrono>
 #include <functional>
 #include <thread>
 
+#include "bridge/intake.h"
+#include "bridge/journal_leases.h"
 #include "rules/singleton.h"
 #include "tests/fakes/each_backend.h"
 #include "tests/fakes/memory_store.h"
@@ -28,8 +30,8 @@ bool eventually(const std::function<bool()>& done, std::chrono::milliseconds lim
   return true;
 }
 
-// A node that stalls (a long GC pause, SIGSTOP): while frozen it neither renews nor takes
-// leases, but believes its renewals worked.
+// A node that stalls (a long GC pause, SIGSTOP): while frozen it neither renews
+// nor takes leases, but believes its renewals worked.
 class StallingLeases final : public rules::Leases {
  public:
   explicit StallingLeases(rules::Leases& inner) : inner_(inner) {}
@@ -55,7 +57,8 @@ class StallingLeases final : public rules::Leases {
   std::atomic<bool> frozen_{false};
 };
 
-// Two nodes' runners of one singleton; each job run writes "<node> <epoch>" fenced.
+// Two nodes' runners of one singleton; each job run writes "<node> <epoch>"
+// fenced.
 struct TwoNodes {
   rules::Leases& a_leases;
   rules::Leases& b_leases;
@@ -82,7 +85,8 @@ void acquire_lose_hand_over(rules::Leases& a_inner, rules::Leases& b_leases,
   StallingLeases a_leases(a_inner);
   TwoNodes nodes{a_leases, b_leases};
 
-  // Acquire: the first runner takes the lease and runs its job at once, then every period.
+  // Acquire: the first runner takes the lease and runs its job at once, then
+  // every period.
   nodes.a.start();
   REQUIRE(eventually([&] { return nodes.a.held() && nodes.a_runs >= 3; }));
   nodes.b.start();
@@ -92,8 +96,8 @@ void acquire_lose_hand_over(rules::Leases& a_inner, rules::Leases& b_leases,
   CHECK(nodes.b_runs == 0);  // never both
   CHECK(kv.get("test", "last") == "a");
 
-  // Lose: A stalls past its lease; B takes it over, A's writes are refused from then on and
-  // A stops running the job once it sees the loss.
+  // Lose: A stalls past its lease; B takes it over, A's writes are refused from
+  // then on and A stops running the job once it sees the loss.
   a_leases.freeze(true);
   REQUIRE(eventually([&] { return nodes.b.held() && nodes.b_runs > 0; }));
   CHECK(nodes.b.fence()->epoch > 0);
@@ -105,7 +109,8 @@ void acquire_lose_hand_over(rules::Leases& a_inner, rules::Leases& b_leases,
   CHECK(nodes.a_runs == a_runs);
   CHECK(kv.get("test", "last") == "b");
 
-  // Hand over: B stops and lets the lease go; A takes it within its retry period.
+  // Hand over: B stops and lets the lease go; A takes it within its retry
+  // period.
   auto b_epoch = nodes.b.fence()->epoch;
   nodes.b.stop();
   REQUIRE(eventually([&] { return nodes.a.held(); }, kLease * 3));
@@ -142,4 +147,15 @@ TEST_CASE("singleton runner: acquire, lose, hand over on local leases", "[single
   rules::LocalLeases a(kv, "node-a", kLease);
   auto b = a.as("node-b");
   acquire_lose_hand_over(a, *b, kv);
+}
+
+TEST_CASE("singleton runner: acquire, lose, hand over on each journal backend",
+          "[singleton][postgres]") {
+  testing::on_each_backend([](testing::Backend& backend) {
+    auto journal = backend.open();
+    bridge::JournalLeases a(*journal, "node-a", kLease);
+    bridge::JournalLeases b(*journal, "node-b", kLease);
+    bridge::JournalStore kv(*journal);
+    acquire_lose_hand_over(a, b, kv);
+  });
 }
