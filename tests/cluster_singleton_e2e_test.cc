@@ -19,6 +19,7 @@
 
 #include "tests/fakes/bridge_harness.h"
 #include "tests/fakes/fake_kintone.h"
+#include "tests/fakes/fake_pigeon.h"
 #include "tests/fakes/postgres.h"
 #include "tests/fakes/subprocess.h"
 
@@ -262,4 +263,51 @@ TEST_CASE(
   for (int i : {0, 2, 3, 4, 5}) CHECK(done["history"][i]["result"] == "missed");
   // Both surviving nodes agree.
   CHECK(result(*cluster.nodes[2])["history"] == done["history"]);
+}
+
+TEST_CASE(
+    "three nodes: a chain running on Kompira Pigeon survives kill -9 of its owner and is invoked "
+    "once",
+    "[postgres][e2e][cluster][singleton]") {
+  Cluster cluster;
+  if (!cluster.prepare()) return;
+  FakePigeon pigeon("pigeon-token");
+  pigeon.add_contact("c-01", "担当者 01", "090-1111-0001");
+  pigeon.add_contact("c-02", "担当者 02", "090-1111-0002");
+  pigeon.add_callflow("flow-p", "障害連絡", 2, {"c-01", "c-02"});
+  pigeon.add_guidance("guide-p", "障害通知", "{{node}}で障害",
+                      {{1, {"terminate", "対応をお願いします。"}}});
+  pigeon.script("c-01", {"no-key"});
+  pigeon.script("c-02", {"no-answer", "key 1"});
+  pigeon.set_polls_until_done(6);
+  cluster.start(3, "escalation:\n  dialer: { type: pigeon, url: " + pigeon.base_url() +
+                       ", token: pigeon-token, timeout: 5 }\n  poll_interval: 1\n"
+                       "  poll_max_interval: 1\n");
+  Bridge& owner = *cluster.nodes[0];
+  auto r = owner.client().Post(
+      "/api/apps/pigeon/chain/invoke",
+      R"({"params":{"callflowId":"flow-p","guidanceId":"guide-p","parameters":{"node":"db"}}})",
+      "application/json");
+  REQUIRE(r);
+  INFO(r->body);
+  REQUIRE(r->status == 200);
+  std::string chain = json::parse(r->body)["resultId"];
+
+  // The owner dies while the chain runs on Pigeon (invoked, being polled).
+  REQUIRE(eventually([&] { return pigeon.requests().size() >= 2; }, 20s));
+  owner.process->stop(SIGKILL);
+
+  json done;
+  REQUIRE(eventually(
+      [&] {
+        auto got = cluster.nodes[2]->client().Get(("/api/apps/pigeon/results/" + chain).c_str());
+        done = got && got->status == 200 ? json::parse(got->body) : json();
+        return done.is_object() && done["isActive"] == false;
+      },
+      60s));
+  INFO(done.dump());
+  CHECK(done["status"] == "succeeded");
+  CHECK(done["keyInput"] == "1");
+  CHECK(pigeon.invocations().size() == 1);  // continued by polling, never invoked again
+  CHECK(pigeon.calls() == std::vector<std::string>{"c-01@1", "c-02@1", "c-01@2", "c-02@2"});
 }
