@@ -492,7 +492,9 @@ void SharedDirectory::refresh_loop() {
     changed_.wait_for(lock, kSharedPoll, [&] { return stopping_; });
     if (stopping_) return;
     lock.unlock();
-    refresh();
+    // The holder's directory is the source (it reloads once when it takes the lease): a reload
+    // racing its own publishing could drop customers it has not published yet.
+    if (!runner_.held()) refresh();
     lock.lock();
   }
 }
