@@ -8,6 +8,21 @@
 
 namespace callbridge::bridge {
 
+namespace {
+
+// cluster.node_id, or "<hostname>-<pid>-<random>": a restarted process is a new owner.
+std::string lease_owner(const rules::ClusterConfig& cluster) {
+  if (!cluster.node_id.empty()) return cluster.node_id;
+  char host[256] = {};
+  if (gethostname(host, sizeof host - 1) != 0) host[0] = '\0';
+  std::random_device random;
+  char suffix[16];
+  std::snprintf(suffix, sizeof suffix, "%08x", random());
+  return std::string(host[0] ? host : "node") + "-" + std::to_string(getpid()) + "-" + suffix;
+}
+
+}  // namespace
+
 http::ClientOptions client_options(const rules::Config& config) {
   return {config.http.verify_tls, config.http.ca_file, config.http.max_response_bytes,
           config.http.max_idle_per_origin};
@@ -78,9 +93,18 @@ void App::build() {
   };
   intake_ = std::make_unique<Intake>(*journal_, *dispatcher_, metrics_, holder_);
   store_ = std::make_unique<JournalStore>(*journal_);
-  rules::Host host{*store_,   *intake_,
-                   client_,   routes_,
-                   services_, {config->server.max_json_depth, config->server.max_expanded_bytes}};
+  leases_ = std::make_unique<JournalLeases>(*journal_, lease_owner(config->cluster),
+                                            std::chrono::seconds(config->cluster.lease_seconds));
+  prune_runner_ = std::make_unique<rules::SingletonRunner>(
+      *leases_, kPruneLease, kPruneInterval, [this](const rules::LeaseFence&) {
+        std::size_t pruned = prune();
+        log::write(log::Level::info, "pruned old calls",
+                   {{"calls", std::to_string(pruned)}, {"node", leases_->owner()}});
+      });
+  rules::Host host{*store_,      *intake_,
+                   client_,      routes_,
+                   services_,    {config->server.max_json_depth, config->server.max_expanded_bytes},
+                   leases_.get()};
   for (const auto& factory : registry_.services())
     if (auto service = factory.make(*config, host)) services_.add(factory.name, std::move(service));
   dispatcher_->set_services(&services_);
@@ -117,6 +141,7 @@ bool App::start(std::string& error) {
     dispatcher_->stop(std::chrono::milliseconds(0));
     return false;
   }
+  prune_runner_->start();
   http_thread_ = std::thread([this] { server_->run(); });
   return true;
 }
@@ -124,6 +149,7 @@ bool App::start(std::string& error) {
 void App::stop_services() {
   if (!services_started_) return;
   services_started_ = false;
+  prune_runner_->stop();
   for (const auto& [name, service] : services_.all()) service->stop();
 }
 

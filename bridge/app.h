@@ -16,17 +16,21 @@
 #include "bridge/dispatcher.h"
 #include "bridge/intake.h"
 #include "bridge/journal/journal.h"
+#include "bridge/journal_leases.h"
 #include "bridge/metrics.h"
 #include "bridge/server.h"
 #include "http/http_client.h"
 #include "rules/config.h"
 #include "rules/host.h"
 #include "rules/registry.h"
+#include "rules/singleton.h"
 
 namespace callbridge::bridge {
 
-// How often `serve` prunes the calls older than storage.retention_days.
+// How often the node holding the lease `singleton:prune` prunes the calls older than
+// storage.retention_days (one node of a cluster prunes; another takes over when it stops).
 constexpr std::chrono::hours kPruneInterval{1};
+inline constexpr const char* kPruneLease = "singleton:prune";
 
 // The outbound HTTP client's options from the configuration's `http` section.
 http::ClientOptions client_options(const rules::Config& config);
@@ -76,8 +80,11 @@ class App {
   // Reads server.tls's certificate and key again for new connections (no TLS: nothing to do);
   // a pair that cannot be read keeps the old one. Logs the outcome.
   void reload_tls();
-  // Prunes the calls older than storage.retention_days; returns how many went.
+  // Prunes the calls older than storage.retention_days now; returns how many went. While
+  // running, the App does this every kPruneInterval on the node holding kPruneLease.
   std::size_t prune();
+  rules::Leases& leases() { return *leases_; }
+  const rules::SingletonRunner& pruning() const { return *prune_runner_; }
 
   std::size_t recovered() const { return recovered_; }
   std::shared_ptr<const rules::Config> config() const { return holder_.get(); }
@@ -104,6 +111,8 @@ class App {
   std::unique_ptr<Dispatcher> dispatcher_;
   std::unique_ptr<Intake> intake_;
   std::unique_ptr<JournalStore> store_;
+  std::unique_ptr<JournalLeases> leases_;
+  std::unique_ptr<rules::SingletonRunner> prune_runner_;
   std::vector<rules::Route> routes_;
   rules::Services services_;
   std::shared_ptr<Console> console_;

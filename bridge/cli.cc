@@ -41,7 +41,7 @@ namespace callbridge {
 namespace {
 
 constexpr int kOk = 0, kRuntimeFailure = 1, kBadConfig = 2;
-// How long `serve` waits for a signal before looking at the prune schedule again.
+// How long `serve` waits for a signal at a time.
 constexpr timespec kSignalWait{1, 0};
 
 // The connectors main() passed in (bridge/connectors.cc); the core alone until then.
@@ -158,16 +158,10 @@ std::unique_ptr<bridge::Journal> open_journal(const rules::Config& config) {
   return journal;
 }
 
-// Reloads on SIGHUP (an invalid file keeps the rules in force), stops on SIGTERM/SIGINT, and
-// prunes old calls once an hour.
+// Reloads on SIGHUP (an invalid file keeps the rules in force) and stops on SIGTERM/SIGINT.
+// Old calls are pruned by the App, on the node holding bridge::kPruneLease.
 void supervise(const std::string& path, bool have_file, bridge::App& app, const sigset_t& signals) {
-  auto last_prune = std::chrono::steady_clock::time_point{};
   while (true) {
-    if (std::chrono::steady_clock::now() - last_prune > bridge::kPruneInterval) {
-      last_prune = std::chrono::steady_clock::now();
-      if (std::size_t pruned = app.prune(); pruned > 0)
-        log::write(log::Level::info, "pruned old calls", {{"calls", std::to_string(pruned)}});
-    }
     int sig = sigtimedwait(&signals, nullptr, &kSignalWait);
     if (sig == SIGTERM || sig == SIGINT) {
       log::write(log::Level::info, "shutting down",

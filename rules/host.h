@@ -3,6 +3,8 @@
 // HTTP transport. Connectors see these interfaces only, never the journal or the server.
 #pragma once
 
+#include <chrono>
+#include <cstdint>
 #include <functional>
 #include <map>
 #include <memory>
@@ -48,6 +50,64 @@ class KeyValueStore {
   virtual bool erase(std::string_view ns, std::string_view key, std::string& error) = 0;
   virtual std::optional<std::string> get(std::string_view ns, std::string_view key) = 0;
   virtual std::vector<std::pair<std::string, std::string>> scan(std::string_view ns) = 0;
+};
+
+// A fencing token: a write carrying it applies only while `lease` is still held with `epoch`.
+struct LeaseFence {
+  std::string lease;
+  std::int64_t epoch = 0;
+};
+
+// Named leases shared by every node of the bridge's database (docs/cluster.md): at most one
+// node holds a lease at a time, until it lets it go or stops renewing it for lease_time().
+// Connectors take them for work that must run once in the cluster (a directory sync, a token
+// refresh, an escalation chain); on one node they behave the same.
+class Leases {
+ public:
+  virtual ~Leases() = default;
+  // This node's name as a lease owner (cluster.node_id).
+  virtual const std::string& owner() const = 0;
+  // How long a lease lives without renewal (cluster.lease_seconds).
+  virtual std::chrono::milliseconds lease_time() const = 0;
+  // Takes `name` when it is free, expired, or this node's already (then renewed): the epoch
+  // held, higher than any earlier holder's. nullopt when another node holds it, or on error.
+  virtual std::optional<std::int64_t> acquire(std::string_view name) = 0;
+  // Extends those of `names` this node still holds; returns the names it no longer holds.
+  virtual std::vector<std::string> renew(const std::vector<std::string>& names) = 0;
+  // Lets `name` go (it expires now) if still held with `epoch`.
+  virtual void release(std::string_view name, std::int64_t epoch) = 0;
+  // A durable key-value write applied only while `fence` holds; false with error "lease lost"
+  // otherwise. An empty fence.lease writes unfenced.
+  virtual bool put_fenced(std::string_view ns, std::string_view key, std::string_view value,
+                          const LeaseFence& fence, std::string& error) = 0;
+};
+
+// Leases in this process's memory, over `store` for the fenced writes: one node, for tests and
+// for hosts without a shared journal.
+class LocalLeases final : public Leases {
+ public:
+  explicit LocalLeases(KeyValueStore& store, std::string owner = "local",
+                       std::chrono::milliseconds lease_time = std::chrono::seconds(10));
+  ~LocalLeases() override;
+  const std::string& owner() const override { return owner_; }
+  std::chrono::milliseconds lease_time() const override { return lease_time_; }
+  std::optional<std::int64_t> acquire(std::string_view name) override;
+  std::vector<std::string> renew(const std::vector<std::string>& names) override;
+  void release(std::string_view name, std::int64_t epoch) override;
+  bool put_fenced(std::string_view ns, std::string_view key, std::string_view value,
+                  const LeaseFence& fence, std::string& error) override;
+
+  // Another owner's view of the same leases (shares the table), for tests of hand-over.
+  std::shared_ptr<LocalLeases> as(std::string owner) const;
+
+ private:
+  struct Table;
+  LocalLeases(std::shared_ptr<Table> table, KeyValueStore& store, std::string owner,
+              std::chrono::milliseconds lease_time);
+  std::shared_ptr<Table> table_;
+  KeyValueStore& store_;
+  std::string owner_;
+  std::chrono::milliseconds lease_time_;
 };
 
 // Follows one submitted event through the dispatcher (in memory; gone after a restart).
@@ -164,6 +224,8 @@ struct Host {
   std::vector<Route>& routes;  // the mounted endpoints; services add theirs with add_route
   const Services& services;    // those created before this one
   InputLimits limits = {};     // bounds every JSON body the service's routes parse
+  // The cluster's leases (the bridge's journal); null: LocalLeases over `store` (one node).
+  Leases* leases = nullptr;
 
   // Mounts one of `service`'s endpoints. The route keeps the service alive, and an exception
   // from its handler answers 500 `internal` with the common error body (and is logged).

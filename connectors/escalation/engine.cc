@@ -57,6 +57,91 @@ struct Engine::Impl : std::enable_shared_from_this<Engine::Impl> {
 
   void count_attempt(AttemptOutcome outcome) { ++attempts[static_cast<int>(outcome)]; }
 
+  // ---- chains owned by lease (a store with leases: docs/cluster.md) ----
+
+  // This node no longer holds the chain: forget it here (its owner continues it).
+  void drop(const std::string& id) {
+    std::lock_guard lock(map_mutex);
+    auto it = chains.find(id);
+    if (it == chains.end()) return;
+    bool was_running;
+    {
+      std::lock_guard chain_lock(it->second->mutex);
+      was_running = it->second->state.status == ChainStatus::running;
+    }
+    if (!was_running) return;  // an ended chain stays in the history
+    chains.erase(it);
+    if (running > 0) --running;
+  }
+
+  // Every lease_time/3: renews the chains held and forgets the lost ones; every lease_time:
+  // takes over chains whose owner stopped renewing them.
+  void maintain(std::uint64_t tick) {
+    for (const auto& id : store.renew()) drop(id);
+    if (tick % 3 == 0) adopt();
+    later(timers.now() + std::max<Millis>(store.lease_time().count() / 3, 1),
+          [tick](Impl& self) { self.maintain(tick + 1); });
+  }
+
+  // Chains that still have work (running, or ended without their event submitted) and whose
+  // lease is free: claimed and continued from their stored state at their stored due time.
+  void adopt() {
+    std::vector<std::string> errors;
+    for (auto& s : store.load_all(errors)) {
+      if (s.status != ChainStatus::running && s.notified) continue;
+      if (store.holds(s.id)) continue;
+      drop(s.id);
+      if (!store.claim(s.id)) continue;
+      // Read again under the lease: the last owner's last fenced write is in it.
+      auto fresh = store.load(s.id);
+      if (!fresh) {
+        store.release(s.id);
+        continue;
+      }
+      resume(std::move(*fresh), timers.now(), "interrupted: its node stopped");
+    }
+  }
+
+  // A stored chain this node now runs (after a restart, or taken over from another node).
+  void resume(ChainState s, Millis now, const char* interrupted = "interrupted by restart") {
+    bool was_running = s.status == ChainStatus::running;
+    if (was_running && s.phase == Phase::dialing && !s.attempts.empty() &&
+        !s.attempts.back().outcome) {
+      // It may have rung already: never dial it again; record it and move on.
+      Attempt& a = s.attempts.back();
+      a.outcome = AttemptOutcome::failed;
+      a.ended_at = now;
+      a.error = interrupted;
+      count_attempt(AttemptOutcome::failed);
+      advance(s, true, now);
+      save_or_retry(s);
+    } else if (was_running && s.phase == Phase::remote && s.remote_id.empty()) {
+      finish(s, ChainStatus::failed,
+             std::string(interrupted) + " before Kompira Pigeon confirmed the invoke", now);
+      save_or_retry(s);
+    }
+    auto chain = std::make_shared<Chain>();
+    chain->state = s;
+    {
+      std::lock_guard lock(map_mutex);
+      chains[s.id] = chain;
+      if (!was_running) finished_order.push_back(s.id);
+    }
+    if (s.status == ChainStatus::running) {
+      ++running;
+      if (s.phase == Phase::remote)
+        schedule_poll(s.id, std::max(now, s.due_at));
+      else
+        schedule_step(s.id, std::max(now, s.due_at));
+    } else if (was_running) {  // ended just now
+      ++running;
+      finished_chain(s);
+    } else if (!s.notified) {
+      std::string id = s.id;
+      later(now, [id, s](Impl& me) { me.notify(id, s); });
+    }
+  }
+
   // Moves to the next contact to call, or ends the chain. Pigeon: loops restart from the top;
   // contacts who left are skipped; past the loop limit the chain fails.
   void advance(ChainState& s, bool after_attempt, Millis now) {
@@ -140,16 +225,17 @@ struct Engine::Impl : std::enable_shared_from_this<Engine::Impl> {
       return;
     }
     auto chain = find(id);
+    bool saved;
+    std::string error;
     if (chain) {
       std::lock_guard lock(chain->mutex);
       chain->state.notified = true;
-      std::string error;
-      store.save(chain->state, error);
+      saved = store.save(chain->state, error);
     } else {
       snapshot.notified = true;
-      std::string error;
-      store.save(snapshot, error);
+      saved = store.save(snapshot, error);
     }
+    if (saved) store.release(id);  // nothing left to do for it anywhere
   }
 
   // Saves after an outcome; if the store is down the state is kept and saved again shortly.
@@ -157,6 +243,12 @@ struct Engine::Impl : std::enable_shared_from_this<Engine::Impl> {
     std::string error;
     if (store.save(s, error)) return;
     std::string id = s.id;
+    if (!store.holds(id)) {
+      // Another node continues it from its last saved state; forget it here (not under the
+      // chain's lock, which this caller holds).
+      later(timers.now(), [id](Impl& self) { self.drop(id); });
+      return;
+    }
     later(timers.now() + settings.store_retry.count(), [id](Impl& self) {
       if (auto chain = self.find(id)) {
         std::lock_guard lock(chain->mutex);
@@ -165,10 +257,29 @@ struct Engine::Impl : std::enable_shared_from_this<Engine::Impl> {
     });
   }
 
+  void fill_request(const ChainState& s, const Attempt& a, const Contact& contact,
+                    DialRequest& request) const {
+    request.chain_id = s.id;
+    request.attempt_id = a.id;
+    request.contact = contact;
+    request.loop = a.loop;
+    request.position = a.position;
+    request.message = a.message;
+    for (const auto& [key, r] : s.guidance.responses)
+      request.responses[key] = KeyResponse{r.reaction, render_message(r.message, s.parameters)};
+    request.ring_timeout = settings.ring_timeout;
+  }
+
   void step(const std::string& id) {
     auto chain = find(id);
     if (!chain) return;
+    if (!store.holds(id)) {
+      drop(id);
+      return;
+    }
     DialRequest request;
+    Millis request_time = 0;
+    bool lost = false;
     {
       std::lock_guard lock(chain->mutex);
       ChainState& s = chain->state;
@@ -192,24 +303,27 @@ struct Engine::Impl : std::enable_shared_from_this<Engine::Impl> {
       s.phase = Phase::dialing;
       std::string error;
       if (!store.save(s, error)) {
-        // Not durable: do not dial. Try again shortly.
+        // Not durable (or the chain's lease is lost): do not dial.
         s.attempts.pop_back();
         s.phase = Phase::waiting;
-        s.due_at = now + settings.store_retry.count();
-        schedule_step(id, s.due_at);
-        return;
+        if (store.holds(id)) {  // try again shortly
+          s.due_at = now + settings.store_retry.count();
+          schedule_step(id, s.due_at);
+          return;
+        }
+        lost = true;
+      } else {
+        fill_request(s, a, contact, request);
+        request_time = now;
       }
-      request.chain_id = s.id;
-      request.attempt_id = a.id;
-      request.contact = contact;
-      request.loop = a.loop;
-      request.position = a.position;
-      request.message = a.message;
-      for (const auto& [key, r] : s.guidance.responses)
-        request.responses[key] = KeyResponse{r.reaction, render_message(r.message, s.parameters)};
-      request.ring_timeout = settings.ring_timeout;
-      std::string attempt_id = a.id;
-      later(now + settings.attempt_timeout.count(), [id, attempt_id](Impl& self) {
+    }
+    if (lost) {
+      drop(id);  // its new owner continues it from the saved state
+      return;
+    }
+    {
+      std::string attempt_id = request.attempt_id;
+      later(request_time + settings.attempt_timeout.count(), [id, attempt_id](Impl& self) {
         if (self.on_outcome(id, attempt_id,
                             DialResult{AttemptOutcome::failed, std::nullopt,
                                        "no outcome within the attempt timeout"}) &&
@@ -377,7 +491,15 @@ void Engine::poke(const std::string& id) {
 }
 
 void Engine::stop() {
-  impl_->stopped = true;
+  if (impl_->stopped.exchange(true)) return;
+  if (!impl_->store.leased()) return;
+  // Hand the chains over now rather than after lease_time: another node continues them.
+  std::vector<std::string> ids;
+  {
+    std::lock_guard lock(impl_->map_mutex);
+    for (const auto& [id, chain] : impl_->chains) ids.push_back(id);
+  }
+  for (const auto& id : ids) impl_->store.release(id);
 }
 
 void Engine::set_finished_handler(FinishedHandler handler) {
@@ -397,44 +519,11 @@ std::vector<std::string> Engine::recover() {
             [](const ChainState& a, const ChainState& b) { return a.created_at < b.created_at; });
   Millis now = self.timers.now();
   for (auto& s : states) {
-    bool was_running = s.status == ChainStatus::running;
-    if (was_running && s.phase == Phase::dialing && !s.attempts.empty() &&
-        !s.attempts.back().outcome) {
-      // It may have rung already: never dial it again; record it and move on.
-      Attempt& a = s.attempts.back();
-      a.outcome = AttemptOutcome::failed;
-      a.ended_at = now;
-      a.error = "interrupted by restart";
-      self.count_attempt(AttemptOutcome::failed);
-      self.advance(s, true, now);
-      self.save_or_retry(s);
-    } else if (was_running && s.phase == Phase::remote && s.remote_id.empty()) {
-      self.finish(s, ChainStatus::failed,
-                  "interrupted by restart before Kompira Pigeon confirmed the invoke", now);
-      self.save_or_retry(s);
-    }
-    auto chain = std::make_shared<Chain>();
-    chain->state = s;
-    {
-      std::lock_guard lock(self.map_mutex);
-      self.chains[s.id] = chain;
-      if (!was_running) self.finished_order.push_back(s.id);
-    }
-    if (s.status == ChainStatus::running) {
-      ++self.running;
-      if (s.phase == Phase::remote)
-        self.schedule_poll(s.id, std::max(now, s.due_at));
-      else
-        self.schedule_step(s.id, std::max(now, s.due_at));
-    } else {
-      if (was_running) {  // ended just now
-        ++self.running;
-        self.finished_chain(s);
-      } else if (!s.notified) {
-        std::string id = s.id;
-        self.later(now, [id, s](Impl& me) { me.notify(id, s); });
-      }
-    }
+    // With leases, a chain with work left is this node's only once it holds the chain's lease;
+    // the others run elsewhere (maintain() takes them over when their owner dies).
+    bool work_left = s.status == ChainStatus::running || !s.notified;
+    if (self.store.leased() && work_left && !self.store.claim(s.id)) continue;
+    self.resume(std::move(s), now);
   }
   {
     std::lock_guard lock(self.map_mutex);
@@ -443,6 +532,7 @@ std::vector<std::string> Engine::recover() {
       self.finished_order.pop_front();
     }
   }
+  if (self.store.leased()) self.maintain(1);
   return errors;
 }
 
@@ -483,7 +573,14 @@ std::optional<ChainState> Engine::start(ChainRequest request, std::string& error
     }
     self.advance(s, false, s.created_at);
   }
-  if (!self.store.save(s, error)) return fail(rules::ErrorCode::journal_unavailable);
+  if (!self.store.claim(s.id)) {
+    error = "the chain's lease could not be taken";
+    return fail(rules::ErrorCode::journal_unavailable);
+  }
+  if (!self.store.save(s, error)) {
+    self.store.release(s.id);
+    return fail(rules::ErrorCode::journal_unavailable);
+  }
   auto chain = std::make_shared<Chain>();
   chain->state = s;
   {
@@ -506,7 +603,10 @@ bool Engine::abort(const std::string& id, std::string& error, int& status) {
   if (!chain) {
     auto stored = self.store.load(id);
     status = stored ? 409 : 404;
-    error = stored ? "chain " + id + " has already ended" : "no chain " + id;
+    error = !stored ? "no chain " + id
+            : stored->status == ChainStatus::running
+                ? "chain " + id + " runs on another node of the cluster; abort it there"
+                : "chain " + id + " has already ended";
     return false;
   }
   std::string remote_id;

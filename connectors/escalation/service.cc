@@ -82,7 +82,7 @@ EscalationService::EscalationService(const EscalationSettings& section, rules::H
       events_(host.events),
       limits_(host.limits),
       timers_(pick_timers(timers, own_timers_, section.workers)),
-      store_(host.store) {
+      store_(host.store, host.leases) {
   RemoteChains* remote = nullptr;
   if (section_.dialer.type == DialerType::pigeon) {
     pigeon_ = std::make_unique<PigeonClient>(section_.dialer.pigeon, host.transport);

@@ -47,7 +47,74 @@ rules::HistoryView chain_history_view() {
 }
 
 bool KeyValueChainStore::save(const ChainState& state, std::string& error) {
-  return store_.put(kNamespace, state.id, to_json(state).dump(), error);
+  if (!leases_) return store_.put(kNamespace, state.id, to_json(state).dump(), error);
+  rules::LeaseFence fence{lease_name(state.id), 0};
+  {
+    std::lock_guard lock(mutex_);
+    auto it = held_.find(state.id);
+    if (it == held_.end()) {
+      error = "lease lost";
+      return false;
+    }
+    fence.epoch = it->second;
+  }
+  if (leases_->put_fenced(kNamespace, state.id, to_json(state).dump(), fence, error)) return true;
+  if (error == "lease lost") {
+    std::lock_guard lock(mutex_);
+    if (auto it = held_.find(state.id); it != held_.end() && it->second == fence.epoch)
+      held_.erase(it);
+  }
+  return false;
+}
+
+std::chrono::milliseconds KeyValueChainStore::lease_time() const {
+  return leases_ ? leases_->lease_time() : ChainStore::lease_time();
+}
+
+bool KeyValueChainStore::claim(const std::string& id) {
+  if (!leases_) return true;
+  auto epoch = leases_->acquire(lease_name(id));
+  std::lock_guard lock(mutex_);
+  if (!epoch) {
+    held_.erase(id);
+    return false;
+  }
+  held_[id] = *epoch;
+  return true;
+}
+
+bool KeyValueChainStore::holds(const std::string& id) const {
+  if (!leases_) return true;
+  std::lock_guard lock(mutex_);
+  return held_.count(id) > 0;
+}
+
+void KeyValueChainStore::release(const std::string& id) {
+  if (!leases_) return;
+  std::optional<std::int64_t> epoch;
+  {
+    std::lock_guard lock(mutex_);
+    auto it = held_.find(id);
+    if (it == held_.end()) return;
+    epoch = it->second;
+    held_.erase(it);
+  }
+  leases_->release(lease_name(id), *epoch);
+}
+
+std::vector<std::string> KeyValueChainStore::renew() {
+  if (!leases_) return {};
+  std::vector<std::string> names;
+  {
+    std::lock_guard lock(mutex_);
+    for (const auto& [id, epoch] : held_) names.push_back(lease_name(id));
+  }
+  if (names.empty()) return {};
+  std::vector<std::string> lost;
+  for (auto& name : leases_->renew(names)) lost.push_back(name.substr(6));  // after "chain:"
+  std::lock_guard lock(mutex_);
+  for (const auto& id : lost) held_.erase(id);
+  return lost;
 }
 
 std::optional<ChainState> KeyValueChainStore::load(const std::string& id) {

@@ -4,6 +4,7 @@
 #include <unordered_set>
 
 #include "connectors/kintone/phone.h"
+#include "log/log.h"
 #include "rules/template.h"
 
 namespace callbridge::kintone {
@@ -127,6 +128,14 @@ std::size_t Directory::phone_keys() const {
   return by_phone_.size();
 }
 
+std::vector<Customer> Directory::customers() const {
+  std::shared_lock lock(mutex_);
+  std::vector<Customer> out;
+  out.reserve(by_id_.size());
+  for (const auto& [id, c] : by_id_) out.push_back(c);
+  return out;
+}
+
 std::vector<std::string> Directory::ids() const {
   std::shared_lock lock(mutex_);
   std::vector<std::string> out;
@@ -218,7 +227,10 @@ Result DirectorySync::full_import() {
         Customer c = to_customer(record);
         if (c.updated > watermark) watermark = c.updated;
         seen.insert(c.id);
-        if (directory_->upsert(std::move(c))) ++changed;
+        if (directory_->upsert(c)) {
+          ++changed;
+          report_change(c.id, &c);
+        }
         ++fetched;
         if (fetched % 5000 == 0) {
           SyncProgress p = report(false);
@@ -241,7 +253,10 @@ Result DirectorySync::full_import() {
   }
   std::uint64_t removed = 0;
   for (const auto& id : directory_->ids())
-    if (!seen.count(id) && directory_->remove(id)) ++removed;
+    if (!seen.count(id) && directory_->remove(id)) {
+      ++removed;
+      report_change(id, nullptr);
+    }
   {
     std::lock_guard lock(progress_mutex_);
     ++progress_.full_syncs;
@@ -277,7 +292,10 @@ Result DirectorySync::incremental() {
       [&](json&& record) {
         Customer c = to_customer(record);
         if (c.updated > watermark) watermark = c.updated;
-        if (directory_->upsert(std::move(c))) ++changed;
+        if (directory_->upsert(c)) {
+          ++changed;
+          report_change(c.id, &c);
+        }
         ++fetched;
         return !stopping_.load();
       },
@@ -314,6 +332,15 @@ Result DirectorySync::sync() {
     done = imported_;
   }
   return done ? incremental() : full_import();
+}
+
+void DirectorySync::set_change_sink(ChangeSink sink) {
+  std::lock_guard lock(sync_mutex_);
+  change_sink_ = std::move(sink);
+}
+
+void DirectorySync::report_change(const std::string& id, const Customer* customer) {
+  if (change_sink_) change_sink_(id, customer);  // sync_mutex_ is held by the running sync
 }
 
 void DirectorySync::start() {
@@ -376,6 +403,265 @@ void DirectorySync::metrics(std::string& out) const {
        static_cast<double>(
            std::chrono::duration_cast<std::chrono::seconds>(p.last_success.time_since_epoch())
                .count()));
+}
+
+// ---- SharedDirectory ----
+
+namespace {
+
+constexpr auto kSharedPoll = std::chrono::seconds(1);  // how often nodes look at the mark
+
+std::int64_t unix_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+// FNV-1a: the same bucket for an ID on every node and build.
+int bucket_of(std::string_view id) {
+  std::uint32_t h = 2166136261u;
+  for (unsigned char c : id) h = (h ^ c) * 16777619u;
+  return static_cast<int>(h % SharedDirectory::kBuckets);
+}
+
+std::string bucket_key(int bucket) {
+  return "b/" + std::to_string(bucket);
+}
+
+json customer_json(const Customer& c) {
+  return {{"id", c.id},           {"revision", c.revision}, {"name", c.name},
+          {"company", c.company}, {"phones", c.phones},     {"updated", c.updated}};
+}
+
+std::optional<Customer> customer_from(const json& j) {
+  if (!j.is_object() || !j.contains("id") || !j["id"].is_string()) return std::nullopt;
+  Customer c;
+  c.id = j.value("id", "");
+  c.revision = j.value("revision", "");
+  c.name = j.value("name", "");
+  c.company = j.value("company", "");
+  c.updated = j.value("updated", "");
+  if (j.contains("phones") && j["phones"].is_array())
+    for (const auto& p : j["phones"])
+      if (p.is_string()) c.phones.push_back(p.get<std::string>());
+  return c;
+}
+
+}  // namespace
+
+SharedDirectory::SharedDirectory(DirectorySync& sync, rules::KeyValueStore& store,
+                                 rules::Leases& leases, Log log)
+    : sync_(sync),
+      store_(store),
+      leases_(leases),
+      log_(std::move(log)),
+      ns_(namespace_of(sync.spec().connection)),
+      runner_(leases, lease_name(sync.spec().connection),
+              std::min<std::chrono::milliseconds>(kSharedPoll, sync.spec().interval),
+              [this](const rules::LeaseFence& fence) { job(fence); }) {
+  if (!log_) log_ = [](const std::string&) {};
+  sync_.set_change_sink([this](const std::string& id, const Customer*) {
+    std::lock_guard lock(mutex_);
+    dirty_[static_cast<std::size_t>(bucket_of(id))] = true;
+  });
+}
+
+SharedDirectory::~SharedDirectory() {
+  stop();
+}
+
+void SharedDirectory::start() {
+  {
+    std::lock_guard lock(mutex_);
+    if (refresher_.joinable()) return;
+    stopping_ = false;
+  }
+  refresh();  // what the cluster knows already, before the first event
+  refresher_ = std::thread([this] { refresh_loop(); });
+  runner_.start();
+}
+
+void SharedDirectory::stop() {
+  {
+    std::lock_guard lock(mutex_);
+    stopping_ = true;
+  }
+  changed_.notify_all();
+  if (refresher_.joinable()) refresher_.join();
+  runner_.stop();
+}
+
+void SharedDirectory::refresh_loop() {
+  std::unique_lock lock(mutex_);
+  while (!stopping_) {
+    changed_.wait_for(lock, kSharedPoll, [&] { return stopping_; });
+    if (stopping_) return;
+    lock.unlock();
+    // The holder's directory is the source (it reloads once when it takes the lease): a reload
+    // racing its own publishing could drop customers it has not published yet.
+    if (!runner_.held()) refresh();
+    lock.lock();
+  }
+}
+
+std::optional<SharedDirectory::Mark> SharedDirectory::read_mark() {
+  auto text = store_.get(ns_, "mark");
+  if (!text) return std::nullopt;
+  auto j = json::parse(*text, nullptr, false);
+  if (!j.is_object()) return std::nullopt;
+  Mark m;
+  m.version = j.value("version", std::uint64_t{0});
+  m.synced_at_ms = j.value("synced_at_ms", std::int64_t{0});
+  m.watermark = j.value("watermark", "");
+  m.syncs = j.value("syncs", std::uint64_t{0});
+  m.error = j.value("error", "");
+  return m;
+}
+
+bool SharedDirectory::refresh() {
+  std::lock_guard refresh_lock(refresh_mutex_);
+  auto mark = read_mark();
+  if (!mark) return false;
+  // Records the sync as seen here once the directory holds its result.
+  auto seen = [&] {
+    {
+      std::lock_guard lock(mutex_);
+      version_ = mark->version;
+      syncs_ = std::max(syncs_, mark->syncs);
+      last_error_ = mark->error;
+    }
+    changed_.notify_all();
+  };
+  bool same_version, same_syncs;
+  {
+    std::lock_guard lock(mutex_);
+    same_version = mark->version == version_;
+    same_syncs = mark->syncs <= syncs_;
+  }
+  if (same_version) {
+    if (!same_syncs) seen();  // a sync that failed or changed nothing
+    return false;
+  }
+  Directory& directory = sync_.directory();
+  std::unordered_set<std::string> present;
+  std::size_t changed = 0;
+  for (const auto& [key, text] : store_.scan(ns_)) {
+    if (key.rfind("b/", 0) != 0) continue;
+    auto rows = json::parse(text, nullptr, false);
+    if (!rows.is_array()) continue;
+    for (const auto& row : rows)
+      if (auto c = customer_from(row)) {
+        present.insert(c->id);
+        if (directory.upsert(std::move(*c))) ++changed;
+      }
+  }
+  for (const auto& id : directory.ids())
+    if (!present.count(id) && directory.remove(id)) ++changed;
+  seen();
+  if (changed > 0)
+    log_("kintone directory " + sync_.spec().connection + ": " + std::to_string(changed) +
+         " customers changed by the cluster's sync " + std::to_string(mark->version));
+  return true;
+}
+
+void SharedDirectory::job(const rules::LeaseFence& fence) {
+  auto mark = read_mark();
+  if (resumed_epoch_ != fence.epoch) {
+    // A new holding: start from what the cluster published. This process's first sync is a
+    // full import (as at start-up on one node), which also finds the customers deleted in
+    // kintone; unchanged customers leave their buckets alone.
+    refresh();
+    resumed_epoch_ = fence.epoch;
+  }
+  std::int64_t now = unix_ms();
+  std::int64_t requested = 0;
+  if (auto r = store_.get(ns_, "requested")) requested = std::atoll(r->c_str());
+  auto interval =
+      std::chrono::duration_cast<std::chrono::milliseconds>(sync_.spec().interval).count();
+  bool asked = requested > handled_request_ms_ && (!mark || requested >= mark->synced_at_ms);
+  if (mark && now - mark->synced_at_ms < interval && !asked) return;
+  handled_request_ms_ = std::max(handled_request_ms_, requested);
+  Result r = sync_.sync();
+  Mark next;
+  next.version = mark ? mark->version : 0;
+  next.syncs = (mark ? mark->syncs : 0) + 1;
+  next.synced_at_ms = now;
+  next.watermark = sync_.progress().watermark;
+  if (r.ok())
+    ++next.version;
+  else
+    next.error = r.error_text();
+  publish(fence, next);
+}
+
+bool SharedDirectory::publish(const rules::LeaseFence& fence, const Mark& mark) {
+  std::vector<bool> dirty;
+  {
+    std::lock_guard lock(mutex_);
+    dirty = dirty_;
+  }
+  std::string error;
+  bool any = std::find(dirty.begin(), dirty.end(), true) != dirty.end();
+  if (any) {
+    std::vector<json> buckets(kBuckets, json::array());
+    for (const auto& c : sync_.directory().customers())
+      if (dirty[static_cast<std::size_t>(bucket_of(c.id))])
+        buckets[static_cast<std::size_t>(bucket_of(c.id))].push_back(customer_json(c));
+    for (int b = 0; b < kBuckets; ++b) {
+      if (!dirty[static_cast<std::size_t>(b)]) continue;
+      if (!leases_.put_fenced(ns_, bucket_key(b), buckets[static_cast<std::size_t>(b)].dump(),
+                              fence, error)) {
+        log_("kintone directory " + sync_.spec().connection +
+             ": publishing the sync failed: " + error);
+        return false;
+      }
+    }
+  }
+  json m{{"version", mark.version},
+         {"syncs", mark.syncs},
+         {"synced_at_ms", mark.synced_at_ms},
+         {"watermark", mark.watermark},
+         {"error", mark.error}};
+  if (!leases_.put_fenced(ns_, "mark", m.dump(), fence, error)) {
+    log_("kintone directory " + sync_.spec().connection + ": publishing the sync failed: " + error);
+    return false;
+  }
+  {
+    std::lock_guard lock(mutex_);
+    // Buckets changed while publishing stay dirty for the next sync.
+    for (std::size_t b = 0; b < dirty.size(); ++b)
+      if (dirty[b]) dirty_[b] = false;
+    version_ = mark.version;
+    syncs_ = mark.syncs;
+    last_error_ = mark.error;
+  }
+  changed_.notify_all();
+  return true;
+}
+
+void SharedDirectory::request_sync() {
+  std::string error;
+  store_.put(ns_, "requested", std::to_string(unix_ms()), error);
+  runner_.wake();
+}
+
+std::optional<std::string> SharedDirectory::wait_for_sync(std::uint64_t after,
+                                                          std::chrono::milliseconds timeout) {
+  std::unique_lock lock(mutex_);
+  if (!changed_.wait_for(lock, timeout, [&] { return syncs_ > after || stopping_; }) ||
+      syncs_ <= after)
+    return std::nullopt;
+  return last_error_;
+}
+
+std::uint64_t SharedDirectory::syncs() const {
+  std::lock_guard lock(mutex_);
+  return syncs_;
+}
+
+std::uint64_t SharedDirectory::version() const {
+  std::lock_guard lock(mutex_);
+  return version_;
 }
 
 }  // namespace callbridge::kintone

@@ -20,6 +20,8 @@
 #include <vector>
 
 #include "connectors/kintone/client.h"
+#include "rules/host.h"
+#include "rules/singleton.h"
 
 namespace callbridge::kintone {
 
@@ -43,6 +45,7 @@ class Directory {
   std::size_t size() const;
   std::size_t phone_keys() const;
   std::vector<std::string> ids() const;
+  std::vector<Customer> customers() const;
 
  private:
   void unindex(const Customer& c);  // mutex_ held exclusively
@@ -100,6 +103,11 @@ class DirectorySync {
   void stop();   // returns promptly once the running page is done
   void request_sync();
 
+  // Called for every customer a sync adds or changes, and with null for one it removes (on the
+  // sync's thread, inside the sync).
+  using ChangeSink = std::function<void(const std::string& id, const Customer* customer)>;
+  void set_change_sink(ChangeSink sink);
+
   SyncProgress progress() const;
   const DirectorySpec& spec() const { return spec_; }
   Directory& directory() { return *directory_; }
@@ -110,6 +118,7 @@ class DirectorySync {
   std::vector<std::string> fields() const;
   Customer to_customer(const nlohmann::json& record) const;
   void run();
+  void report_change(const std::string& id, const Customer* customer);
 
   Client& client_;
   DirectorySpec spec_;
@@ -120,12 +129,84 @@ class DirectorySync {
   mutable std::mutex progress_mutex_;
   SyncProgress progress_;
   bool imported_ = false;
+  ChangeSink change_sink_;
 
   std::mutex wake_mutex_;
   std::condition_variable wake_;
   bool requested_ = false;
   std::atomic<bool> stopping_{false};
   std::thread thread_;
+};
+
+// The directory on every node of a cluster (docs/cluster.md). The node holding the lease
+// `singleton:kintone-directory:<connection>` syncs from kintone once per interval and publishes
+// the customers to the shared key-value store (namespace `kintone.directory.<connection>`:
+// customers in buckets, then a mark with a version, every write fenced by the lease); every node
+// reloads its in-memory directory from there when the mark's version changes, and answers
+// lookups from memory as on one node.
+class SharedDirectory {
+ public:
+  using Log = std::function<void(const std::string& line)>;
+  static constexpr int kBuckets = 64;
+  static std::string lease_name(std::string_view connection) {
+    return "singleton:kintone-directory:" + std::string(connection);
+  }
+  static std::string namespace_of(std::string_view connection) {
+    return "kintone.directory." + std::string(connection);
+  }
+
+  SharedDirectory(DirectorySync& sync, rules::KeyValueStore& store, rules::Leases& leases,
+                  Log log = {});
+  ~SharedDirectory();
+  SharedDirectory(const SharedDirectory&) = delete;
+  SharedDirectory& operator=(const SharedDirectory&) = delete;
+
+  void start();
+  void stop();
+  // Asks whichever node holds the lease to sync now.
+  void request_sync();
+  // Syncs the cluster has run (failed ones too), as this node last saw them.
+  std::uint64_t syncs() const;
+  // Waits until the cluster's sync number `after + 1` (or a later one) is loaded here: its
+  // error, empty when it worked; nullopt when none came within `timeout`.
+  std::optional<std::string> wait_for_sync(std::uint64_t after, std::chrono::milliseconds timeout);
+  // The published version this node's directory holds.
+  std::uint64_t version() const;
+  bool holder() const { return runner_.held(); }
+  // Reads the mark and reloads the directory when its version changed; true when it did.
+  bool refresh();
+
+ private:
+  struct Mark {
+    std::uint64_t version = 0;  // syncs that worked
+    std::uint64_t syncs = 0;    // every sync
+    std::string error;          // of the last sync
+    std::int64_t synced_at_ms = 0;
+    std::string watermark;
+  };
+  std::optional<Mark> read_mark();
+  void job(const rules::LeaseFence& fence);  // on the lease holder
+  bool publish(const rules::LeaseFence& fence, const Mark& mark);
+  void refresh_loop();
+
+  DirectorySync& sync_;
+  rules::KeyValueStore& store_;
+  rules::Leases& leases_;
+  Log log_;
+  std::string ns_;
+  rules::SingletonRunner runner_;
+
+  std::mutex refresh_mutex_;  // one reload at a time
+  mutable std::mutex mutex_;
+  std::condition_variable changed_;
+  std::uint64_t syncs_ = 0;
+  std::string last_error_;
+  std::uint64_t version_ = 0;        // applied to the directory here
+  std::int64_t resumed_epoch_ = -1;  // the lease holding this node's sync continues from
+  std::int64_t handled_request_ms_ = 0;
+  std::vector<bool> dirty_ = std::vector<bool>(kBuckets, false);
+  bool stopping_ = false;
+  std::thread refresher_;
 };
 
 }  // namespace callbridge::kintone

@@ -4,6 +4,7 @@
 
 #include <nlohmann/json.hpp>
 #include <stdexcept>
+#include <thread>
 
 #include "rules/template.h"
 
@@ -40,12 +41,14 @@ long long to_unix(std::chrono::system_clock::time_point t) {
 }  // namespace
 
 OAuthTokens::OAuthTokens(std::string connection, std::string base_url, OAuthSettings settings,
-                         http::Transport& transport, rules::KeyValueStore* store, Clock clock)
+                         http::Transport& transport, rules::KeyValueStore* store, Clock clock,
+                         rules::Leases* leases)
     : connection_(std::move(connection)),
       settings_(std::move(settings)),
       transport_(transport),
       store_(store),
-      clock_(std::move(clock)) {
+      clock_(std::move(clock)),
+      leases_(store ? leases : nullptr) {
   if (!clock_) clock_ = [] { return std::chrono::system_clock::now(); };
   while (!base_url.empty() && base_url.back() == '/') base_url.pop_back();
   if (settings_.authorization_url.empty())
@@ -134,17 +137,81 @@ bool OAuthTokens::request_tokens(const std::string& form, std::string& error) {
   t.expires_at = issued + std::chrono::seconds(lifetime);
   tokens_ = std::move(t);
   last_refresh_ = issued;
-  if (store_) {
-    json stored{{"access_token", tokens_->access},
-                {"refresh_token", tokens_->refresh},
-                {"expires_at", to_unix(tokens_->expires_at)}};
-    std::string store_error;
-    if (!store_->put(kNamespace, connection_, stored.dump(), store_error)) {
-      error = "tokens obtained but not stored: " + store_error;
-      return true;  // usable now; lost on restart
-    }
+  std::string store_error;
+  if (!store_tokens(store_error)) {
+    error = "tokens obtained but not stored: " + store_error;
+    return true;  // usable now; lost on restart
   }
   return true;
+}
+
+bool OAuthTokens::store_tokens(std::string& error) {
+  if (!store_ || !tokens_) return true;
+  json stored{{"access_token", tokens_->access},
+              {"refresh_token", tokens_->refresh},
+              {"expires_at", to_unix(tokens_->expires_at)}};
+  // A refresh under the lease: written only while this node still holds it.
+  if (leases_ && fence_)
+    return leases_->put_fenced(kNamespace, connection_, stored.dump(), *fence_, error);
+  return store_->put(kNamespace, connection_, stored.dump(), error);
+}
+
+bool OAuthTokens::reload_shared() {
+  if (!leases_) return false;
+  auto stored = store_->get(kNamespace, connection_);
+  if (!stored) return false;
+  auto j = json::parse(*stored, nullptr, false);
+  if (!j.is_object() || !j.contains("access_token")) return false;
+  std::string access = j.value("access_token", "");
+  if (tokens_ && tokens_->access == access) return false;
+  Tokens t;
+  t.access = std::move(access);
+  t.refresh = j.value("refresh_token", "");
+  t.expires_at =
+      std::chrono::system_clock::time_point(std::chrono::seconds(j.value("expires_at", 0LL)));
+  tokens_ = std::move(t);
+  last_refresh_ = now();  // a fresh token from another node: a 401 seen before it is stale
+  return true;
+}
+
+std::optional<std::string> OAuthTokens::refresh_shared(bool force_refresh, std::string& error) {
+  auto usable = [&] { return now() + settings_.refresh_margin < tokens_->expires_at; };
+  // Another node may have refreshed it already.
+  if (reload_shared() && usable()) return tokens_->access;
+  std::string name = lease_name(connection_);
+  auto deadline = now() + kTokenRequestTimeout + std::chrono::seconds(2);
+  for (;;) {
+    if (auto epoch = leases_->acquire(name)) {
+      // Read once more under the lease: the last holder's token is in the store now.
+      if (reload_shared() && usable()) {
+        leases_->release(name, *epoch);
+        return tokens_->access;
+      }
+      if (tokens_->refresh.empty()) {
+        leases_->release(name, *epoch);
+        error = "the access token expired and there is no refresh token; authorize again";
+        return std::nullopt;
+      }
+      ++refreshes_;
+      fence_ = rules::LeaseFence{name, *epoch};
+      bool ok = request_tokens(
+          "grant_type=refresh_token&refresh_token=" + rules::percent_encode(tokens_->refresh),
+          error);
+      fence_.reset();
+      leases_->release(name, *epoch);
+      if (ok) return tokens_->access;
+      if (!force_refresh && now() < tokens_->expires_at) return tokens_->access;
+      return std::nullopt;
+    }
+    // Another node is refreshing: wait for its token.
+    if (now() > deadline) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    if (reload_shared()) return tokens_->access;
+  }
+  error = "another node is refreshing the token of connection \"" + connection_ +
+          "\" and has not finished";
+  if (!force_refresh && now() < tokens_->expires_at) return tokens_->access;
+  return std::nullopt;
 }
 
 void OAuthTokens::load() const {
@@ -166,16 +233,22 @@ void OAuthTokens::load() const {
 std::optional<std::string> OAuthTokens::access_token(bool force_refresh, std::string& error) {
   std::lock_guard lock(mutex_);
   load();
+  if (!tokens_) reload_shared();  // authorized through another node
   if (!tokens_) {
     error = "connection \"" + connection_ + "\" is not authorized yet; open /v1/kintone/oauth/" +
             connection_ + "/start";
     return std::nullopt;
   }
   auto t = now();
+  // Cluster: another node may have refreshed it; a newer token in the store is taken as it is.
+  if (leases_ && (force_refresh || t + settings_.refresh_margin >= tokens_->expires_at) &&
+      reload_shared() && t + settings_.refresh_margin < tokens_->expires_at)
+    return tokens_->access;
   // Several requests may see the same 401: the first refreshes, the others take its token.
   if (force_refresh && t - last_refresh_ < kRefreshDebounce && t < tokens_->expires_at)
     force_refresh = false;
   if (!force_refresh && t + settings_.refresh_margin < tokens_->expires_at) return tokens_->access;
+  if (leases_) return refresh_shared(force_refresh, error);
   if (tokens_->refresh.empty()) {
     error = "the access token expired and there is no refresh token; authorize again";
     return std::nullopt;

@@ -1,7 +1,10 @@
 // OAuth 2.0 for kintone (cybozu.com's authorization code grant): the authorization URL with a
 // one-time state, the code exchange, and access tokens refreshed before they expire (60 s margin)
 // and once more when kintone answers 401. Tokens persist in the bridge's key-value store
-// (namespace "kintone.oauth") and never appear in logs, errors or metrics.
+// (namespace "kintone.oauth") and never appear in logs, errors or metrics. In a cluster (with
+// leases) one node refreshes a connection's token at a time, under the lease
+// `singleton:kintone-oauth:<connection>`, and every node reads the token from the store again
+// when its own copy expires or kintone answers 401.
 #pragma once
 
 #include <chrono>
@@ -12,8 +15,8 @@
 #include <string>
 #include <string_view>
 
-#include "http/http_client.h"
 #include "connectors/kintone/client.h"
+#include "http/http_client.h"
 #include "rules/host.h"
 
 namespace callbridge::kintone {
@@ -36,7 +39,11 @@ class OAuthTokens final : public TokenProvider {
 
   // `store` may be null (tokens then live in memory only). `base_url` fills unset endpoints.
   OAuthTokens(std::string connection, std::string base_url, OAuthSettings settings,
-              http::Transport& transport, rules::KeyValueStore* store, Clock clock = {});
+              http::Transport& transport, rules::KeyValueStore* store, Clock clock = {},
+              rules::Leases* leases = nullptr);
+  static std::string lease_name(std::string_view connection) {
+    return "singleton:kintone-oauth:" + std::string(connection);
+  }
 
   // Where to send the administrator's browser; remembers a fresh one-time `state`.
   std::string authorization_url();
@@ -56,6 +63,10 @@ class OAuthTokens final : public TokenProvider {
   };
   bool request_tokens(const std::string& form, std::string& error);  // mutex_ held
   void load() const;                                                 // mutex_ held
+  // Cluster: the stored token when it differs from ours (another node refreshed it).
+  bool reload_shared();                                                               // mutex_ held
+  std::optional<std::string> refresh_shared(bool force_refresh, std::string& error);  // held
+  bool store_tokens(std::string& error);                                              // mutex_ held
   std::chrono::system_clock::time_point now() const { return clock_(); }
 
   std::string connection_;
@@ -63,6 +74,8 @@ class OAuthTokens final : public TokenProvider {
   http::Transport& transport_;
   rules::KeyValueStore* store_;
   Clock clock_;
+  rules::Leases* leases_;
+  std::optional<rules::LeaseFence> fence_;  // while this node refreshes under the lease
 
   mutable std::mutex mutex_;
   mutable bool loaded_ = false;

@@ -30,7 +30,8 @@ void register_connector(rules::Registry& registry) {
       [](const rules::Config& config, rules::Host& host) -> std::shared_ptr<rules::Service> {
         auto settings = config.section<KintoneSettings>("kintone");
         if (!settings) return nullptr;
-        auto service = std::make_shared<KintoneService>(settings, host.transport, &host.store);
+        auto service = std::make_shared<KintoneService>(settings, host.transport, &host.store,
+                                                        KintoneService::Log{}, host.leases);
         for (auto& route : service->routes()) host.add_route(service, std::move(route));
         return service;
       });

@@ -24,6 +24,9 @@ std::string_view auth_kind(const Auth& auth) {
   return "api_token";
 }
 
+// How long POST /v1/kintone/directory/sync?wait=1 waits for the cluster's sync.
+constexpr auto kSharedSyncWait = std::chrono::seconds(120);
+
 json progress_json(const SyncProgress& p, const Directory& d) {
   return {{"customers", d.size()},
           {"last_sync", iso_or_empty(p.last_success)},
@@ -44,7 +47,8 @@ json progress_json(const SyncProgress& p, const Directory& d) {
 }  // namespace
 
 KintoneService::KintoneService(std::shared_ptr<const KintoneSettings> settings,
-                               http::Transport& transport, rules::KeyValueStore* store, Log log)
+                               http::Transport& transport, rules::KeyValueStore* store, Log log,
+                               rules::Leases* leases)
     : settings_(std::move(settings)), log_(std::move(log)) {
   // Progress and failures go to the bridge's logger, as JSON lines like every other log line.
   if (!log_)
@@ -55,7 +59,8 @@ KintoneService::KintoneService(std::shared_ptr<const KintoneSettings> settings,
   for (const auto& [name, spec] : settings_->connections) {
     Connection c = spec.connection;
     if (spec.oauth) {
-      auto tokens = std::make_shared<OAuthTokens>(name, c.base_url, *spec.oauth, transport, store);
+      auto tokens = std::make_shared<OAuthTokens>(name, c.base_url, *spec.oauth, transport, store,
+                                                  OAuthTokens::Clock{}, leases);
       oauth_.emplace(name, tokens);
       c.auth.oauth = tokens;
     }
@@ -65,6 +70,8 @@ KintoneService::KintoneService(std::shared_ptr<const KintoneSettings> settings,
     directory_ = std::make_shared<Directory>();
     Client* c = client(settings_->directory->connection);
     if (c) sync_ = std::make_unique<DirectorySync>(*c, *settings_->directory, directory_, log_);
+    if (sync_ && store && leases)
+      shared_ = std::make_unique<SharedDirectory>(*sync_, *store, *leases, log_);
   }
 }
 
@@ -83,10 +90,14 @@ OAuthTokens* KintoneService::oauth(std::string_view connection) const {
 }
 
 void KintoneService::start() {
-  if (sync_) sync_->start();
+  if (shared_)
+    shared_->start();
+  else if (sync_)
+    sync_->start();
 }
 
 void KintoneService::stop() {
+  if (shared_) shared_->stop();
   if (sync_) sync_->stop();
 }
 
@@ -207,6 +218,32 @@ std::vector<rules::Route> KintoneService::routes() {
                      return;
                    }
                    std::string wait = req.param("wait");
+                   if (shared_) {
+                     // The node holding the directory's lease syncs; wait=1 waits until its
+                     // result is loaded here.
+                     std::uint64_t before = shared_->syncs();
+                     shared_->request_sync();
+                     bool waiting = wait == "1" || wait == "true";
+                     std::optional<std::string> outcome;
+                     if (waiting) outcome = shared_->wait_for_sync(before, kSharedSyncWait);
+                     json body = progress_json(sync_->progress(), *directory_);
+                     body["version"] = shared_->version();
+                     body["holder"] = shared_->holder();
+                     if (!waiting) {
+                       body["requested"] = true;
+                       res.status = 202;
+                     } else if (!outcome) {
+                       body["ok"] = false;
+                       body["error"] = "no node published a sync in time";
+                       res.status = 504;
+                     } else {
+                       body["ok"] = outcome->empty();
+                       if (!outcome->empty()) body["error"] = *outcome;
+                       res.status = outcome->empty() ? 200 : 502;
+                     }
+                     res.body = body.dump();
+                     return;
+                   }
                    if (wait == "1" || wait == "true") {
                      Result r = sync_->sync();
                      json body = progress_json(sync_->progress(), *directory_);
@@ -232,7 +269,12 @@ std::vector<rules::Route> KintoneService::routes() {
                      res.error(404, rules::ErrorCode::not_found, "no kintone.directory configured");
                      return;
                    }
-                   res.body = progress_json(sync_->progress(), *directory_).dump();
+                   json body = progress_json(sync_->progress(), *directory_);
+                   if (shared_) {
+                     body["version"] = shared_->version();
+                     body["holder"] = shared_->holder();
+                   }
+                   res.body = body.dump();
                  }});
   return out;
 }

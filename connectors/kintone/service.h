@@ -25,13 +25,16 @@ class KintoneService final : public rules::Service {
   static constexpr const char* kName = "kintone";
 
   // `store` keeps OAuth tokens (may be null in tests: memory only). `log` gets progress lines.
+  // With `leases` (and a store) the directory and the token refreshes are the cluster's: one
+  // node syncs and refreshes, every node reads the result from the store (SharedDirectory).
   KintoneService(std::shared_ptr<const KintoneSettings> settings, http::Transport& transport,
-                 rules::KeyValueStore* store, Log log = {});
+                 rules::KeyValueStore* store, Log log = {}, rules::Leases* leases = nullptr);
   ~KintoneService() override;
 
   Client* client(std::string_view connection) const;
   OAuthTokens* oauth(std::string_view connection) const;
   DirectorySync* directory() const { return sync_.get(); }
+  SharedDirectory* shared_directory() const { return shared_.get(); }
 
   void start() override;
   void stop() override;
@@ -57,6 +60,7 @@ class KintoneService final : public rules::Service {
   std::map<std::string, std::unique_ptr<Client>, std::less<>> clients_;
   std::shared_ptr<Directory> directory_;
   std::unique_ptr<DirectorySync> sync_;
+  std::unique_ptr<SharedDirectory> shared_;
 };
 
 }  // namespace callbridge::kintone
