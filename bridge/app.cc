@@ -8,21 +8,6 @@
 
 namespace callbridge::bridge {
 
-namespace {
-
-// cluster.node_id, or "<hostname>-<pid>-<random>": a restarted process is a new owner.
-std::string lease_owner(const rules::ClusterConfig& cluster) {
-  if (!cluster.node_id.empty()) return cluster.node_id;
-  char host[256] = {};
-  if (gethostname(host, sizeof host - 1) != 0) host[0] = '\0';
-  std::random_device random;
-  char suffix[16];
-  std::snprintf(suffix, sizeof suffix, "%08x", random());
-  return std::string(host[0] ? host : "node") + "-" + std::to_string(getpid()) + "-" + suffix;
-}
-
-}  // namespace
-
 http::ClientOptions client_options(const rules::Config& config) {
   return {config.http.verify_tls, config.http.ca_file, config.http.max_response_bytes,
           config.http.max_idle_per_origin};
@@ -77,11 +62,14 @@ App::App(rules::Config config, const rules::Registry& registry, std::unique_ptr<
 
 void App::build() {
   auto config = holder_.get();
+  // The owner of every lease this process takes: calls, chains, singletons.
+  const std::string owner =
+      config->cluster.node_id.empty() ? default_node_id() : config->cluster.node_id;
   dispatcher_ = std::make_unique<Dispatcher>(*journal_, holder_, client_, metrics_);
   // On PostgreSQL every node is a cluster node (one alone too): calls are run under leases.
   if (!config->storage.postgres.empty()) {
     ClusterMode cluster;
-    cluster.owner = config->cluster.node_id.empty() ? default_node_id() : config->cluster.node_id;
+    cluster.owner = owner;
     cluster.lease = std::chrono::seconds(config->cluster.lease_seconds);
     dispatcher_->set_cluster(std::move(cluster));
   }
@@ -93,7 +81,7 @@ void App::build() {
   };
   intake_ = std::make_unique<Intake>(*journal_, *dispatcher_, metrics_, holder_);
   store_ = std::make_unique<JournalStore>(*journal_);
-  leases_ = std::make_unique<JournalLeases>(*journal_, lease_owner(config->cluster),
+  leases_ = std::make_unique<JournalLeases>(*journal_, owner,
                                             std::chrono::seconds(config->cluster.lease_seconds));
   prune_runner_ = std::make_unique<rules::SingletonRunner>(
       *leases_, kPruneLease, kPruneInterval, [this](const rules::LeaseFence&) {
