@@ -1,5 +1,9 @@
 #include "bridge/app.h"
 
+#include <unistd.h>
+
+#include <random>
+
 #include "log/log.h"
 
 namespace callbridge::bridge {
@@ -13,6 +17,16 @@ rules::Registry with_bridge_sections(const rules::Registry& connectors) {
   rules::Registry registry = connectors;
   registry.add_section("console", load_console_section);
   return registry;
+}
+
+std::string default_node_id() {
+  char host[256] = {};
+  if (gethostname(host, sizeof host - 1) != 0 || host[0] == '\0')
+    std::snprintf(host, sizeof host, "node");
+  std::random_device random;
+  char suffix[16];
+  std::snprintf(suffix, sizeof suffix, "%06x", static_cast<unsigned>(random() & 0xffffff));
+  return std::string(host) + "-" + std::to_string(getpid()) + "-" + suffix;
 }
 
 JournalOptions journal_options(const rules::Config& config) {
@@ -49,6 +63,13 @@ App::App(rules::Config config, const rules::Registry& registry, std::unique_ptr<
 void App::build() {
   auto config = holder_.get();
   dispatcher_ = std::make_unique<Dispatcher>(*journal_, holder_, client_, metrics_);
+  // On PostgreSQL every node is a cluster node (one alone too): calls are run under leases.
+  if (!config->storage.postgres.empty()) {
+    ClusterMode cluster;
+    cluster.owner = config->cluster.node_id.empty() ? default_node_id() : config->cluster.node_id;
+    cluster.lease = std::chrono::seconds(config->cluster.lease_seconds);
+    dispatcher_->set_cluster(std::move(cluster));
+  }
   metrics_.queue_depth = [this] { return dispatcher_->depth(); };
   metrics_.journal_commits = [this] { return journal_->commits(); };
   metrics_.journal_failed_queued_writes = [this] { return journal_->failed_later_writes(); };
@@ -81,7 +102,12 @@ App::~App() {
 
 bool App::start(std::string& error) {
   auto config = holder_.get();
-  if (options_.recover) recovered_ = dispatcher_->recover();
+  // Cluster mode needs no recovery pass: the dispatcher's poller claims what is pending.
+  if (options_.recover && !dispatcher_->clustered()) recovered_ = dispatcher_->recover();
+  if (dispatcher_->clustered())
+    log::write(log::Level::info, "cluster node",
+               {{"node_id", dispatcher_->cluster().owner},
+                {"lease_seconds", std::to_string(config->cluster.lease_seconds)}});
   dispatcher_->start(config->dispatcher.workers,
                      static_cast<std::size_t>(config->dispatcher.queue_capacity));
   for (const auto& [name, service] : services_.all()) service->start();
@@ -119,6 +145,7 @@ std::size_t App::reload(rules::Config fresh) {
   auto next = std::make_shared<rules::Config>(std::move(fresh));
   next->server = current->server;  // listen, tokens and pool are bound at start
   next->storage = current->storage;
+  next->cluster = current->cluster;  // the node's name and its leases are fixed at start
   std::size_t count = next->rules->all().size();
   holder_.set(std::move(next));
   return count;

@@ -30,6 +30,8 @@ constexpr std::chrono::hours kPruneInterval{1};
 
 // The outbound HTTP client's options from the configuration's `http` section.
 http::ClientOptions client_options(const rules::Config& config);
+// A lease owner name for this process: "<hostname>-<pid>-<random>" (cluster.node_id's default).
+std::string default_node_id();
 // The journal's options from the configuration's `storage` section.
 JournalOptions journal_options(const rules::Config& config);
 

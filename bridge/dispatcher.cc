@@ -2,6 +2,7 @@
 
 #include <strings.h>
 
+#include <algorithm>
 #include <nlohmann/json.hpp>
 #include <random>
 
@@ -22,6 +23,14 @@ constexpr auto kFailedStepDelay = std::chrono::seconds(5);
 constexpr auto kJournalWaitDelay = std::chrono::seconds(1);
 // How long the destructor lets running steps finish before letting their threads go.
 constexpr auto kDestructorGrace = std::chrono::minutes(10);
+// Cluster mode: calls one poll claims or reloads at most, and the longest wait for a NOTIFY
+// between checks of whether the dispatcher stops.
+constexpr std::size_t kPollLimit = 500;
+constexpr auto kLongestWait = std::chrono::milliseconds(500);
+
+std::string lease_of(const std::string& call_id) {
+  return "call:" + call_id;
+}
 
 bool is_final(ActionState state) {
   return state != ActionState::started && state != ActionState::retrying;
@@ -113,15 +122,16 @@ int next_attempt_number(const std::vector<ActionRecord>& actions, std::string_vi
 
 AttemptRun run_attempt(Journal& journal, const rules::Engine& engine, const rules::Rule& rule,
                        rules::CallContext& call, Attempt& attempt,
-                       const std::function<void()>& on_send) {
+                       const std::function<void()>& on_send, const Fence& fence) {
   AttemptRun run;
   attempt.started_ms = unix_ms_now();
   run.outcome = engine.run_rule(rule, call, [&](const http::Request& shown) {
     if (on_send) on_send();
     std::string error;
-    run.journal_failed = !journal.record_action(
+    run.journal_failed = !journal.record_action_fenced(
         started_record(attempt.event_seq, attempt.rule, attempt.number, attempt.started_ms, shown),
-        error);
+        fence, error);
+    run.lease_lost = run.journal_failed && error == kLeaseLost;
     run.started = !run.journal_failed;
     return run.started;
   });
@@ -140,6 +150,9 @@ struct Dispatcher::EventWork {
   std::optional<Backlog::Entry> in_backlog;  // its place in metrics_.backlog until it finishes
   bool recovered = false;
   bool prepared = false;
+  Fence fence;                      // cluster mode: the call's lease when it was queued
+  bool lease_lost = false;          // a fenced write was refused: the call is no longer ours
+  bool finished_elsewhere = false;  // cluster mode: found finished when it was prepared
   bool first_request_seen = false;
   std::shared_ptr<const rules::Config> config;
   std::unique_ptr<rules::Engine> engine;
@@ -164,6 +177,7 @@ Dispatcher::~Dispatcher() {
 void Dispatcher::start(int workers, std::size_t capacity) {
   capacity_ = capacity;
   for (int i = 0; i < workers; ++i) workers_.emplace_back([this] { worker_loop(); });
+  if (clustered()) cluster_thread_ = std::thread([this] { cluster_loop(); });
 }
 
 bool Dispatcher::reserve() {
@@ -201,10 +215,198 @@ std::size_t Dispatcher::recover() {
   return pending.size();
 }
 
+void Dispatcher::submit_leased(LeasedEvent leased, std::shared_ptr<rules::EventObserver> observer) {
+  if (!leased.epoch) {  // another node holds the call: it runs the event
+    cancel_reservation();
+    return;
+  }
+  const std::string call_id = leased.event.call_id;
+  const std::int64_t epoch = *leased.epoch;
+  const std::int64_t pos = leased.event.call_pos;
+  {
+    std::lock_guard lock(mutex_);
+    auto it = calls_.find(call_id);
+    bool fresh = it == calls_.end();
+    bool same = !fresh && !it->second.lost && it->second.fence.epoch == epoch;
+    // Queued here at once when it follows what is queued, or starts the call's work; the rest
+    // (earlier events stored by other nodes, a new epoch) is read back from the journal.
+    if ((fresh && leased.earlier_pending == 0) || (same && it->second.last_pos == pos - 1)) {
+      if (fresh) {
+        it = calls_.try_emplace(call_id).first;
+        it->second.generation = ++generations_;
+        it->second.fence = {lease_of(call_id), epoch};
+      }
+      CallQueue& queue = it->second;
+      auto work = std::make_unique<EventWork>();
+      work->stored = std::move(leased.event);
+      work->observer = std::move(observer);
+      work->accepted = Clock::now();
+      work->in_backlog = metrics_.backlog.add(work->accepted);
+      work->fence = queue.fence;
+      queue.events.push_back(std::move(work));
+      queue.last_pos = pos;
+      if (queue.events.size() == 1 && !queue.busy) schedule(call_id, queue);
+      return;
+    }
+    if (same && it->second.last_pos >= pos) {  // the poller queued it already
+      in_flight_.fetch_sub(1);
+      return;
+    }
+  }
+  cancel_reservation();
+  adopt(call_id, epoch);
+}
+
+void Dispatcher::adopt(const std::string& call_id, std::int64_t epoch) {
+  std::vector<StoredEvent> pending = journal_.pending_events_of(call_id);
+  std::unique_lock lock(mutex_);
+  if (stopping_) return;
+  auto [it, fresh] = calls_.try_emplace(call_id);
+  CallQueue& queue = it->second;
+  if (fresh) {
+    queue.generation = ++generations_;
+    queue.fence = {lease_of(call_id), epoch};
+  } else if (queue.lost || queue.fence.epoch != epoch) {
+    // Held under another epoch since: what is queued goes, and a later poll reads it again.
+    queue.lost = true;
+    if (!queue.busy) discard(call_id);
+    return;
+  }
+  bool was_empty = queue.events.empty();
+  Clock::time_point now = Clock::now();
+  for (StoredEvent& event : pending) {
+    if (event.call_pos <= queue.last_pos) continue;
+    queue.last_pos = event.call_pos;
+    in_flight_.fetch_add(1);
+    auto work = std::make_unique<EventWork>();
+    work->stored = std::move(event);
+    work->accepted = now;
+    work->in_backlog = metrics_.backlog.add(received_at(work->stored, now));
+    work->recovered = true;
+    work->fence = queue.fence;
+    queue.events.push_back(std::move(work));
+  }
+  if (queue.events.empty() && !queue.busy) {
+    // Nothing to run (finished meanwhile): let the lease go.
+    calls_.erase(it);
+    lock.unlock();
+    journal_.release_call_lease(call_id, epoch);
+    return;
+  }
+  if (was_empty && !queue.busy && !queue.events.empty()) schedule(call_id, queue);
+}
+
+void Dispatcher::poll_calls(const std::vector<std::string>& only) {
+  for (const PendingCall& call : journal_.pending_calls(only, kPollLimit)) {
+    if (cluster_stopping_) return;
+    if (!call.owner.empty() && call.owner != cluster_.owner) continue;  // another node's
+    std::int64_t epoch = call.epoch;
+    if (call.owner.empty()) {
+      // Claimable: nobody holds it (its node died, or let it go as the event arrived).
+      if (in_flight_.load() >= static_cast<std::int64_t>(capacity_)) continue;
+      auto taken = journal_.acquire_lease(lease_of(call.call_id), cluster_.owner, cluster_.lease);
+      if (!taken) continue;
+      epoch = *taken;
+    } else {
+      // Ours: anything this node has not queued (stored by another node)?
+      std::lock_guard lock(mutex_);
+      auto it = calls_.find(call.call_id);
+      if (it != calls_.end() && !it->second.lost && it->second.fence.epoch == epoch &&
+          it->second.last_pos >= call.last_pos)
+        continue;
+    }
+    adopt(call.call_id, epoch);
+  }
+}
+
+void Dispatcher::renew() {
+  std::vector<std::string> names;
+  std::map<std::string, std::int64_t> epochs;
+  {
+    std::lock_guard lock(mutex_);
+    for (const auto& [call_id, queue] : calls_) {
+      if (queue.lost || queue.fence.empty()) continue;
+      names.push_back(queue.fence.lease);
+      epochs[call_id] = queue.fence.epoch;
+    }
+  }
+  if (names.empty()) return;
+  std::vector<std::string> lost = journal_.renew_leases(cluster_.owner, names, cluster_.lease);
+  if (lost.empty()) return;
+  std::lock_guard lock(mutex_);
+  for (const std::string& name : lost) {
+    std::string call_id = name.substr(lease_of("").size());
+    auto it = calls_.find(call_id);
+    // Only the queue that held that epoch: the call may have been let go and taken anew since.
+    if (it == calls_.end() || it->second.fence.epoch != epochs[call_id]) continue;
+    it->second.lost = true;
+    log::write_limited("lease-lost-renewal", log::Level::warn,
+                       "call lease lost on renewal; its new holder runs it",
+                       {{"call_id", call_id}});
+    if (!it->second.busy) discard(call_id);
+  }
+}
+
+void Dispatcher::release_all() {
+  std::vector<Fence> held;
+  {
+    std::lock_guard lock(mutex_);
+    for (auto it = calls_.begin(); it != calls_.end();) {
+      if (it->second.busy) {
+        ++it;
+        continue;
+      }
+      if (!it->second.lost && !it->second.fence.empty()) held.push_back(it->second.fence);
+      std::string call_id = it->first;
+      ++it;
+      discard(call_id);
+    }
+  }
+  for (const Fence& fence : held) journal_.release_lease(fence.lease, fence.epoch);
+}
+
+void Dispatcher::cluster_loop() {
+  // Polling is the mechanism (every quarter lease, and at start: what is pending then, this
+  // node's or a dead one's, is claimed); NOTIFY from other nodes only makes it sooner.
+  const auto poll_every = std::max(cluster_.lease / 4, std::chrono::milliseconds(50));
+  const auto renew_every = std::max(cluster_.lease / 3, std::chrono::milliseconds(50));
+  auto next_poll = Clock::now();
+  auto next_renew = Clock::now() + renew_every;
+  while (!cluster_stopping_) {
+    try {
+      auto now = Clock::now();
+      if (now >= next_renew) {
+        renew();
+        next_renew = now + renew_every;
+      }
+      if (now >= next_poll) {
+        poll_calls({});
+        next_poll = Clock::now() + poll_every;
+      }
+      now = Clock::now();
+      auto wait = std::min({next_poll - now, next_renew - now, Clock::duration(kLongestWait)});
+      auto ms = std::max<std::int64_t>(
+          std::chrono::duration_cast<std::chrono::milliseconds>(wait).count(), 1);
+      std::vector<std::string> hinted =
+          journal_.wait_for_stored_events(cluster_.owner, std::chrono::milliseconds(ms));
+      if (hinted.empty() || cluster_stopping_) continue;
+      if (std::find(hinted.begin(), hinted.end(), "*") != hinted.end())
+        next_poll = Clock::now();
+      else
+        poll_calls(hinted);
+    } catch (const std::exception& e) {
+      log::write_limited("cluster-poll", log::Level::error, "cluster poll failed",
+                         {{"error", e.what()}});
+      std::this_thread::sleep_for(kLongestWait);
+    }
+  }
+}
+
 bool Dispatcher::claim_direct(const std::string& call_id) {
   std::lock_guard lock(mutex_);
   auto [it, fresh] = calls_.try_emplace(call_id);
   if (!fresh) return false;
+  it->second.generation = ++generations_;
   it->second.busy = true;
   return true;
 }
@@ -214,36 +416,52 @@ void Dispatcher::release_direct(const std::string& call_id) {
   auto it = calls_.find(call_id);
   if (it == calls_.end()) return;
   it->second.busy = false;
-  if (it->second.events.empty()) {
+  if (it->second.events.empty())
     calls_.erase(it);
-  } else {
-    ready_.push_back(call_id);
-    wake_.notify_one();
-  }
+  else
+    schedule(call_id, it->second);
+}
+
+void Dispatcher::schedule(const std::string& call_id, CallQueue& queue) {
+  ready_.push_back({call_id, queue.generation});
+  wake_.notify_one();
 }
 
 void Dispatcher::enqueue(std::unique_ptr<EventWork> work) {
   std::lock_guard lock(mutex_);
   std::string call_id = work->stored.call_id;
-  CallQueue& queue = calls_[call_id];
+  auto [it, fresh] = calls_.try_emplace(call_id);
+  CallQueue& queue = it->second;
+  if (fresh) queue.generation = ++generations_;
   queue.events.push_back(std::move(work));
   // A call is scheduled once: when its first event arrives; later ones wait behind it.
-  if (queue.events.size() == 1 && !queue.busy) {
-    ready_.push_back(call_id);
-    wake_.notify_one();
+  if (queue.events.size() == 1 && !queue.busy) schedule(call_id, queue);
+}
+
+void Dispatcher::discard(const std::string& call_id) {
+  auto it = calls_.find(call_id);
+  if (it == calls_.end()) return;
+  for (auto& work : it->second.events) {
+    if (work->in_backlog) metrics_.backlog.finish(*work->in_backlog);
+    in_flight_.fetch_sub(1);
   }
+  calls_.erase(it);
 }
 
 bool Dispatcher::stop(std::chrono::milliseconds grace) {
   std::unique_lock lock(mutex_);
   stopping_ = true;
+  cluster_stopping_ = true;
   wake_.notify_all();
   bool drained = idle_.wait_for(lock, grace, [this] { return running_steps_ == 0; });
   lock.unlock();
+  if (cluster_thread_.joinable()) cluster_thread_.join();
   if (!drained) return false;
   for (auto& t : workers_)
     if (t.joinable()) t.join();
   workers_.clear();
+  // What this node still holds goes to the other nodes at once instead of after its leases.
+  if (clustered()) release_all();
   return true;
 }
 
@@ -265,9 +483,19 @@ void Dispatcher::worker_loop() {
       }
       continue;
     }
-    std::string call_id = std::move(ready_.front());
+    Slot slot = std::move(ready_.front());
     ready_.pop_front();
-    CallQueue& queue = calls_[call_id];
+    auto found = calls_.find(slot.call_id);
+    // A stale entry: its queue went (lost, discarded) or is another one now.
+    if (found == calls_.end() || found->second.generation != slot.generation ||
+        found->second.busy || found->second.events.empty())
+      continue;
+    const std::string call_id = slot.call_id;
+    CallQueue& queue = found->second;
+    if (queue.lost) {
+      discard(call_id);
+      continue;
+    }
     queue.busy = true;
     EventWork* work = queue.events.front().get();
     ++running_steps_;
@@ -286,19 +514,38 @@ void Dispatcher::worker_loop() {
     }
 
     lock.lock();
-    --running_steps_;
     queue.busy = false;
     if (result == StepResult::done) {
       if (work->in_backlog) metrics_.backlog.finish(*work->in_backlog);
       queue.events.pop_front();
       in_flight_.fetch_sub(1);
-      if (queue.events.empty())
-        calls_.erase(call_id);
-      else
-        ready_.push_back(call_id);
-    } else {
-      timers_.emplace(retry_at, call_id);
     }
+    if (result == StepResult::lost || queue.lost) {
+      // Another node holds the call now: stop running it; nothing more is written for it.
+      log::write_limited("lease-lost-write", log::Level::warn,
+                         result == StepResult::lost
+                             ? "call lease lost: a fenced write was refused; its new holder runs it"
+                             : "call lease lost; its new holder runs it",
+                         {{"call_id", call_id}});
+      discard(call_id);
+    } else if (result == StepResult::done) {
+      if (!queue.events.empty()) {
+        schedule(call_id, queue);
+      } else if (!clustered()) {
+        calls_.erase(call_id);
+      } else {
+        // Nothing pending here: let the lease go unless an event arrived meanwhile (the
+        // journal checks; whoever stored it runs it or the poller claims it).
+        std::int64_t epoch = queue.fence.epoch;
+        calls_.erase(call_id);
+        lock.unlock();
+        journal_.release_call_lease(call_id, epoch);
+        lock.lock();
+      }
+    } else {
+      timers_.emplace(retry_at, Slot{call_id, queue.generation});
+    }
+    --running_steps_;
     if (stopping_ && running_steps_ == 0) idle_.notify_all();
     if (!ready_.empty()) wake_.notify_one();  // this worker takes one; wake another for the rest
   }
@@ -306,6 +553,15 @@ void Dispatcher::worker_loop() {
 
 bool Dispatcher::prepare(EventWork& work) {
   std::string error;
+  if (work.recovered && clustered()) {
+    // Loaded from the journal: this node may have finished it since it was read.
+    auto current = journal_.event(work.stored.seq);
+    if (current && current->state != EventState::pending) {
+      work.finished_elsewhere = true;
+      work.prepared = true;
+      return true;
+    }
+  }
   auto json = nlohmann::json::parse(work.stored.body, nullptr, false);
   auto input = event_from_json(json, error);
   work.config = config_.get();
@@ -348,7 +604,10 @@ bool Dispatcher::prepare(EventWork& work) {
         unknown.state = ActionState::unknown;
         unknown.finished_at_ms = unix_ms_now();
         unknown.error = "interrupted after the request may have been sent; not repeated";
-        if (!journal_.record_action(unknown, error)) return false;
+        if (!journal_.record_action_fenced(unknown, work.fence, error)) {
+          work.lease_lost = error == kLeaseLost;
+          return false;
+        }
         metrics_.actions_unknown++;
         metrics_.actions_completed++;
         ++work.next;
@@ -366,8 +625,13 @@ bool Dispatcher::prepare(EventWork& work) {
 bool Dispatcher::record(EventWork& work, const Attempt& attempt, ActionState state,
                         const rules::RuleOutcome& outcome) {
   std::string error;
-  if (journal_.record_action(attempt_record(attempt, state, outcome, *work.config->secrets), error))
+  if (journal_.record_action_fenced(attempt_record(attempt, state, outcome, *work.config->secrets),
+                                    work.fence, error))
     return true;
+  if (error == kLeaseLost) {
+    work.lease_lost = true;
+    return false;
+  }
   log::write_limited("journal-action", log::Level::error, "journal write failed",
                      {{"error", error}});
   return false;
@@ -394,20 +658,26 @@ Dispatcher::StepResult Dispatcher::outcome_unrecorded(EventWork& work, rules::Va
 
 Dispatcher::StepResult Dispatcher::step(EventWork& work, Clock::time_point& retry_at) {
   retry_at = Clock::now() + kJournalWaitDelay;
-  if (!work.prepared && !prepare(work)) return StepResult::wait;
+  if (!work.prepared && !prepare(work))
+    return work.lease_lost ? StepResult::lost : StepResult::wait;
+  if (work.finished_elsewhere) return StepResult::done;
   while (work.next < work.rules.size()) {
     const rules::Rule& rule = *work.rules[work.next];
     rules::Variables before = work.call.vars;
     Attempt attempt{work.stored.seq, rule.name, work.attempt, 0};
-    AttemptRun run = run_attempt(journal_, *work.engine, rule, work.call, attempt, [&] {
-      if (!work.first_request_seen && !work.recovered) {
-        work.first_request_seen = true;
-        metrics_.event_to_request.observe(
-            std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - work.accepted));
-      }
-    });
+    AttemptRun run = run_attempt(
+        journal_, *work.engine, rule, work.call, attempt,
+        [&] {
+          if (!work.first_request_seen && !work.recovered) {
+            work.first_request_seen = true;
+            metrics_.event_to_request.observe(std::chrono::duration_cast<std::chrono::microseconds>(
+                Clock::now() - work.accepted));
+          }
+        },
+        work.fence);
     const rules::RuleOutcome& outcome = run.outcome;
     bool started = run.started;
+    if (run.lease_lost) return StepResult::lost;
     if (run.journal_failed) {
       work.call.vars = std::move(before);
       return StepResult::wait;
@@ -422,7 +692,8 @@ Dispatcher::StepResult Dispatcher::step(EventWork& work, Clock::time_point& retr
       switch (decide_retry(rule, policy, response, work.attempt, outcome.retryable)) {
         case RetryDecision::retry:
           if (!record(work, attempt, ActionState::retrying, outcome))
-            return outcome_unrecorded(work, std::move(before), started);
+            return work.lease_lost ? StepResult::lost
+                                   : outcome_unrecorded(work, std::move(before), started);
           metrics_.actions_retried++;
           retry_at = Clock::now() + backoff_delay(policy, work.attempt, response);
           work.call.vars = std::move(before);
@@ -446,9 +717,11 @@ Dispatcher::StepResult Dispatcher::step(EventWork& work, Clock::time_point& retr
     if (work.observer) work.observer->on_rule(outcome, work.call.vars);
     if (state == ActionState::skipped) {
       // Nothing was sent; a lost record only means the gate is evaluated again on recovery.
-      journal_.record_action_later(attempt_record(attempt, state, outcome, *work.config->secrets));
+      journal_.record_action_later_fenced(
+          attempt_record(attempt, state, outcome, *work.config->secrets), work.fence);
     } else if (!record(work, attempt, state, outcome)) {
-      return outcome_unrecorded(work, std::move(before), started);
+      return work.lease_lost ? StepResult::lost
+                             : outcome_unrecorded(work, std::move(before), started);
     }
     switch (state) {
       case ActionState::succeeded:
@@ -483,8 +756,9 @@ Dispatcher::StepResult Dispatcher::step(EventWork& work, Clock::time_point& retr
     work.attempt = 1;
   }
   std::string error;
-  if (!journal_.finish_event(work.stored.seq, EventState::done, work.stored.call_id,
-                             variables_to_json(work.call.vars), error)) {
+  if (!journal_.finish_event_fenced(work.stored.seq, EventState::done, work.stored.call_id,
+                                    variables_to_json(work.call.vars), work.fence, error)) {
+    if (error == kLeaseLost) return StepResult::lost;
     log::write_limited("journal-finish", log::Level::error, "journal write failed",
                        {{"error", error}});
     return StepResult::wait;

@@ -3,6 +3,7 @@
 // the request leaves so a crash can neither lose nor blindly repeat an action.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <deque>
@@ -70,12 +71,23 @@ struct AttemptRun {
   rules::RuleOutcome outcome;
   bool started = false;         // journaled as started: the request may have left
   bool journal_failed = false;  // the started record could not be written; nothing was sent
+  bool lease_lost = false;      // ... because the call's lease is gone (journal_failed too)
 };
 // Runs `attempt` of `rule`; `on_send` (may be empty) runs as the request is about to leave,
-// before its started record. Stamps attempt.started_ms.
+// before its started record. Stamps attempt.started_ms. With a `fence` (cluster mode) the
+// started record is fenced: when the lease is gone the request is not sent.
 AttemptRun run_attempt(Journal& journal, const rules::Engine& engine, const rules::Rule& rule,
                        rules::CallContext& call, Attempt& attempt,
-                       const std::function<void()>& on_send = {});
+                       const std::function<void()>& on_send = {}, const Fence& fence = {});
+
+// Cluster mode (docs/cluster.md): several nodes on one PostgreSQL journal. A node runs a call's
+// events only while it holds the call's lease (`call:<call_id>`), fences every state change of
+// the call with it, renews its leases every third of `lease`, and claims calls with pending
+// events that no node holds.
+struct ClusterMode {
+  std::string owner;  // cluster.node_id
+  std::chrono::milliseconds lease{10000};
+};
 // The journal record of the outcome of `attempt` as `state` (errors redacted).
 ActionRecord attempt_record(const Attempt& attempt, ActionState state,
                             const rules::RuleOutcome& outcome, const rules::SecretSet& secrets);
@@ -89,6 +101,10 @@ class Dispatcher {
   // Connector services: enrich events before their rules and serve typed actions. Set before
   // start(); may stay null.
   void set_services(const rules::Services* services) { services_ = services; }
+  // Cluster mode; set before start(). Without it (SQLite) this node owns every call.
+  void set_cluster(ClusterMode mode) { cluster_ = std::move(mode); }
+  bool clustered() const { return !cluster_.owner.empty(); }
+  const ClusterMode& cluster() const { return cluster_; }
   void start(int workers, std::size_t capacity);
   // Backpressure: take a slot before making an event durable; false means full (answer 503).
   bool reserve();
@@ -100,7 +116,12 @@ class Dispatcher {
   // call wait behind it) and says whether it may; release_direct() lets them go.
   bool claim_direct(const std::string& call_id);
   void release_direct(const std::string& call_id);
+  // Cluster mode: an event stored with Journal::append_event_leased on a reserved slot. Queued
+  // here when this node holds the call (the slot is used), else left to the holder (the slot is
+  // given back).
+  void submit_leased(LeasedEvent event, std::shared_ptr<rules::EventObserver> observer = nullptr);
   // Queues every pending event of the journal (after a crash or a stop); returns the count.
+  // Cluster mode needs none: the poller claims what is pending at start.
   std::size_t recover();
   // Stops taking work; waits up to `grace` for running steps. True when all stopped in time.
   bool stop(std::chrono::milliseconds grace);
@@ -111,11 +132,32 @@ class Dispatcher {
   struct CallQueue {
     std::deque<std::unique_ptr<EventWork>> events;
     bool busy = false;
+    // Cluster mode: the lease this node holds the call with, the highest call_pos queued, and
+    // whether the lease was lost (the queue goes once its running step ends).
+    Fence fence;
+    std::int64_t last_pos = 0;
+    bool lost = false;
+    std::uint64_t generation = 0;  // which queue of the call a scheduled entry is for
   };
-  enum class StepResult { done, wait };
+  // A call scheduled to run (ready_, timers_): stale once its queue went.
+  struct Slot {
+    std::string call_id;
+    std::uint64_t generation = 0;
+  };
+  enum class StepResult { done, wait, lost };
 
   void worker_loop();
   void enqueue(std::unique_ptr<EventWork> work);
+  void schedule(const std::string& call_id, CallQueue& queue);  // under mutex_
+  // Drops a call's queue and what it held (mutex_ held, the call not running).
+  void discard(const std::string& call_id);
+  // Cluster mode.
+  void cluster_loop();
+  void poll_calls(const std::vector<std::string>& only);
+  // Queues the call's pending events from the journal under `epoch`, after what is queued.
+  void adopt(const std::string& call_id, std::int64_t epoch);
+  void renew();
+  void release_all();
   StepResult step(EventWork& work, std::chrono::steady_clock::time_point& retry_at);
   bool prepare(EventWork& work);
   // The outcome of an attempt could not be journaled (full disk, I/O error).
@@ -133,9 +175,13 @@ class Dispatcher {
   std::condition_variable wake_;
   std::condition_variable idle_;
   std::unordered_map<std::string, CallQueue> calls_;
-  std::deque<std::string> ready_;
-  std::multimap<std::chrono::steady_clock::time_point, std::string> timers_;
+  std::deque<Slot> ready_;
+  std::multimap<std::chrono::steady_clock::time_point, Slot> timers_;
+  std::uint64_t generations_ = 0;
   std::vector<std::thread> workers_;
+  ClusterMode cluster_;
+  std::thread cluster_thread_;
+  std::atomic<bool> cluster_stopping_{false};
   int running_steps_ = 0;
   bool stopping_ = false;
   std::size_t capacity_ = 10000;

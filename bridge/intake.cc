@@ -15,9 +15,37 @@ std::nullopt_t Intake::journal_unavailable(const std::string& error, Rejection& 
   return std::nullopt;
 }
 
+std::nullopt_t Intake::busy(Rejection& rejection) {
+  metrics_.rejected_busy++;
+  rejection.set(503, rules::ErrorCode::busy, "too many events waiting; retry later");
+  rejection.retry_after_seconds =
+      static_cast<int>(metrics_.backlog.retry_after(dispatcher_.depth()).count());
+  return std::nullopt;
+}
+
+std::optional<rules::SubmittedEvent> Intake::accept_clustered(
+    const rules::EventInput& event, std::shared_ptr<rules::EventObserver> observer,
+    Rejection& rejection) {
+  // No finishing at intake here: another node may be running the call's earlier events.
+  if (!dispatcher_.reserve()) return busy(rejection);
+  const ClusterMode& cluster = dispatcher_.cluster();
+  std::string error;
+  auto leased = journal_.append_event_leased(event.call_id, event.event, event_to_json_text(event),
+                                             cluster.owner, cluster.lease, error);
+  if (!leased) {
+    dispatcher_.cancel_reservation();
+    return journal_unavailable(error, rejection);
+  }
+  rules::SubmittedEvent submitted{leased->event.event_id, leased->event.call_id};
+  dispatcher_.submit_leased(std::move(*leased), std::move(observer));
+  metrics_.events_accepted++;
+  return submitted;
+}
+
 std::optional<rules::SubmittedEvent> Intake::accept(const rules::EventInput& event,
                                                     std::shared_ptr<rules::EventObserver> observer,
                                                     Rejection& rejection) {
+  if (dispatcher_.clustered()) return accept_clustered(event, std::move(observer), rejection);
   std::string error;
   // No rule listens and no one follows it: finish it in its own append transaction, unless
   // earlier events of the call are still queued (they must finish first).
@@ -33,13 +61,7 @@ std::optional<rules::SubmittedEvent> Intake::accept(const rules::EventInput& eve
     metrics_.events_processed++;
     return rules::SubmittedEvent{stored->event_id, stored->call_id};
   }
-  if (!dispatcher_.reserve()) {
-    metrics_.rejected_busy++;
-    rejection.set(503, rules::ErrorCode::busy, "too many events waiting; retry later");
-    rejection.retry_after_seconds =
-        static_cast<int>(metrics_.backlog.retry_after(dispatcher_.depth()).count());
-    return std::nullopt;
-  }
+  if (!dispatcher_.reserve()) return busy(rejection);
   auto stored = journal_.append_event(event.call_id, event.event, event_to_json_text(event), error);
   if (!stored) {
     dispatcher_.cancel_reservation();

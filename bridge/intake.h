@@ -26,7 +26,12 @@ class Intake final : public rules::EventSink {
   }
 
  private:
+  // Cluster mode: the event and its call's lease in one commit (Journal::append_event_leased).
+  std::optional<rules::SubmittedEvent> accept_clustered(
+      const rules::EventInput& event, std::shared_ptr<rules::EventObserver> observer,
+      Rejection& rejection);
   std::nullopt_t journal_unavailable(const std::string& error, Rejection& rejection);
+  std::nullopt_t busy(Rejection& rejection);
 
   Journal& journal_;
   Dispatcher& dispatcher_;

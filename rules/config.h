@@ -118,6 +118,14 @@ struct StorageConfig {
   std::size_t max_batch = 512;  // journal writes committed in one transaction at most
 };
 
+// cluster: several nodes on one PostgreSQL journal (docs/cluster.md).
+struct ClusterConfig {
+  // This node's name as a lease owner; empty: "<hostname>-<pid>-<random>", chosen at start-up,
+  // so that a restarted process is a new owner.
+  std::string node_id;
+  int lease_seconds = 10;  // a lease lasts this long unless renewed (every third of it)
+};
+
 struct DispatcherConfig {
   int workers = 16;            // concurrent actions
   int queue_capacity = 10000;  // accepted, unfinished events; beyond it intake answers 503
@@ -136,6 +144,7 @@ struct Config {
   std::string file;
   ServerConfig server;
   StorageConfig storage;
+  ClusterConfig cluster;
   HttpClientConfig http;
   DispatcherConfig dispatcher;
   std::shared_ptr<const RuleSet> rules = std::make_shared<RuleSet>();

@@ -53,11 +53,12 @@ class Loader : public ConfigReader {
     } else if (!root.IsMap()) {
       error(root, "the configuration must be a mapping with keys server, storage, http, rules");
     } else {
-      std::vector<std::string> keys{"server", "storage", "http", "dispatcher", "rules"};
+      std::vector<std::string> keys{"server", "storage", "cluster", "http", "dispatcher", "rules"};
       for (const auto& section : registry_.sections()) keys.push_back(section.key);
       check_keys(root, keys);
       if (auto n = root["server"]) load_server(n, config.server);
       if (auto n = root["storage"]) load_storage(n, config.storage);
+      if (auto n = root["cluster"]) load_cluster(n, config.cluster);
       if (auto n = root["dispatcher"]) load_dispatcher(n, config.dispatcher);
       retry_default_ = config.dispatcher.retry;
       if (auto n = root["http"]) load_http(n, config.http);
@@ -184,6 +185,28 @@ class Loader : public ConfigReader {
     if (auto n = node["max_batch"])
       if (auto v = integer(n, "storage.max_batch", 1, 65536))
         out.max_batch = static_cast<std::size_t>(*v);
+  }
+
+  void load_cluster(const YAML::Node& node, ClusterConfig& out) {
+    if (!expect_map(node, "cluster")) return;
+    check_keys(node, {"node_id", "lease_seconds"}, "cluster");
+    if (auto n = node["node_id"]) {
+      if (auto v = string_setting(n, "cluster.node_id")) {
+        bool printable = std::all_of(v->begin(), v->end(), [](char c) {
+          return static_cast<unsigned char>(c) > 0x20 && static_cast<unsigned char>(c) < 0x7F;
+        });
+        if (v->empty() || v->size() > 128 || !printable)
+          error(n,
+                "\"cluster.node_id\": must be 1 to 128 printable ASCII characters without "
+                "spaces, got \"" +
+                    *v + "\"");
+        else
+          out.node_id = *v;
+      }
+    }
+    if (auto n = node["lease_seconds"])
+      if (auto v = integer(n, "cluster.lease_seconds", 1, 300))
+        out.lease_seconds = static_cast<int>(*v);
   }
 
   // A postgresql:// (or postgres://) URL. Its password, written inline or from `${ENV}`, is

@@ -171,8 +171,8 @@ rules:
                                      "t.yaml", no_env, registry);
   REQUIRE(bad.errors.size() == 4);
   CHECK(bad.errors[0].format() ==
-        "t.yaml:1:1: error: unknown key \"greting\"; known: server, storage, http, dispatcher, "
-        "rules, greeting");
+        "t.yaml:1:1: error: unknown key \"greting\"; known: server, storage, cluster, http, "
+        "dispatcher, rules, greeting");
   CHECK(bad.errors[1].message == "rule \"two\" has more than one action: request, greet");
   CHECK(bad.errors[2].message == "rule \"none\" needs one action; known: request, greet");
   CHECK(bad.errors[3].format() ==

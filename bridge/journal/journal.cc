@@ -1,6 +1,8 @@
 #include "bridge/journal/journal.h"
 
 #include <algorithm>
+#include <limits>
+#include <thread>
 
 #include "bridge/journal/postgres/postgres_journal.h"
 #include "bridge/journal/sqlite/sqlite_journal.h"
@@ -99,6 +101,83 @@ std::unique_ptr<Journal> Journal::open(const JournalOptions& options, std::strin
   }
   error = "unknown journal backend";
   return nullptr;
+}
+
+// Cluster mode's defaults: a journal one node owns (SQLite). Not one transaction each, which a
+// single node does not need: nothing else takes its leases.
+std::optional<LeasedEvent> Journal::append_event_leased(
+    const std::string& call_id, const std::string& event, const std::string& body,
+    std::string_view owner, std::chrono::milliseconds ttl, std::string& error) {
+  auto stored = append_event(call_id, event, body, error);
+  if (!stored) return std::nullopt;
+  LeasedEvent out;
+  out.event = std::move(*stored);
+  out.epoch = acquire_lease("call:" + call_id, owner, ttl);
+  std::int64_t pos = 0;
+  for (const StoredEvent& e : events_of_call(call_id)) {
+    ++pos;
+    if (e.seq == out.event.seq) break;
+    if (e.state == EventState::pending && out.earlier_pending == 0) out.earlier_pending = pos;
+  }
+  out.event.call_pos = pos;
+  return out;
+}
+
+std::vector<StoredEvent> Journal::pending_events_of(const std::string& call_id) {
+  std::vector<StoredEvent> out;
+  std::int64_t pos = 0;
+  for (StoredEvent& e : events_of_call(call_id)) {
+    e.call_pos = ++pos;
+    if (e.state == EventState::pending) out.push_back(std::move(e));
+  }
+  return out;
+}
+
+std::vector<PendingCall> Journal::pending_calls(const std::vector<std::string>& only,
+                                                std::size_t limit) {
+  std::vector<PendingCall> out;
+  for (const StoredEvent& e : pending_events()) {
+    if (!only.empty() && std::find(only.begin(), only.end(), e.call_id) == only.end()) continue;
+    auto it = std::find_if(out.begin(), out.end(),
+                           [&](const PendingCall& c) { return c.call_id == e.call_id; });
+    if (it != out.end()) continue;
+    if (out.size() >= limit) break;
+    PendingCall call;
+    call.call_id = e.call_id;
+    call.last_pos = std::numeric_limits<std::int64_t>::max();  // unknown: read them
+    out.push_back(std::move(call));
+  }
+  return out;
+}
+
+bool Journal::record_action_fenced(const ActionRecord& action, const Fence& fence,
+                                   std::string& error) {
+  if (fence.empty()) return record_action(action, error);
+  error = "fenced writes need a PostgreSQL journal";
+  return false;
+}
+
+void Journal::record_action_later_fenced(ActionRecord action, Fence fence) {
+  if (fence.empty()) record_action_later(std::move(action));
+}
+
+bool Journal::finish_event_fenced(std::int64_t seq, EventState state, const std::string& call_id,
+                                  const std::string& vars_json, const Fence& fence,
+                                  std::string& error) {
+  if (fence.empty()) return finish_event(seq, state, call_id, vars_json, error);
+  error = "fenced writes need a PostgreSQL journal";
+  return false;
+}
+
+bool Journal::release_call_lease(const std::string& call_id, std::int64_t epoch) {
+  release_lease("call:" + call_id, epoch);
+  return true;
+}
+
+std::vector<std::string> Journal::wait_for_stored_events(std::string_view,
+                                                         std::chrono::milliseconds timeout) {
+  std::this_thread::sleep_for(timeout);
+  return {};
 }
 
 }  // namespace callbridge::bridge

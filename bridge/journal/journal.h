@@ -77,6 +77,7 @@ struct StoredEvent {
   std::string body;                 // the event as JSON (see bridge/event_input.h)
   std::int64_t received_at_ms = 0;  // unix epoch milliseconds
   EventState state = EventState::pending;
+  std::int64_t call_pos = 0;  // its place in its call (cluster mode's reads; 0: not read)
 };
 
 // The public ID of the event with sequence number `seq`.
@@ -95,6 +96,31 @@ struct ActionRecord {
   std::int64_t latency_us = 0;
   std::string extracted;  // JSON object of RESPONSE_* set by this attempt
   std::string error;
+};
+
+// A fencing token: writes carrying it apply only while `lease` is still held with `epoch`.
+struct Fence {
+  std::string lease;
+  std::int64_t epoch = 0;
+  bool empty() const { return lease.empty(); }  // unfenced
+};
+
+// The error of a fenced write whose lease is gone (taken over, expired or released).
+inline constexpr std::string_view kLeaseLost = "lease lost";
+
+// Cluster mode: an event appended with its call's lease (Journal::append_event_leased).
+struct LeasedEvent {
+  StoredEvent event;                  // with call_pos
+  std::optional<std::int64_t> epoch;  // the call's lease when the owner took or holds it
+  std::int64_t earlier_pending = 0;   // lowest call_pos of the call's earlier pending events
+};
+
+// Cluster mode: a call with pending events (Journal::pending_calls).
+struct PendingCall {
+  std::string call_id;
+  std::int64_t last_pos = 0;  // the highest call_pos pending
+  std::string owner;          // who holds its lease live; empty: nobody, it can be claimed
+  std::int64_t epoch = 0;     // that lease's epoch
 };
 
 struct CallSummary {
@@ -179,6 +205,57 @@ class Journal {
                         std::string& error) {
     return kv_put_if(ns, key, value, std::nullopt, error);
   }
+
+  // Leases (docs/cluster.md): named rows `call:<call_id>`, `chain:<chain_id>`,
+  // `singleton:<what>` with an owner, an epoch and an expiry on the database's clock (SQLite: this
+  // process's). Takes lease `name` for `owner` for `ttl` when it is free, expired, or already
+  // owner's (then renewed): the epoch held. A lease that was not live (free, expired, released)
+  // is taken with an epoch higher than any before, so epochs never repeat. nullopt when another
+  // owner holds it live, or on error. Durable on return.
+  virtual std::optional<std::int64_t> acquire_lease(std::string_view name, std::string_view owner,
+                                                    std::chrono::milliseconds ttl) = 0;
+  // Extends those of `names` that `owner` still holds; returns the names it no longer holds
+  // (all of them when the journal cannot be written).
+  virtual std::vector<std::string> renew_leases(std::string_view owner,
+                                                const std::vector<std::string>& names,
+                                                std::chrono::milliseconds ttl) = 0;
+  // Lets it go (expires it now) if still held with `epoch`. Durable on return.
+  virtual void release_lease(std::string_view name, std::int64_t epoch) = 0;
+  // A key-value write applied only while `fence` holds; false with error "lease lost" otherwise
+  // (an empty fence: kv_put).
+  virtual bool kv_put_fenced(std::string_view ns, std::string_view key, std::string_view value,
+                             const Fence& fence, std::string& error) = 0;
+
+  // Cluster mode (docs/cluster.md): what a node of several on one database needs beyond the
+  // primitive. PostgreSQL implements them in one statement each; the defaults (journal.cc) suit
+  // a journal one node owns.
+  // Appends the event and, in the same transaction, takes the call's lease `call:<call_id>`
+  // for `owner` when it is free or already owner's. Durable on return.
+  virtual std::optional<LeasedEvent> append_event_leased(
+      const std::string& call_id, const std::string& event, const std::string& body,
+      std::string_view owner, std::chrono::milliseconds ttl, std::string& error);
+  // The call's pending events by call_pos.
+  virtual std::vector<StoredEvent> pending_events_of(const std::string& call_id);
+  // Calls with pending events (only those of `only` when not empty), oldest first, with their
+  // live lease if any.
+  virtual std::vector<PendingCall> pending_calls(const std::vector<std::string>& only,
+                                                 std::size_t limit);
+  // record_action, record_action_later and finish_event fenced with the call's lease: with a
+  // fence that no longer holds nothing is written and the error is kLeaseLost (an empty
+  // fence: the unfenced write).
+  virtual bool record_action_fenced(const ActionRecord& action, const Fence& fence,
+                                    std::string& error);
+  virtual void record_action_later_fenced(ActionRecord action, Fence fence);
+  virtual bool finish_event_fenced(std::int64_t seq, EventState state, const std::string& call_id,
+                                   const std::string& vars_json, const Fence& fence,
+                                   std::string& error);
+  // Lets the call's lease go if still held with `epoch` and the call has no pending event;
+  // true when it did.
+  virtual bool release_call_lease(const std::string& call_id, std::int64_t epoch);
+  // Waits up to `timeout` for other owners' hints that they stored events of calls they did
+  // not take (LISTEN/NOTIFY); their call IDs ("*": too many to name, poll everything).
+  virtual std::vector<std::string> wait_for_stored_events(std::string_view owner,
+                                                          std::chrono::milliseconds timeout);
 
   // Whether the journal's last commit worked; `reason` says why not. While it does not, asks
   // for a small write now and then to find out when it works again.

@@ -1,5 +1,7 @@
 #include "bridge/journal/postgres/connection.h"
 
+#include <poll.h>
+
 #include <cstdlib>
 
 namespace callbridge::bridge::pg {
@@ -170,6 +172,23 @@ bool Connection::run(std::string_view sql, const Params& params, std::string& er
   if (r.ok()) return true;
   error = r.error();
   return false;
+}
+
+std::vector<std::string> Connection::wait_notifications(int timeout_ms) {
+  std::vector<std::string> out;
+  if (!conn_) return out;
+  auto drain = [&] {
+    if (!PQconsumeInput(conn_)) return;
+    while (PGnotify* n = PQnotifies(conn_)) {
+      out.emplace_back(n->extra ? n->extra : "");
+      PQfreemem(n);
+    }
+  };
+  drain();
+  if (!out.empty() || !good()) return out;
+  pollfd fd{PQsocket(conn_), POLLIN, 0};
+  if (fd.fd >= 0 && ::poll(&fd, 1, timeout_ms) > 0) drain();
+  return out;
 }
 
 std::string redact_conninfo(std::string_view conninfo) {

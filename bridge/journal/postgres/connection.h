@@ -23,6 +23,7 @@ class Result {
   // The statement worked (a command, or rows).
   bool ok() const;
   int rows() const { return r_ ? PQntuples(r_.get()) : 0; }
+  int columns() const { return r_ ? PQnfields(r_.get()) : 0; }
   bool null(int row, int col) const { return PQgetisnull(r_.get(), row, col) != 0; }
   std::string text(int row, int col) const;
   std::int64_t integer(int row, int col) const;  // 0 when NULL
@@ -81,6 +82,10 @@ class Connection {
   // exec/run that only report success: false with `error` set.
   bool exec(const char* sql, std::string& error);
   bool run(std::string_view sql, const Params& params, std::string& error);
+
+  // The payloads of the notifications (LISTEN) that arrive within `timeout_ms`, or that had
+  // arrived already; empty when none did or the connection broke (then it is bad).
+  std::vector<std::string> wait_notifications(int timeout_ms);
 
  private:
   void close();

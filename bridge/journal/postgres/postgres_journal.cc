@@ -34,7 +34,7 @@ std::string prefix_end(std::string_view prefix) {
   return after;
 }
 
-constexpr const char* kEventColumns = "seq, call_id, event, body, received_at, state";
+constexpr const char* kEventColumns = "seq, call_id, event, body, received_at, state, call_pos";
 constexpr const char* kActionColumns =
     "event_seq, rule, attempt, state, started_at, finished_at, gate, request, status, latency_us, "
     "extracted, error";
@@ -48,6 +48,7 @@ StoredEvent read_event(const Result& r, int row) {
   e.body = r.text(row, 3);
   e.received_at_ms = r.integer(row, 4);
   e.state = event_state_from(r.text(row, 5)).value_or(EventState::pending);
+  e.call_pos = r.integer(row, 6);
   return e;
 }
 
@@ -157,10 +158,13 @@ std::vector<std::string> PostgresJournal::commit_batch(
   }
   auto started = std::chrono::steady_clock::now();
   if (ok && failed_alone) {
+    forget_notify();
     std::string ignored;
     writer_.exec("ROLLBACK", ignored);
     return results;
   }
+  if (ok) send_notify();
+  forget_notify();
   if (ok) {
     Result r = writer_.exec("COMMIT");
     // COMMIT of a transaction that failed answers ROLLBACK: nothing of it is stored.
@@ -326,6 +330,17 @@ std::vector<StoredEvent> PostgresJournal::pending_events() {
       [](Connection& db) {
         return read_events(db.run(std::string("SELECT ") + kEventColumns +
                                   " FROM events WHERE state = 'pending' ORDER BY seq"));
+      },
+      std::vector<StoredEvent>{});
+}
+
+std::vector<StoredEvent> PostgresJournal::pending_events_of(const std::string& call_id) {
+  return read(
+      [&](Connection& db) {
+        return read_events(db.run(std::string("SELECT ") + kEventColumns +
+                                      " FROM events WHERE call_id = $1 AND state = 'pending' "
+                                      "ORDER BY call_pos",
+                                  Params().add(call_id)));
       },
       std::vector<StoredEvent>{});
 }

@@ -43,6 +43,35 @@ class PostgresJournal final : public BatchedJournal {
   std::vector<std::pair<std::string, std::string>> kv_scan(std::string_view ns,
                                                            std::string_view prefix = {}) override;
 
+  // Leases (leases.cc).
+  std::optional<std::int64_t> acquire_lease(std::string_view name, std::string_view owner,
+                                            std::chrono::milliseconds ttl) override;
+  std::vector<std::string> renew_leases(std::string_view owner,
+                                        const std::vector<std::string>& names,
+                                        std::chrono::milliseconds ttl) override;
+  void release_lease(std::string_view name, std::int64_t epoch) override;
+  bool kv_put_fenced(std::string_view ns, std::string_view key, std::string_view value,
+                     const Fence& fence, std::string& error) override;
+
+  // Cluster mode (cluster.cc).
+  std::optional<LeasedEvent> append_event_leased(const std::string& call_id,
+                                                 const std::string& event, const std::string& body,
+                                                 std::string_view owner,
+                                                 std::chrono::milliseconds ttl,
+                                                 std::string& error) override;
+  std::vector<StoredEvent> pending_events_of(const std::string& call_id) override;
+  std::vector<PendingCall> pending_calls(const std::vector<std::string>& only,
+                                         std::size_t limit) override;
+  bool record_action_fenced(const ActionRecord& action, const Fence& fence,
+                            std::string& error) override;
+  void record_action_later_fenced(ActionRecord action, Fence fence) override;
+  bool finish_event_fenced(std::int64_t seq, EventState state, const std::string& call_id,
+                           const std::string& vars_json, const Fence& fence,
+                           std::string& error) override;
+  bool release_call_lease(const std::string& call_id, std::int64_t epoch) override;
+  std::vector<std::string> wait_for_stored_events(std::string_view owner,
+                                                  std::chrono::milliseconds timeout) override;
+
   // The console's queries (console_queries.cc).
   std::vector<CallRow> search_calls(const CallQuery& query) override;
   std::vector<FailureRow> failures(const std::string& rule, std::int64_t since_ms,
@@ -63,6 +92,16 @@ class PostgresJournal final : public BatchedJournal {
                    const std::optional<std::string>& expected, bool& stored,
                    std::string& error) override;
   bool prune_step(PruneStep step, PruneRun& run, std::string& error) override;
+  // Leases on the writer thread (leases.cc).
+  bool write_acquire(std::string_view name, std::string_view owner, std::chrono::milliseconds ttl,
+                     std::optional<std::int64_t>& epoch, std::string& error);
+  static std::string fence_check(int first_param);
+  // Cluster mode on the writer thread (cluster.cc): one NOTIFY per batch for the events stored
+  // for calls another node holds.
+  GroupCommit::Apply write_action_fenced(ActionRecord action, Fence fence);
+  void note_for_others(std::string_view owner, std::string_view call_id);
+  void send_notify();
+  void forget_notify();
 
   // Runs `f` on the reader connection (connected again when needed); `fallback` when the
   // database cannot be reached.
@@ -78,6 +117,10 @@ class PostgresJournal final : public BatchedJournal {
   pg::Connection writer_;  // used on the group commit's writer thread only
   std::mutex read_mutex_;
   pg::Connection reader_;
+  std::string notify_payload_;  // this batch's NOTIFY (writer thread)
+  bool notify_overflow_ = false;
+  std::mutex listen_mutex_;
+  pg::Connection listener_;  // LISTENs, opened on first use (cluster mode)
 };
 
 namespace pg {

@@ -82,7 +82,33 @@ CREATE INDEX IF NOT EXISTS events_by_time ON events (received_at);
 CREATE INDEX IF NOT EXISTS actions_by_state_seq ON actions (state, event_seq);
 )sql";
 
-constexpr Migration kMigrations[] = {{1, kVersion1}, {2, kVersion2}};
+// Version 3: leases (docs/cluster.md). A lease is a named row with its owner, an epoch that
+// grows whenever it is taken anew (the fencing token) and its expiry in unix milliseconds on
+// the database's clock (callbridge_now_ms, clock_timestamp: every node reads the same clock).
+// callbridge_first_pending: the lowest position of a call's pending events before `before_pos`.
+// VOLATILE on purpose: it reads with a snapshot of its own, taken when it runs, so a statement
+// that waited for a call's row lock sees the events committed while it waited.
+// Pending events by call: what a node claiming a call loads, and what its poller looks for.
+constexpr const char* kVersion3 = R"sql(
+CREATE OR REPLACE FUNCTION callbridge_now_ms() RETURNS BIGINT
+LANGUAGE sql VOLATILE PARALLEL SAFE AS $fn$
+SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint
+$fn$;
+CREATE TABLE IF NOT EXISTS leases (
+  name TEXT COLLATE "C" PRIMARY KEY,
+  owner TEXT NOT NULL,
+  epoch BIGINT NOT NULL,
+  expires_at BIGINT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_pending_by_call ON events (call_id, call_pos)
+  WHERE state = 'pending';
+CREATE OR REPLACE FUNCTION callbridge_first_pending(call TEXT, before_pos BIGINT) RETURNS BIGINT
+LANGUAGE sql VOLATILE AS $fn$
+SELECT min(call_pos) FROM events WHERE call_id = call AND state = 'pending' AND call_pos < before_pos
+$fn$;
+)sql";
+
+constexpr Migration kMigrations[] = {{1, kVersion1}, {2, kVersion2}, {3, kVersion3}};
 static_assert(kMigrations[std::size(kMigrations) - 1].version == kSchemaVersion);
 
 // pg_advisory_xact_lock's key for migrations: "callbridge" in ASCII, truncated.

@@ -63,7 +63,18 @@ constexpr const char* kVersion2 =
     "CREATE INDEX IF NOT EXISTS events_by_time ON events (received_at);\n"
     "CREATE INDEX IF NOT EXISTS actions_by_state_seq ON actions (state, event_seq);\n";
 
-constexpr Migration kMigrations[] = {{1, kVersion1}, {2, kVersion2}};
+// Version 3: leases (docs/cluster.md), as in PostgreSQL; expires_at on this process's clock. One
+// node owns an SQLite journal, so its leases are always its own, but the primitive is the same.
+constexpr const char* kVersion3 = R"sql(
+CREATE TABLE IF NOT EXISTS leases (
+  name TEXT PRIMARY KEY,
+  owner TEXT NOT NULL,
+  epoch INTEGER NOT NULL,
+  expires_at INTEGER NOT NULL
+) WITHOUT ROWID;
+)sql";
+
+constexpr Migration kMigrations[] = {{1, kVersion1}, {2, kVersion2}, {3, kVersion3}};
 static_assert(kMigrations[std::size(kMigrations) - 1].version == kSchemaVersion);
 
 }  // namespace

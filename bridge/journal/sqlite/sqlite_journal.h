@@ -48,6 +48,16 @@ class SqliteJournal final : public BatchedJournal {
   std::vector<std::pair<std::string, std::string>> kv_scan(std::string_view ns,
                                                            std::string_view prefix = {}) override;
 
+  // Leases (leases.cc).
+  std::optional<std::int64_t> acquire_lease(std::string_view name, std::string_view owner,
+                                            std::chrono::milliseconds ttl) override;
+  std::vector<std::string> renew_leases(std::string_view owner,
+                                        const std::vector<std::string>& names,
+                                        std::chrono::milliseconds ttl) override;
+  void release_lease(std::string_view name, std::int64_t epoch) override;
+  bool kv_put_fenced(std::string_view ns, std::string_view key, std::string_view value,
+                     const Fence& fence, std::string& error) override;
+
   std::vector<CallRow> search_calls(const CallQuery& query) override;
   std::vector<FailureRow> failures(const std::string& rule, std::int64_t since_ms,
                                    std::int64_t before_rowid, std::size_t limit) override;
