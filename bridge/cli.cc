@@ -158,6 +158,29 @@ std::unique_ptr<bridge::Journal> open_journal(const rules::Config& config) {
   return journal;
 }
 
+// Not ready but still serving for server.drain_seconds, so that a load balancer moves traffic
+// to other nodes first; a second SIGTERM or SIGINT ends it at once.
+void drain(bridge::App& app, const sigset_t& signals) {
+  const auto seconds = app.config()->server.drain_seconds;
+  if (seconds <= 0) return;
+  app.server().drain();
+  log::write(log::Level::info, "draining", {{"seconds", std::to_string(seconds)}});
+  bridge::notify_service_manager("STATUS=draining");
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(seconds);
+  while (true) {
+    auto left = until - std::chrono::steady_clock::now();
+    if (left <= std::chrono::steady_clock::duration::zero()) return;
+    auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(left).count();
+    timespec wait{static_cast<time_t>(ns / 1000000000), static_cast<long>(ns % 1000000000)};
+    int sig = sigtimedwait(&signals, nullptr, &wait);
+    if (sig == SIGTERM || sig == SIGINT) {
+      log::write(log::Level::info, "drain cut short",
+                 {{"signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"}});
+      return;
+    }
+  }
+}
+
 // Reloads on SIGHUP (an invalid file keeps the rules in force) and stops on SIGTERM/SIGINT.
 // Old calls are pruned by the App, on the node holding bridge::kPruneLease.
 void supervise(const std::string& path, bool have_file, bridge::App& app, const sigset_t& signals) {
@@ -166,6 +189,7 @@ void supervise(const std::string& path, bool have_file, bridge::App& app, const 
     if (sig == SIGTERM || sig == SIGINT) {
       log::write(log::Level::info, "shutting down",
                  {{"signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"}});
+      drain(app, signals);
       return;
     }
     if (sig != SIGHUP) continue;

@@ -59,6 +59,10 @@ class JournalStore final : public rules::KeyValueStore {
   bool erase(std::string_view ns, std::string_view key, std::string& error) override {
     return journal_.kv_erase(ns, key, error);
   }
+  bool put_if(std::string_view ns, std::string_view key, std::string_view value,
+              std::optional<std::string_view> expected, std::string& error) override {
+    return journal_.kv_put_if(ns, key, value, expected, error);
+  }
   std::optional<std::string> get(std::string_view ns, std::string_view key) override {
     return journal_.kv_get(ns, key);
   }

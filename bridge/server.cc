@@ -163,6 +163,7 @@ struct BridgeServer::Impl {
   // The listener's loop: 0 not started, 1 started, 2 finished or never to start. The library's
   // stop() does nothing before its loop runs, so a stop that comes first must not be lost.
   std::atomic<int> listen_state{0};
+  std::atomic<bool> draining{false};     // SIGTERM came: not ready, still serving
   bool open_access = false;              // no tokens configured and bound to loopback
   std::vector<std::regex> public_paths;  // connector routes that authenticate by themselves
 
@@ -309,11 +310,16 @@ struct BridgeServer::Impl {
     server.Get("/readyz", [this](const httplib::Request&, httplib::Response& res) {
       std::string reason;
       nlohmann::ordered_json body;
-      body["ready"] = journal.writable(reason);
-      if (!body["ready"]) {
+      if (draining) {
+        body["ready"] = false;
+        body["reason"] = "draining";
+      } else if (!journal.writable(reason)) {
+        body["ready"] = false;
         body["reason"] = "journal cannot be written: " + reason;
-        res.status = 503;
+      } else {
+        body["ready"] = true;
       }
+      if (!body["ready"]) res.status = 503;
       res.set_content(body.dump(), "application/json");
     });
 
@@ -441,6 +447,14 @@ void BridgeServer::stop() {
     if (impl_->listen_state == 1) impl_->server.stop();
   }
   if (impl_->server.gate) impl_->server.gate->stop();
+}
+
+void BridgeServer::drain() {
+  impl_->draining = true;
+}
+
+bool BridgeServer::draining() const {
+  return impl_->draining;
 }
 
 bool BridgeServer::reload_tls(std::string& error) {

@@ -34,6 +34,10 @@ class BridgeServer {
   int port() const;
   void run();   // serves until stop()
   void stop();  // stops accepting; returns at once
+  // Not ready from now on (/readyz answers 503 "draining"); everything else is served as before,
+  // so that a load balancer moves traffic away before stop().
+  void drain();
+  bool draining() const;
   // Reads server.tls's certificate and key again, for new connections (no TLS: nothing to do).
   // False with `error` keeps the certificate in use.
   bool reload_tls(std::string& error);

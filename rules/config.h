@@ -105,6 +105,9 @@ struct ServerConfig {
   int max_waiting_connections = 1024;        // connections without a whole request yet
   int max_json_depth = 64;                   // nesting of any JSON body
   std::size_t max_expanded_bytes = 1 << 20;  // what one payload may grow into (variables)
+  // On SIGTERM: seconds of answering /readyz 503 "draining" while still serving, before the
+  // listener stops (0: stop at once).
+  int drain_seconds = 5;
 };
 
 struct StorageConfig {

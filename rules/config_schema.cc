@@ -239,6 +239,8 @@ Texts descriptions(const Registry& registry) {
       {"server.tokens", "Bearer tokens the intake accepts, at least 16 characters each."},
       {"server.threads", "HTTP worker threads."},
       {"server.max_body_bytes", "Largest request body accepted."},
+      {"server.drain_seconds",
+       "On SIGTERM, seconds /readyz answers 503 draining while still serving (0: stop at once)."},
       {"storage", "The journal of events and actions: an SQLite file or a PostgreSQL database."},
       {"storage.path", "Journal file; under systemd /var/lib/callbridge/callbridge.db."},
       {"storage.postgres",

@@ -50,6 +50,15 @@ class KeyValueStore {
   virtual bool erase(std::string_view ns, std::string_view key, std::string& error) = 0;
   virtual std::optional<std::string> get(std::string_view ns, std::string_view key) = 0;
   virtual std::vector<std::pair<std::string, std::string>> scan(std::string_view ns) = 0;
+  // Stores `value` only when the key's current value is `expected` (nullopt: the key is
+  // absent), atomically for every node sharing the store; durable on return. true: stored;
+  // false: not stored, with `error` empty when another value was there. A store that cannot
+  // decide this atomically refuses (false with `error`).
+  virtual bool put_if(std::string_view /*ns*/, std::string_view /*key*/, std::string_view /*value*/,
+                      std::optional<std::string_view> /*expected*/, std::string& error) {
+    error = "this store cannot write conditionally";
+    return false;
+  }
 };
 
 // A fencing token: a write carrying it applies only while `lease` is still held with `epoch`.

@@ -89,7 +89,7 @@ class Loader : public ConfigReader {
     check_keys(node,
                {"listen", "tokens", "threads", "max_body_bytes", "keep_alive_max_count",
                 "keep_alive_timeout_seconds", "read_timeout_ms", "max_waiting_connections",
-                "max_json_depth", "max_expanded_bytes", "tls"},
+                "max_json_depth", "max_expanded_bytes", "tls", "drain_seconds"},
                "server");
     if (auto n = node["tls"]) load_tls(n, out);
     if (auto n = node["threads"])
@@ -115,6 +115,9 @@ class Loader : public ConfigReader {
     if (auto n = node["max_expanded_bytes"])
       if (auto v = integer(n, "server.max_expanded_bytes", 4096, 64ll << 20))
         out.max_expanded_bytes = static_cast<std::size_t>(*v);
+    if (auto n = node["drain_seconds"])
+      if (auto v = integer(n, "server.drain_seconds", 0, 300))
+        out.drain_seconds = static_cast<int>(*v);
     if (auto n = node["listen"]) {
       if (auto v = string_setting(n, "server.listen")) {
         auto colon = v->rfind(':');

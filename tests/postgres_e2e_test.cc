@@ -59,7 +59,7 @@ class RecordingCrm {
 
 std::string config_on(const std::string& url, const RecordingCrm& crm) {
   return "server:\n  listen: 127.0.0.1:0\n  tokens: [\"" + kBridgeToken +
-         "\"]\nstorage:\n  postgres: \"" + url +
+         "\"]\n  drain_seconds: 0\nstorage:\n  postgres: \"" + url +
          "\"\nrules:\n  - name: create-record\n    event: step\n    request:\n      method: "
          "POST\n      url: " +
          crm.base_url() + "/records\n      body: '{\"call\": \"{ID}\", \"n\": \"{N}\"}'\n";

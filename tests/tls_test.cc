@@ -68,8 +68,9 @@ TEST_CASE("server.tls: HTTPS, TLS 1.2 or later only, certificates renewed on SIG
   std::string key = bridge.dir.write("key.pem", first.key);
   bridge.config_path = bridge.dir.write(
       "callbridge.yaml", "server:\n  listen: 127.0.0.1:0\n  tokens: [\"" + kBridgeToken +
-                             "\"]\n  tls: { cert_file: " + cert + ", key_file: " + key +
-                             " }\nstorage:\n  path: " + bridge.dir.path() + "/journal.db\n");
+                             "\"]\n  drain_seconds: 0\n  tls: { cert_file: " + cert +
+                             ", key_file: " + key + " }\nstorage:\n  path: " + bridge.dir.path() +
+                             "/journal.db\n");
   REQUIRE(bridge.start());
   INFO(bridge.process->log());
 
@@ -127,8 +128,9 @@ TEST_CASE("server.tls: stalled handshakes hold no worker and body limits hold ov
   bridge.config_path = bridge.dir.write(
       "callbridge.yaml",
       "server:\n  listen: 127.0.0.1:0\n  tokens: [\"" + kBridgeToken +
-          "\"]\n  threads: 2\n  max_body_bytes: 4096\n  tls: { cert_file: " + cert +
-          ", key_file: " + key + " }\nstorage:\n  path: " + bridge.dir.path() + "/journal.db\n");
+          "\"]\n  threads: 2\n  drain_seconds: 0\n  max_body_bytes: 4096\n  tls: { cert_file: " +
+          cert + ", key_file: " + key + " }\nstorage:\n  path: " + bridge.dir.path() +
+          "/journal.db\n");
   REQUIRE(bridge.start());
   INFO(bridge.process->log());
   // More connections than workers that never begin their handshake.

@@ -75,6 +75,19 @@ void BatchedJournal::kv_put_later(std::string_view ns, std::string_view key,
   group_->submit_later(write_kv(std::string(ns), std::string(key), std::string(value)));
 }
 
+bool BatchedJournal::kv_put_if(std::string_view ns, std::string_view key, std::string_view value,
+                               std::optional<std::string_view> expected, std::string& error) {
+  std::string n(ns), k(key), v(value);
+  std::optional<std::string> e;
+  if (expected) e.emplace(*expected);
+  bool stored = false;
+  if (!group_->submit([&](std::string& err) { return write_kv_if(n, k, v, e, stored, err); },
+                      error))
+    return false;
+  error.clear();
+  return stored;
+}
+
 void BatchedJournal::note_health(bool ok, std::string reason) {
   std::lock_guard lock(health_mutex_);
   writable_ = ok;

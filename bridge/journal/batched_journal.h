@@ -35,6 +35,8 @@ class BatchedJournal : public Journal {
   bool kv_put(std::string_view ns, std::string_view key, std::string_view value,
               std::string& error) override;
   void kv_put_later(std::string_view ns, std::string_view key, std::string_view value) override;
+  bool kv_put_if(std::string_view ns, std::string_view key, std::string_view value,
+                 std::optional<std::string_view> expected, std::string& error) override;
 
   bool writable(std::string& reason) override;
 
@@ -53,6 +55,11 @@ class BatchedJournal : public Journal {
   virtual bool prune_step(PruneStep step, PruneRun& run, std::string& error) = 0;
   // Stores `value` under ns/key (on the writer thread, inside a batch).
   virtual GroupCommit::Apply write_kv(std::string ns, std::string key, std::string value) = 0;
+  // Stores `value` under ns/key when its value is `expected` (nullopt: absent); `stored` says
+  // whether it did (on the writer thread, inside a batch).
+  virtual bool write_kv_if(const std::string& ns, const std::string& key, const std::string& value,
+                           const std::optional<std::string>& expected, bool& stored,
+                           std::string& error) = 0;
   // Inserts the event, giving it its seq and event ID (on the writer thread, inside a batch).
   virtual bool insert_event(StoredEvent& stored, std::string& error) = 0;
   // Inserts or replaces the attempt (on the writer thread, inside a batch).

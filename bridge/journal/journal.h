@@ -196,6 +196,17 @@ class Journal {
   virtual std::vector<std::pair<std::string, std::string>> kv_scan(
       std::string_view ns, std::string_view prefix = {}) = 0;
 
+  // Conditional key-value write (delivery IDs seen by several nodes): stores `value` only when
+  // the key's current value is `expected` (nullopt: the key is absent), decided in the
+  // database, so of nodes racing for one key exactly one stores. Durable on return. true:
+  // stored; false: not stored, with `error` empty when another value was there.
+  virtual bool kv_put_if(std::string_view ns, std::string_view key, std::string_view value,
+                         std::optional<std::string_view> expected, std::string& error) = 0;
+  bool kv_put_if_absent(std::string_view ns, std::string_view key, std::string_view value,
+                        std::string& error) {
+    return kv_put_if(ns, key, value, std::nullopt, error);
+  }
+
   // Leases (docs/cluster.md): named rows `call:<call_id>`, `chain:<chain_id>`,
   // `singleton:<what>` with an owner, an epoch and an expiry on the database's clock (SQLite: this
   // process's). Takes lease `name` for `owner` for `ttl` when it is free, expired, or already

@@ -1,6 +1,8 @@
 #include "connectors/webhook/service.h"
 
 #include <nlohmann/json.hpp>
+#include <random>
+#include <thread>
 
 #include "connectors/webhook/signature.h"
 #include "rules/events.h"
@@ -54,6 +56,20 @@ std::optional<std::string> read_field(const FieldSpec& spec, const Delivery& del
   return value;
 }
 
+// How long a delivery waits for a copy of itself being stored elsewhere, and how often it looks.
+constexpr auto kClaimWait = std::chrono::seconds(2);
+constexpr auto kClaimPoll = std::chrono::milliseconds(10);
+// A claim this old belongs to a copy whose node stopped between claiming and recording.
+constexpr auto kStaleClaim = std::chrono::milliseconds(30000);
+
+// Tells this copy's claim from another's.
+std::string claim_token() {
+  thread_local std::mt19937_64 rng{std::random_device{}()};
+  char text[17];
+  std::snprintf(text, sizeof text, "%016llx", static_cast<unsigned long long>(rng()));
+  return text;
+}
+
 std::string escape_route(const std::string& path) {
   std::string out;
   for (char c : path) {
@@ -72,10 +88,7 @@ WebhookService::WebhookService(std::shared_ptr<const WebhookSettings> settings,
       store_(store),
       events_(events),
       now_(std::move(now)),
-      limits_(limits) {
-  for (const auto& source : settings_->sources)
-    delivery_locks_[source.name] = std::make_unique<std::mutex>();
-}
+      limits_(limits) {}
 
 std::vector<rules::Route> WebhookService::routes() {
   std::vector<rules::Route> out;
@@ -136,8 +149,6 @@ void WebhookService::handle(const WebhookSource& source, const rules::HttpReques
                   "send application/json or application/x-www-form-urlencoded");
   }
 
-  // The delivery ID decides whether this was seen before; one delivery at a time per source so
-  // two concurrent copies cannot both pass the check.
   std::optional<std::string> delivery_id;
   for (const auto& spec : source.delivery_id) {
     auto part = read_field(spec, delivery);
@@ -147,9 +158,7 @@ void WebhookService::handle(const WebhookSource& source, const rules::HttpReques
     }
     delivery_id = delivery_id ? *delivery_id + "/" + *part : *part;
   }
-  std::unique_lock<std::mutex> lock;
   const std::string key = delivery_id ? source.name + "/" + *delivery_id : std::string();
-  if (delivery_id) lock = std::unique_lock(*delivery_locks_.at(source.name));
 
   auto reply = [&](const std::string& event_id, const std::string& call_id,
                    const std::string& event, bool duplicate) {
@@ -171,16 +180,6 @@ void WebhookService::handle(const WebhookSource& source, const rules::HttpReques
     }
     count(duplicate ? "duplicate" : "accepted");
   };
-
-  if (delivery_id) {
-    if (auto seen = store_.get(kWebhookDeliveries, key)) {
-      auto record = nlohmann::json::parse(*seen, nullptr, false);
-      if (record.is_object() &&
-          to_ms(now) - record.value("at_ms", 0LL) <= source.dedup_window.count() * 1000)
-        return reply(record.value("event_id", ""), record.value("call_id", ""),
-                     record.value("event", ""), true);
-    }
-  }
 
   rules::EventInput event;
   auto name = read_field(source.event, delivery);
@@ -209,6 +208,27 @@ void WebhookService::handle(const WebhookSource& source, const rules::HttpReques
   event.vars["WEBHOOK_SOURCE"] = source.name;
   if (delivery_id) event.vars["WEBHOOK_DELIVERY_ID"] = *delivery_id;
 
+  // The delivery ID decides whether this was seen before, in the journal: of copies arriving at
+  // once, on this node or on others sharing the database, exactly one claims it.
+  if (delivery_id) {
+    Seen seen;
+    std::string error;
+    switch (claim_delivery(source, key, now, seen, error)) {
+      case Claim::fresh:
+        break;
+      case Claim::duplicate:
+        return reply(seen.event_id, seen.call_id, seen.event, true);
+      case Claim::in_flight:
+        response.headers.emplace_back("Retry-After", "1");
+        return reject(503, rules::ErrorCode::busy,
+                      "a copy of this delivery is being processed; deliver it again later");
+      case Claim::failed:
+        response.headers.emplace_back("Retry-After", "1");
+        return reject(503, rules::ErrorCode::journal_unavailable,
+                      "the delivery ID could not be recorded: " + error);
+    }
+  }
+
   rules::SubmitRejection rejection;
   std::optional<rules::SubmittedEvent> submitted;
   try {
@@ -217,13 +237,19 @@ void WebhookService::handle(const WebhookSource& source, const rules::HttpReques
     rejection.set(503, rules::ErrorCode::journal_unavailable, e.what());
   }
   if (!submitted) {
+    // Not stored: the claim goes, so that the platform's next delivery is processed.
+    if (delivery_id) {
+      std::string ignored;
+      store_.erase(kWebhookDeliveries, key, ignored);
+    }
     // Both reasons are temporary: the platform should deliver again after Retry-After.
     response.headers.emplace_back("Retry-After", std::to_string(rejection.retry_after_seconds));
     return reject(rejection.status >= 400 ? rejection.status : 503, rejection.error_code(),
                   rejection.message.empty() ? "the event could not be stored" : rejection.message);
   }
   if (delivery_id) {
-    // After the event is durable: a crash in between processes a redelivery twice, never zero.
+    // After the event is durable: a crash in between leaves the claim, which a redelivery takes
+    // over once it is stale, so one delivery may be processed twice, never zero times.
     nlohmann::json record = {{"event_id", submitted->event_id},
                              {"call_id", submitted->call_id},
                              {"event", event.event},
@@ -233,7 +259,6 @@ void WebhookService::handle(const WebhookSource& source, const rules::HttpReques
                record.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace), store_error);
   }
   reply(submitted->event_id, submitted->call_id, event.event, false);
-  if (lock.owns_lock()) lock.unlock();
 
   bool sweep = false;
   {
@@ -244,6 +269,41 @@ void WebhookService::handle(const WebhookSource& source, const rules::HttpReques
     }
   }
   if (sweep) expire_deliveries();
+}
+
+WebhookService::Claim WebhookService::claim_delivery(const WebhookSource& source,
+                                                     const std::string& key,
+                                                     std::chrono::system_clock::time_point now,
+                                                     Seen& seen, std::string& error) {
+  const std::string claim =
+      nlohmann::json({{"claim", claim_token()}, {"at_ms", to_ms(now)}}).dump();
+  const auto give_up = std::chrono::steady_clock::now() + kClaimWait;
+  while (true) {
+    auto current = store_.get(kWebhookDeliveries, key);
+    std::optional<std::string_view> expected;  // absent
+    if (current) {
+      auto record = nlohmann::json::parse(*current, nullptr, false);
+      long long age_ms = to_ms(now) - (record.is_object() ? record.value("at_ms", 0LL) : 0LL);
+      bool expired = !record.is_object() || age_ms > source.dedup_window.count() * 1000;
+      bool claimed = !expired && record.contains("claim");
+      if (!expired && !claimed) {
+        seen = {record.value("event_id", ""), record.value("call_id", ""),
+                record.value("event", "")};
+        return Claim::duplicate;
+      }
+      if (claimed && age_ms <= kStaleClaim.count()) {
+        // Another copy is being stored right now: its outcome decides.
+        if (std::chrono::steady_clock::now() >= give_up) return Claim::in_flight;
+        std::this_thread::sleep_for(kClaimPoll);
+        continue;
+      }
+      expected = *current;  // expired, or claimed by a node that never finished: taken over
+    }
+    error.clear();
+    if (store_.put_if(kWebhookDeliveries, key, claim, expected, error)) return Claim::fresh;
+    if (!error.empty()) return Claim::failed;
+    // Another copy changed it between the read and the write: look again.
+  }
 }
 
 void WebhookService::expire_deliveries() {

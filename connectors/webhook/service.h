@@ -35,12 +35,21 @@ class WebhookService final : public rules::Service {
   void metrics(std::string& out) const override;
 
  private:
+  enum class Claim { fresh, duplicate, in_flight, failed };
+  struct Seen {
+    std::string event_id, call_id, event;
+  };
+  // Records that this copy of delivery `key` is being stored (a claim), unless it was seen
+  // within the source's window (duplicate, with what it became) or another copy is being stored
+  // (waits up to 2 s for its outcome, then in_flight). failed: the journal cannot write.
+  Claim claim_delivery(const WebhookSource& source, const std::string& key,
+                       std::chrono::system_clock::time_point now, Seen& seen, std::string& error);
+
   std::shared_ptr<const WebhookSettings> settings_;
   rules::KeyValueStore& store_;
   rules::EventSink& events_;
   Now now_;
   rules::InputLimits limits_;
-  std::map<std::string, std::unique_ptr<std::mutex>> delivery_locks_;  // per source
   std::mutex sweep_mutex_;
   std::chrono::system_clock::time_point last_sweep_{};
   mutable std::mutex metrics_mutex_;

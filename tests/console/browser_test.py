@@ -181,6 +181,7 @@ class Bridge:
         self.good_config = f"""server:
   listen: 127.0.0.1:0
   tokens: ["{TOKEN}"]
+  drain_seconds: 0
 storage:
   path: {self.dir}/journal.db
 console:

@@ -8,8 +8,8 @@ namespace callbridge::testing {
 void Bridge::write_config(const std::string& body, const std::string& extra) {
   config_path =
       dir.write("callbridge.yaml", "server:\n  listen: 127.0.0.1:0\n  tokens: [\"" + kBridgeToken +
-                                       "\"]\nstorage:\n  path: " + dir.path() + "/journal.db\n" +
-                                       extra + body);
+                                       "\"]\n  drain_seconds: 0\nstorage:\n  path: " + dir.path() +
+                                       "/journal.db\n" + extra + body);
 }
 
 bool Bridge::start(const std::map<std::string, std::string>& env) {

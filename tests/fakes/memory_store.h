@@ -25,6 +25,17 @@ class MemoryStore final : public rules::KeyValueStore {
     data_[{std::string(ns), std::string(key)}] = std::string(value);
     return true;
   }
+  bool put_if(std::string_view ns, std::string_view key, std::string_view value,
+              std::optional<std::string_view> expected, std::string& error) override {
+    std::lock_guard lock(mutex_);
+    if (fail_) return unavailable(error);
+    error.clear();
+    auto it = data_.find({std::string(ns), std::string(key)});
+    if (expected ? it == data_.end() || it->second != *expected : it != data_.end()) return false;
+    ++writes_;
+    data_[{std::string(ns), std::string(key)}] = std::string(value);
+    return true;
+  }
   bool erase(std::string_view ns, std::string_view key, std::string& error) override {
     std::lock_guard lock(mutex_);
     if (fail_) return unavailable(error);

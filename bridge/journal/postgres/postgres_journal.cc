@@ -287,6 +287,29 @@ GroupCommit::Apply PostgresJournal::write_kv(std::string ns, std::string key, st
       };
 }
 
+bool PostgresJournal::write_kv_if(const std::string& ns, const std::string& key,
+                                  const std::string& value,
+                                  const std::optional<std::string>& expected, bool& stored,
+                                  std::string& error) {
+  // A concurrent writer of the same key on another node makes these wait for its transaction,
+  // then see its outcome: the insert does nothing, the update matches no row.
+  pg::Result r = expected ? writer_.run(
+                                "UPDATE kv SET value = $1, updated_at = $2::bigint "
+                                "WHERE ns = $3 AND key = $4 AND value = $5",
+                                Params().add(value).add(now_ms()).add(ns).add(key).add(*expected))
+                          : writer_.run(
+                                "INSERT INTO kv (ns, key, value, updated_at) "
+                                "VALUES ($1, $2, $3, $4::bigint) "
+                                "ON CONFLICT (ns, key) DO NOTHING",
+                                Params().add(ns).add(key).add(value).add(now_ms()));
+  if (!r.ok()) {
+    error = r.error();
+    return false;
+  }
+  stored = r.affected() == 1;
+  return true;
+}
+
 bool PostgresJournal::finish_event(std::int64_t seq, EventState state, const std::string& call_id,
                                    const std::string& vars_json, std::string& error) {
   return group_->submit(

@@ -89,6 +89,9 @@ class PostgresJournal final : public BatchedJournal {
   bool insert_event(StoredEvent& stored, std::string& error) override;  // on the writer thread
   GroupCommit::Apply write_action(ActionRecord action) override;
   GroupCommit::Apply write_kv(std::string ns, std::string key, std::string value) override;
+  bool write_kv_if(const std::string& ns, const std::string& key, const std::string& value,
+                   const std::optional<std::string>& expected, bool& stored,
+                   std::string& error) override;
   bool prune_step(PruneStep step, PruneRun& run, std::string& error) override;
   // Leases on the writer thread (leases.cc).
   bool write_acquire(std::string_view name, std::string_view owner, std::chrono::milliseconds ttl,

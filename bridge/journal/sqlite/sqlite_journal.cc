@@ -258,6 +258,26 @@ GroupCommit::Apply SqliteJournal::write_kv(std::string ns, std::string key, std:
   };
 }
 
+bool SqliteJournal::write_kv_if(const std::string& ns, const std::string& key,
+                                const std::string& value,
+                                const std::optional<std::string>& expected, bool& stored,
+                                std::string& error) {
+  if (!expected) {
+    Statement s(writer_,
+                "INSERT INTO kv (ns, key, value, updated_at) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (ns, key) DO NOTHING");
+    s.bind(1, ns).bind(2, key).bind(3, value).bind(4, now_ms());
+    if (!s.run(error)) return false;
+  } else {
+    Statement s(writer_,
+                "UPDATE kv SET value = ?, updated_at = ? WHERE ns = ? AND key = ? AND value = ?");
+    s.bind(1, value).bind(2, now_ms()).bind(3, ns).bind(4, key).bind(5, *expected);
+    if (!s.run(error)) return false;
+  }
+  stored = sqlite3_changes(writer_.db()) == 1;
+  return true;
+}
+
 bool SqliteJournal::finish_event(std::int64_t seq, EventState state, const std::string& call_id,
                                  const std::string& vars_json, std::string& error) {
   return group_->submit(
