@@ -155,8 +155,8 @@ std::unique_ptr<ServerProcess> start_bridge(const Options& o, const TempDir& dir
                                             const std::string& name, const std::string& body) {
   std::string config =
       dir.write(name + ".yaml", "server:\n  listen: 127.0.0.1:0\n  tokens: [\"" + kToken +
-                                    "\"]\n  threads: 64\nstorage:\n  path: " + dir.path() + "/" +
-                                    name + ".db\n" + body);
+                                    "\"]\n  threads: 64\n  drain_seconds: 0\nstorage:\n  path: " +
+                                    dir.path() + "/" + name + ".db\n" + body);
   return std::make_unique<ServerProcess>(std::vector<std::string>{o.binary, "serve", "-c", config},
                                          std::map<std::string, std::string>{});
 }

@@ -180,16 +180,15 @@ int main(int argc, char** argv) {
 
   bench::RecordSink sink;
   std::string config = dir + "/bench.yaml";
-  std::ofstream(config) << "server:\n  listen: 127.0.0.1:0\n  tokens: [\"" << token
-                        << "\"]\n  threads: " << o.connections + 8
-                        << "\n  keep_alive_max_count: 1000000\nstorage:\n  path: " << dir
-                        << "/journal.db\n  fsync: " << (o.fsync ? "true" : "false")
-                        << "\ndispatcher:\n  workers: " << o.workers
-                        << "\n  queue_capacity: 1000000\n"
-                        << "rules:\n  - name: to-crm\n    event: bench\n    request:\n"
-                        << "      method: POST\n      url: http://127.0.0.1:" << sink.port
-                        << "/k/v1/record.json\n"
-                        << "      body: '{\"app\":1,\"record\":{\"call\":{\"value\":\"{ID}\"}}}'\n";
+  std::ofstream(config)
+      << "server:\n  listen: 127.0.0.1:0\n  tokens: [\"" << token
+      << "\"]\n  threads: " << o.connections + 8
+      << "\n  keep_alive_max_count: 1000000\n  drain_seconds: 0\nstorage:\n  path: " << dir
+      << "/journal.db\n  fsync: " << (o.fsync ? "true" : "false")
+      << "\ndispatcher:\n  workers: " << o.workers << "\n  queue_capacity: 1000000\n"
+      << "rules:\n  - name: to-crm\n    event: bench\n    request:\n"
+      << "      method: POST\n      url: http://127.0.0.1:" << sink.port << "/k/v1/record.json\n"
+      << "      body: '{\"app\":1,\"record\":{\"call\":{\"value\":\"{ID}\"}}}'\n";
 
   // 2. Durable intake, closed loop.
   BridgeProcess bridge(o.binary, config);

@@ -238,7 +238,8 @@ Figures run_bridge(bench::RecordSink& crm, const std::string& dir, const Options
   {
     std::ofstream out(config);
     out << "server:\n  listen: 127.0.0.1:0\n  tokens: [\"" << kToken
-        << "\"]\n  threads: " << o.connections + 8 << "\n  keep_alive_max_count: 1000000\n"
+        << "\"]\n  threads: " << o.connections + 8
+        << "\n  keep_alive_max_count: 1000000\n  drain_seconds: 0\n"
         << "storage:\n  path: " << dir << "/journal.db\n";
     if (o.workers > 0) out << "dispatcher:\n  workers: " << o.workers << "\n";
     out << "rules:\n  - name: to-crm\n    event: bench\n"

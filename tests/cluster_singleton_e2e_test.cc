@@ -65,7 +65,7 @@ struct Cluster {
       auto node = std::make_unique<Bridge>();
       node->config_path = node->dir.write(
           "callbridge.yaml", "server:\n  listen: 127.0.0.1:0\n  tokens: [\"" + kBridgeToken +
-                                 "\"]\nstorage:\n  postgres: \"" + url +
+                                 "\"]\n  drain_seconds: 0\nstorage:\n  postgres: \"" + url +
                                  "\"\ncluster:\n  node_id: node-" + std::to_string(i + 1) +
                                  "\n  lease_seconds: " + std::to_string(kLeaseSeconds) + "\n" +
                                  sections);

@@ -94,8 +94,9 @@ bool Cluster::start(int index) {
   node.config_path = node.dir->write(
       "callbridge.yaml",
       "server:\n  listen: 127.0.0.1:0\n  tokens: [\"" + kBridgeToken +
-          "\"]\nstorage:\n  postgres: \"" + url_ + "\"\ncluster:\n  lease_seconds: " +
-          std::to_string(options_.lease_seconds) + "\n" + options_.extra + "rules:\n" + rules);
+          "\"]\n  drain_seconds: 0\nstorage:\n  postgres: \"" + url_ +
+          "\"\ncluster:\n  lease_seconds: " + std::to_string(options_.lease_seconds) + "\n" +
+          options_.extra + "rules:\n" + rules);
   node.process.reset();
   node.process = std::make_unique<ServerProcess>(
       std::vector<std::string>{CALLBRIDGE_BINARY, "serve", "-c", node.config_path});
