@@ -103,11 +103,13 @@ ActionRecord finished_record(std::int64_t event_seq, const std::string& rule, in
   return a;
 }
 
-rules::CallContext call_context(Journal& journal, const std::string& call_id,
-                                const rules::EventInput* event) {
+std::optional<rules::CallContext> call_context(Journal& journal, const std::string& call_id,
+                                               const rules::EventInput* event, std::string& error) {
   rules::CallContext call;
   call.call_id = call_id;
-  if (auto saved = journal.call_vars(call_id)) call.vars = variables_from_json(*saved);
+  std::optional<std::string> saved;
+  if (!journal.read_call_vars(call_id, saved, error)) return std::nullopt;
+  if (saved) call.vars = variables_from_json(*saved);
   if (event) rules::Engine::apply_event(*event, call);
   return call;
 }

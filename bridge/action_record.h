@@ -37,7 +37,8 @@ ActionRecord finished_record(std::int64_t event_seq, const std::string& rule, in
                              std::int64_t started_ms, const rules::SecretSet& secrets);
 
 // The call's variables as one of its events starts: what the journal holds, then the event's.
-rules::CallContext call_context(Journal& journal, const std::string& call_id,
-                                const rules::EventInput* event);
+// nullopt with `error` when the journal could not be read.
+std::optional<rules::CallContext> call_context(Journal& journal, const std::string& call_id,
+                                               const rules::EventInput* event, std::string& error);
 
 }  // namespace callbridge::bridge

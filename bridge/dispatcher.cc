@@ -573,7 +573,13 @@ bool Dispatcher::prepare(EventWork& work) {
                {{"event_id", work.stored.event_id}, {"error", error}});
     return false;
   }
-  work.call = call_context(journal_, work.stored.call_id, &*input);
+  auto call = call_context(journal_, work.stored.call_id, &*input, error);
+  if (!call) {
+    log::write_limited("journal-read", log::Level::error, "journal read failed",
+                       {{"error", error}});
+    return false;  // tried again: the call's variables must not start empty
+  }
+  work.call = std::move(*call);
   if (services_) {
     for (const auto& [name, service] : services_->all()) {
       try {
@@ -587,7 +593,13 @@ bool Dispatcher::prepare(EventWork& work) {
   work.rules = work.config->rules->for_event(input->event);
   if (work.recovered) {
     // Resume after a crash or stop: keep what finished, decide about what was interrupted.
-    std::vector<ActionRecord> done = journal_.actions_of(work.stored.seq);
+    std::vector<ActionRecord> done;
+    if (!journal_.read_actions_of(work.stored.seq, done, error)) {
+      // Not knowing what was sent is not "nothing was sent": wait until the journal answers.
+      log::write_limited("journal-read", log::Level::error, "journal read failed",
+                         {{"error", error}});
+      return false;
+    }
     while (work.next < work.rules.size()) {
       const rules::Rule& rule = *work.rules[work.next];
       const ActionRecord* last = last_attempt(done, rule.name);

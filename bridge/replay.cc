@@ -28,10 +28,16 @@ ReplayResult replay_action(Journal& journal, const rules::Engine& engine,
     result.error = "event unreadable";
     return result;
   }
-  rules::CallContext call = call_context(journal, event->call_id, &*input);
-  Attempt attempt{dead.event_seq, dead.rule,
-                  next_attempt_number(journal.actions_of(dead.event_seq), dead.rule)};
-  auto run = run_attempt(journal, engine, *rule, call, attempt);
+  // Numbered after what the journal holds: a read that failed must not look like no attempts.
+  std::vector<ActionRecord> done;
+  auto call = call_context(journal, event->call_id, &*input, error);
+  if (!call || !journal.read_actions_of(dead.event_seq, done, error)) {
+    result.kind = ReplayResult::Kind::unreadable_event;
+    result.error = "journal cannot be read: " + error;
+    return result;
+  }
+  Attempt attempt{dead.event_seq, dead.rule, next_attempt_number(done, dead.rule)};
+  auto run = run_attempt(journal, engine, *rule, *call, attempt);
   ActionRecord record =
       attempt_record(attempt, state_of(run.outcome.status), run.outcome, *config.secrets);
   journal.record_action(record, error);

@@ -178,6 +178,22 @@ class Journal {
   virtual std::vector<ActionRecord> actions_of(std::int64_t event_seq) = 0;      // in record order
   virtual std::optional<std::string> call_vars(const std::string& call_id) = 0;  // JSON object
   virtual std::vector<StoredEvent> events_of_call(const std::string& call_id) = 0;  // by seq
+  // The two reads above for whoever decides what to send from them (the dispatcher resuming an
+  // event, replay): false with `error` when the journal could not be read, which must not be
+  // taken for "no attempts yet" (that would send a request again). `vars`: nullopt when the
+  // call has none yet.
+  virtual bool read_actions_of(std::int64_t event_seq, std::vector<ActionRecord>& out,
+                               std::string& error) {
+    out = actions_of(event_seq);
+    error.clear();
+    return true;
+  }
+  virtual bool read_call_vars(const std::string& call_id, std::optional<std::string>& vars,
+                              std::string& error) {
+    vars = call_vars(call_id);
+    error.clear();
+    return true;
+  }
   // Newest first (by last event); failures_only: calls with an action in kFailureStates.
   virtual std::vector<CallSummary> recent_calls(std::size_t limit, bool failures_only) = 0;
   virtual std::vector<ActionRecord> dead_actions(std::size_t limit) = 0;  // dead or unknown

@@ -349,23 +349,47 @@ std::vector<StoredEvent> PostgresJournal::pending_events_of(const std::string& c
 }
 
 std::vector<ActionRecord> PostgresJournal::actions_of(std::int64_t event_seq) {
-  return read(
-      [&](Connection& db) {
-        return read_actions(db.run(std::string("SELECT ") + kActionColumns +
-                                       " FROM actions WHERE event_seq = $1::bigint ORDER BY id",
-                                   Params().add(event_seq)));
-      },
-      std::vector<ActionRecord>{});
+  std::vector<ActionRecord> out;
+  std::string error;
+  read_actions_of(event_seq, out, error);
+  return out;
+}
+
+bool PostgresJournal::read_actions_of(std::int64_t event_seq, std::vector<ActionRecord>& out,
+                                      std::string& error) {
+  std::lock_guard lock(read_mutex_);
+  out.clear();
+  if (!reader_.ensure(error)) return false;
+  Result r = reader_.run(std::string("SELECT ") + kActionColumns +
+                             " FROM actions WHERE event_seq = $1::bigint ORDER BY id",
+                         Params().add(event_seq));
+  if (!r.ok()) {
+    error = r.error();
+    return false;
+  }
+  out = read_actions(r);
+  return true;
 }
 
 std::optional<std::string> PostgresJournal::call_vars(const std::string& call_id) {
-  return read(
-      [&](Connection& db) -> std::optional<std::string> {
-        Result r = db.run("SELECT vars FROM calls WHERE call_id = $1", Params().add(call_id));
-        if (r.rows() == 1) return r.text(0, 0);
-        return std::nullopt;
-      },
-      std::optional<std::string>{});
+  std::optional<std::string> vars;
+  std::string error;
+  read_call_vars(call_id, vars, error);
+  return vars;
+}
+
+bool PostgresJournal::read_call_vars(const std::string& call_id, std::optional<std::string>& vars,
+                                     std::string& error) {
+  std::lock_guard lock(read_mutex_);
+  vars.reset();
+  if (!reader_.ensure(error)) return false;
+  Result r = reader_.run("SELECT vars FROM calls WHERE call_id = $1", Params().add(call_id));
+  if (!r.ok()) {
+    error = r.error();
+    return false;
+  }
+  if (r.rows() == 1) vars = r.text(0, 0);
+  return true;
 }
 
 std::vector<StoredEvent> PostgresJournal::events_of_call(const std::string& call_id) {

@@ -32,6 +32,10 @@ class PostgresJournal final : public BatchedJournal {
 
   std::vector<StoredEvent> pending_events() override;
   std::vector<ActionRecord> actions_of(std::int64_t event_seq) override;
+  bool read_actions_of(std::int64_t event_seq, std::vector<ActionRecord>& out,
+                       std::string& error) override;
+  bool read_call_vars(const std::string& call_id, std::optional<std::string>& vars,
+                      std::string& error) override;
   std::optional<std::string> call_vars(const std::string& call_id) override;
   std::vector<StoredEvent> events_of_call(const std::string& call_id) override;
   std::vector<CallSummary> recent_calls(std::size_t limit, bool failures_only) override;
