@@ -27,6 +27,8 @@ std::optional<std::string> sample_env(std::string_view name) {
   if (name == "KINTONE_OAUTH_CLIENT_SECRET") return std::string("oauth-client-secret-1");
   if (name == "WEBHOOK_SECRET") return std::string("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw");
   if (name == "PIGEON_TOKEN") return std::string("pigeon-token-0123456789");
+  if (name == "CALLBRIDGE_TOKEN") return std::string("bridge-token-0123456789");
+  if (name == "CALLBRIDGE_PG_PASSWORD") return std::string("pg-password");
   return std::nullopt;
 }
 
