@@ -178,3 +178,37 @@ TEST_CASE("leases: concurrent owners, one winner per lease", "[journal][leases][
     CHECK(std::set<std::string>(all.begin(), all.end()).size() == kNames);
   });
 }
+
+TEST_CASE("leases: pruning a call deletes its expired lease, not a live one",
+          "[journal][leases][postgres]") {
+  on_each_backend([](Backend& backend) {
+    auto journal = backend.open();
+    std::string error;
+    for (const char* call : {"old-1", "old-2"}) {
+      auto stored = journal->append_event(call, "hangup", "{}", error);
+      REQUIRE(stored);
+      REQUIRE(journal->finish_event(stored->seq, EventState::done, call, "{}", error));
+    }
+    auto released = journal->acquire_lease("call:old-1", "node-1", 10s);
+    REQUIRE(released);
+    journal->release_lease("call:old-1", *released);
+    auto live = journal->acquire_lease("call:old-2", "node-1", 1h);
+    REQUIRE(live);
+    auto other = journal->acquire_lease("singleton:prune", "node-1", 10s);
+    REQUIRE(other);
+    journal->release_lease("singleton:prune", *other);
+
+    CHECK(journal->prune(std::chrono::system_clock::now() + 1min) == 2);
+    // old-1's row went: taking it starts from the first epoch again.
+    auto fresh = journal->acquire_lease("call:old-1", "node-2", 10s);
+    REQUIRE(fresh);
+    CHECK(*fresh <= *released);
+    // old-2's lease is live (a node may still hold it): kept, with its epoch.
+    CHECK_FALSE(journal->acquire_lease("call:old-2", "node-2", 10s));
+    CHECK(journal->renew_leases("node-1", {"call:old-2"}, 1h).empty());
+    // Leases of other kinds are not the prune's.
+    auto prune_lease = journal->acquire_lease("singleton:prune", "node-2", 10s);
+    REQUIRE(prune_lease);
+    CHECK(*prune_lease > *other);
+  });
+}

@@ -137,7 +137,7 @@ enum class PruneStep {
   delete_actions,     // the attempts of their events
   delete_event_keys,  // the key-value entries of their events (JournalOptions::event_scoped)
   delete_events,      // their events
-  delete_calls,       // their variables
+  delete_calls,       // their variables (and their expired call leases)
 };
 inline constexpr PruneStep kPruneSteps[] = {PruneStep::select_calls, PruneStep::delete_actions,
                                             PruneStep::delete_event_keys, PruneStep::delete_events,

@@ -511,10 +511,15 @@ bool PostgresJournal::prune_step(PruneStep step, PruneRun& run, std::string& e) 
     case PruneStep::delete_events:
       return writer_.run(std::string("DELETE FROM events WHERE call_id IN ") + kOldCalls, {}, e);
     case PruneStep::delete_calls:
-      // The call's variables, and its position counter (a later event starts it again).
+      // The call's variables, its position counter (a later event starts it again) and its
+      // lease's row once it expired before the cutoff (no node can still hold an epoch of it).
       return writer_.run(std::string("DELETE FROM calls WHERE call_id IN ") + kOldCalls, {}, e) &&
              writer_.run(std::string("DELETE FROM call_positions WHERE call_id IN ") + kOldCalls,
-                         {}, e);
+                         {}, e) &&
+             writer_.run(
+                 "DELETE FROM leases WHERE name IN (SELECT 'call:' || call_id FROM old_calls) "
+                 "AND expires_at < $1::bigint",
+                 Params().add(run.cutoff_ms), e);
   }
   e = "unknown prune step";
   return false;

@@ -431,8 +431,16 @@ bool SqliteJournal::prune_step(PruneStep step, PruneRun& run, std::string& e) {
     }
     case PruneStep::delete_events:
       return Statement(writer_, "DELETE FROM events WHERE call_id IN old_calls").run(e);
-    case PruneStep::delete_calls:
-      return Statement(writer_, "DELETE FROM calls WHERE call_id IN old_calls").run(e);
+    case PruneStep::delete_calls: {
+      // The call's variables, and its lease's row once it expired before the cutoff (no node
+      // can still hold an epoch of it).
+      if (!Statement(writer_, "DELETE FROM calls WHERE call_id IN old_calls").run(e)) return false;
+      Statement leases(writer_,
+                       "DELETE FROM leases WHERE name IN (SELECT 'call:' || call_id FROM "
+                       "old_calls) AND expires_at < ?1");
+      leases.bind(1, run.cutoff_ms);
+      return leases.run(e);
+    }
   }
   e = "unknown prune step";
   return false;
