@@ -366,9 +366,11 @@ void Dispatcher::release_all() {
 }
 
 void Dispatcher::cluster_loop() {
-  // Polling is the mechanism (every quarter lease, and at start: what is pending then, this
+  // Polling is the mechanism (every quarter lease, at most half a second apart so that a dead
+  // node's calls move within the lease and a second; and at start: what is pending then, this
   // node's or a dead one's, is claimed); NOTIFY from other nodes only makes it sooner.
-  const auto poll_every = std::max(cluster_.lease / 4, std::chrono::milliseconds(50));
+  const auto poll_every = std::clamp(cluster_.lease / 4, std::chrono::milliseconds(50),
+                                     std::chrono::milliseconds(kLongestWait));
   const auto renew_every = std::max(cluster_.lease / 3, std::chrono::milliseconds(50));
   auto next_poll = Clock::now();
   auto next_renew = Clock::now() + renew_every;
