@@ -486,8 +486,8 @@ int main(int argc, char** argv) {
                 thousands(f.acknowledged_rate).c_str(), sustained, ms(f.crm_p50).c_str(),
                 ms(f.crm_p99).c_str());
     if (f.intake_rejected + f.rejected > 0)
-      std::printf("  %s: %ld rejected, first: %s\n", f.name.c_str(), f.intake_rejected + f.rejected,
-                  f.first_rejection.c_str());
+      std::printf("  %s: %ld rejected in the intake run, %ld in the end-to-end run, first: %s\n",
+                  f.name.c_str(), f.intake_rejected, f.rejected, f.first_rejection.c_str());
   }
   if (all[0].ran && all[1].ran)
     std::printf("\ndurable intake, PostgreSQL node / SQLite node: %.0f %% (target >= 50 %%)\n",
