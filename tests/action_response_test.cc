@@ -105,6 +105,18 @@ TEST_CASE("every backend: an attempt's response is stored and read back", "[jour
     journal.reset();
     auto reopened = backend.open();
     check(*reopened);
+
+    // Written under a call's lease (a cluster node's records: PostgreSQL) the response is kept.
+    if (std::string(backend.name()) != "postgres") return;
+    auto epoch = reopened->acquire_lease("call:R-1", "node-1", std::chrono::seconds(10));
+    REQUIRE(epoch);
+    ActionRecord fenced = dead_attempt(ev->seq, "fenced body");
+    fenced.rule = "fenced";
+    REQUIRE(reopened->record_action_fenced(fenced, Fence{"call:R-1", *epoch}, error));
+    auto actions = reopened->actions_of(ev->seq);
+    REQUIRE(actions.size() == 3);
+    CHECK(actions[2].rule == "fenced");
+    CHECK(actions[2].response == "fenced body");
   });
 }
 

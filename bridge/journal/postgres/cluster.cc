@@ -136,35 +136,39 @@ std::vector<PendingCall> PostgresJournal::pending_calls(const std::vector<std::s
 
 GroupCommit::Apply PostgresJournal::write_action_fenced(ActionRecord a, Fence fence) {
   return [this, a = std::move(a), fence = std::move(fence)](std::string& e) {
-    static const std::string sql =
+    static const std::string insert =
         "INSERT INTO actions (event_seq, rule, attempt, state, started_at, finished_at, gate, "
-        "request, status, latency_us, extracted, error) SELECT $1::bigint, $2, $3::int, $4, "
-        "$5::bigint, $6::bigint, $7, $8, $9::int, $10::bigint, $11, $12 WHERE " +
-        fence_check(13) +
+        "request, status, latency_us, extracted, error, response) SELECT $1::bigint, $2, "
+        "$3::int, $4, $5::bigint, $6::bigint, $7, $8, $9::int, $10::bigint, $11, $12, $13";
+    static const std::string replace =
         " ON CONFLICT (event_seq, rule, attempt) DO UPDATE SET state = excluded.state, "
         "started_at = excluded.started_at, finished_at = excluded.finished_at, gate = "
         "excluded.gate, request = excluded.request, status = excluded.status, latency_us = "
-        "excluded.latency_us, extracted = excluded.extracted, error = excluded.error";
-    Result r = writer_.run(sql, Params()
-                                    .add(a.event_seq)
-                                    .add(a.rule)
-                                    .add(a.attempt)
-                                    .add(to_string(a.state))
-                                    .add(a.started_at_ms)
-                                    .add(a.finished_at_ms)
-                                    .add(a.gate)
-                                    .add(a.request)
-                                    .add(a.status)
-                                    .add(a.latency_us)
-                                    .add(a.extracted)
-                                    .add(a.error)
-                                    .add(fence.lease)
-                                    .add(fence.epoch));
+        "excluded.latency_us, extracted = excluded.extracted, error = excluded.error, "
+        "response = excluded.response";
+    static const std::string unfenced = insert + replace;
+    static const std::string fenced = insert + " WHERE " + fence_check(14) + replace;
+    Params params;
+    params.add(a.event_seq)
+        .add(a.rule)
+        .add(a.attempt)
+        .add(to_string(a.state))
+        .add(a.started_at_ms)
+        .add(a.finished_at_ms)
+        .add(a.gate)
+        .add(a.request)
+        .add(a.status)
+        .add(a.latency_us)
+        .add(a.extracted)
+        .add(a.error)
+        .add(a.response);
+    if (!fence.empty()) params.add(fence.lease).add(fence.epoch);
+    Result r = writer_.run(fence.empty() ? unfenced : fenced, params);
     if (!r.ok()) {
       e = r.error();
       return false;
     }
-    if (r.affected() == 1) return true;
+    if (fence.empty() || r.affected() == 1) return true;
     e = kLeaseLost;
     return false;
   };

@@ -247,33 +247,9 @@ std::optional<StoredEvent> PostgresJournal::append_finished_event(
   return stored;
 }
 
+// One statement for both: bridge/journal/postgres/cluster.cc.
 GroupCommit::Apply PostgresJournal::write_action(ActionRecord a) {
-  return [this, a = std::move(a)](std::string& e) {
-    return writer_.run(
-        "INSERT INTO actions (event_seq, rule, attempt, state, started_at, finished_at, gate, "
-        "request, status, latency_us, extracted, error, response) VALUES ($1::bigint, $2, $3::int, "
-        "$4, $5::bigint, $6::bigint, $7, $8, $9::int, $10::bigint, $11, $12, $13) "
-        "ON CONFLICT (event_seq, rule, attempt) DO UPDATE SET state = excluded.state, "
-        "started_at = excluded.started_at, finished_at = excluded.finished_at, gate = "
-        "excluded.gate, request = excluded.request, status = excluded.status, latency_us = "
-        "excluded.latency_us, extracted = excluded.extracted, error = excluded.error, "
-        "response = excluded.response",
-        Params()
-            .add(a.event_seq)
-            .add(a.rule)
-            .add(a.attempt)
-            .add(to_string(a.state))
-            .add(a.started_at_ms)
-            .add(a.finished_at_ms)
-            .add(a.gate)
-            .add(a.request)
-            .add(a.status)
-            .add(a.latency_us)
-            .add(a.extracted)
-            .add(a.error)
-            .add(a.response),
-        e);
-  };
+  return write_action_fenced(std::move(a), Fence{});
 }
 
 GroupCommit::Apply PostgresJournal::write_kv(std::string ns, std::string key, std::string value) {
