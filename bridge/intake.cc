@@ -26,15 +26,28 @@ std::nullopt_t Intake::busy(Rejection& rejection) {
 std::optional<rules::SubmittedEvent> Intake::accept_clustered(
     const rules::EventInput& event, std::shared_ptr<rules::EventObserver> observer,
     Rejection& rejection) {
-  // No finishing at intake here: another node may be running the call's earlier events.
   if (!dispatcher_.reserve()) return busy(rejection);
   const ClusterMode& cluster = dispatcher_.cluster();
   std::string error;
-  auto leased = journal_.append_event_leased(event.call_id, event.event, event_to_json_text(event),
-                                             cluster.owner, cluster.lease, error);
+  // No rule listens and no one follows it: the journal finishes it in its append transaction
+  // unless an earlier event of the call is pending on any node (then it runs in its turn).
+  bool idle = !observer && config_.get()->rules->for_event(event.event).empty();
+  auto leased =
+      idle ? journal_.append_idle_event(event.call_id, event.event, event_to_json_text(event),
+                                        variables_to_json(rules::Engine::variable_defaults()),
+                                        variables_to_json(rules::Engine::event_variables(event)),
+                                        cluster.owner, cluster.lease, error)
+           : journal_.append_event_leased(event.call_id, event.event, event_to_json_text(event),
+                                          cluster.owner, cluster.lease, error);
   if (!leased) {
     dispatcher_.cancel_reservation();
     return journal_unavailable(error, rejection);
+  }
+  if (leased->event.state != EventState::pending) {
+    dispatcher_.cancel_reservation();
+    metrics_.events_accepted++;
+    metrics_.events_processed++;
+    return rules::SubmittedEvent{leased->event.event_id, leased->event.call_id};
   }
   rules::SubmittedEvent submitted{leased->event.event_id, leased->event.call_id};
   dispatcher_.submit_leased(std::move(*leased), std::move(observer));

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <limits>
 #include <thread>
+#include <unordered_set>
 
 #include "bridge/journal/postgres/postgres_journal.h"
 #include "bridge/journal/sqlite/sqlite_journal.h"
@@ -105,6 +106,16 @@ std::unique_ptr<Journal> Journal::open(const JournalOptions& options, std::strin
 
 // Cluster mode's defaults: a journal one node owns (SQLite). Not one transaction each, which a
 // single node does not need: nothing else takes its leases.
+std::vector<std::string> not_held(const std::vector<std::string>& names,
+                                  const std::vector<std::string>& held) {
+  // A node may hold thousands of call leases: a set, not a search per name.
+  std::unordered_set<std::string_view> kept(held.begin(), held.end());
+  std::vector<std::string> out;
+  for (const std::string& name : names)
+    if (!kept.count(name)) out.push_back(name);
+  return out;
+}
+
 std::optional<LeasedEvent> Journal::append_event_leased(
     const std::string& call_id, const std::string& event, const std::string& body,
     std::string_view owner, std::chrono::milliseconds ttl, std::string& error) {
@@ -121,6 +132,16 @@ std::optional<LeasedEvent> Journal::append_event_leased(
   }
   out.event.call_pos = pos;
   return out;
+}
+
+std::optional<LeasedEvent> Journal::append_idle_event(const std::string& call_id,
+                                                      const std::string& event,
+                                                      const std::string& body, const std::string&,
+                                                      const std::string&, std::string_view owner,
+                                                      std::chrono::milliseconds ttl,
+                                                      std::string& error) {
+  // A journal one node owns: its dispatcher decides (Intake::accept); stored pending here.
+  return append_event_leased(call_id, event, body, owner, ttl, error);
 }
 
 std::vector<StoredEvent> Journal::pending_events_of(const std::string& call_id) {

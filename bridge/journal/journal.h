@@ -99,6 +99,10 @@ struct ActionRecord {
   std::string response;  // the response body, capped and redacted (action_record.h)
 };
 
+// Those of `names` that are not in `held`, in the order of `names` (a renewal's lost leases).
+std::vector<std::string> not_held(const std::vector<std::string>& names,
+                                  const std::vector<std::string>& held);
+
 // A fencing token: writes carrying it apply only while `lease` is still held with `epoch`.
 struct Fence {
   std::string lease;
@@ -251,6 +255,15 @@ class Journal {
   virtual std::optional<LeasedEvent> append_event_leased(
       const std::string& call_id, const std::string& event, const std::string& body,
       std::string_view owner, std::chrono::milliseconds ttl, std::string& error);
+  // An event that no rule listens to and no one follows: when its call has no pending event
+  // (on any node), it is stored finished, its call's variables patched as append_finished_event
+  // does, in the same transaction and without a lease (the call's position, taken in that
+  // transaction, keeps other appends of the call out until it commits); otherwise it is stored
+  // as append_event_leased stores it. The event's state says which. Durable on return.
+  virtual std::optional<LeasedEvent> append_idle_event(
+      const std::string& call_id, const std::string& event, const std::string& body,
+      const std::string& defaults_json, const std::string& vars_json, std::string_view owner,
+      std::chrono::milliseconds ttl, std::string& error);
   // The call's pending events by call_pos.
   virtual std::vector<StoredEvent> pending_events_of(const std::string& call_id);
   // Calls with pending events (only those of `only` when not empty), oldest first, with their

@@ -87,6 +87,7 @@ void Connection::close() {
   if (conn_) PQfinish(conn_);
   conn_ = nullptr;
   prepared_.clear();
+  names_ = 0;
 }
 
 bool Connection::open(const std::string& conninfo, std::string& error) {
@@ -146,7 +147,7 @@ Result Connection::run(std::string_view sql, const Params& params) {
 Result Connection::run_once(std::string_view sql, const Params& params) {
   auto it = prepared_.find(sql);
   if (it == prepared_.end()) {
-    std::string name = "s" + std::to_string(prepared_.size() + 1);
+    std::string name = "s" + std::to_string(++names_);
     std::string text(sql);
     Result prepared(PQprepare(conn_, name.c_str(), text.c_str(), 0, nullptr));
     if (!prepared.ok()) return prepared;
@@ -189,6 +190,78 @@ std::vector<std::string> Connection::wait_notifications(int timeout_ms) {
   pollfd fd{PQsocket(conn_), POLLIN, 0};
   if (fd.fd >= 0 && ::poll(&fd, 1, timeout_ms) > 0) drain();
   return out;
+}
+
+bool Connection::enter_pipeline() {
+  pipeline_prepares_.clear();
+  pipeline_read_ = 0;
+  return conn_ && PQenterPipelineMode(conn_) == 1;
+}
+
+bool Connection::send(std::string_view sql, const Params& params) {
+  auto it = prepared_.find(sql);
+  std::string prepare;
+  if (it == prepared_.end()) {
+    std::string name = "s" + std::to_string(++names_);
+    prepare = std::string(sql);
+    if (PQsendPrepare(conn_, name.c_str(), prepare.c_str(), 0, nullptr) != 1) return false;
+    it = prepared_.emplace(prepare, std::move(name)).first;
+  }
+  pipeline_prepares_.push_back(std::move(prepare));
+  const auto& values = params.values();
+  std::vector<const char*> pointers;
+  pointers.reserve(values.size());
+  for (const auto& v : values) pointers.push_back(v ? v->c_str() : nullptr);
+  return PQsendQueryPrepared(conn_, it->second.c_str(), static_cast<int>(pointers.size()),
+                             pointers.data(), nullptr, nullptr, 0) == 1;
+}
+
+bool Connection::flush() {
+  return PQsendFlushRequest(conn_) == 1 && PQflush(conn_) == 0;
+}
+
+Result Connection::next() {
+  if (pipeline_read_ >= pipeline_prepares_.size()) return Result();
+  const std::string prepare = std::move(pipeline_prepares_[pipeline_read_++]);
+  // Each sent message's results end with a null; a Prepare's result comes first when it was sent.
+  auto one = [this] {
+    Result r(PQgetResult(conn_));
+    while (PGresult* more = PQgetResult(conn_)) PQclear(more);
+    return r;
+  };
+  Result prepared = prepare.empty() ? Result() : one();
+  Result r = one();
+  if (prepare.empty()) return r;
+  if (prepared.ok()) return r;
+  prepared_.erase(prepare);  // not prepared (the pipeline was aborted before it): next time
+  return prepared;
+}
+
+bool Connection::sync() {
+  return PQpipelineSync(conn_) == 1;
+}
+
+bool Connection::leave() {
+  // What was not read yet, then the sync's own result.
+  while (pipeline_read_ < pipeline_prepares_.size()) next();
+  bool ok = false;
+  for (int nulls = 0; good() && nulls < 2;) {
+    PGresult* r = PQgetResult(conn_);
+    if (!r) {
+      ++nulls;
+      continue;
+    }
+    bool at_sync = PQresultStatus(r) == PGRES_PIPELINE_SYNC;
+    PQclear(r);
+    if (at_sync) {
+      ok = PQexitPipelineMode(conn_) == 1;
+      break;
+    }
+  }
+  pipeline_prepares_.clear();
+  pipeline_read_ = 0;
+  if (!ok) close();  // out of step with the server: a new connection next time
+  return ok;
 }
 
 std::string redact_conninfo(std::string_view conninfo) {

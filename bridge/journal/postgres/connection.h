@@ -87,6 +87,19 @@ class Connection {
   // arrived already; empty when none did or the connection broke (then it is bad).
   std::vector<std::string> wait_notifications(int timeout_ms);
 
+  // Pipeline mode (libpq's): statements are sent without waiting for each answer, and their
+  // results read afterwards in the order sent. `send` queues a statement (prepared in the same
+  // pipeline when new), `flush` asks the server for what it has and sends what is queued, `next`
+  // reads the next statement's result (waiting for it), `sync` ends the pipeline's last
+  // segment, and `leave` reads what is left up to that point and returns to normal mode. After
+  // a failed statement the server skips the rest up to the sync (their results are not ok).
+  bool enter_pipeline();
+  bool send(std::string_view sql, const Params& params);
+  bool flush();
+  Result next();
+  bool sync();
+  bool leave();
+
  private:
   void close();
   Result run_once(std::string_view sql, const Params& params);
@@ -95,6 +108,11 @@ class Connection {
   PGconn* conn_ = nullptr;
   std::string conninfo_;
   std::map<std::string, std::string, std::less<>> prepared_;  // sql -> statement name
+  int names_ = 0;  // statement names given on this connection
+  // Pipeline mode: for each statement sent, the SQL of the Prepare sent before it (empty when
+  // it was prepared already), read by `next` before the statement's own result.
+  std::vector<std::string> pipeline_prepares_;
+  std::size_t pipeline_read_ = 0;
 };
 
 // The URL or key=value string with its password replaced by "[secret]", for messages.

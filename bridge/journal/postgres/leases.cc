@@ -79,10 +79,7 @@ std::vector<std::string> PostgresJournal::renew_leases(std::string_view owner,
   // Unknown after an error: nothing is reported lost (fenced writes keep a node that did lose
   // one from writing; the next renewal finds out).
   if (!ok) return {};
-  std::vector<std::string> lost;
-  for (const std::string& name : names)
-    if (std::find(held.begin(), held.end(), name) == held.end()) lost.push_back(name);
-  return lost;
+  return not_held(names, held);
 }
 
 void PostgresJournal::release_lease(std::string_view name, std::int64_t epoch) {

@@ -1,6 +1,8 @@
 #include "bridge/journal/postgres/postgres_journal.h"
 
 #include <algorithm>
+#include <cstdint>
+#include <deque>
 #include <nlohmann/json.hpp>
 
 #include "bridge/journal/postgres/schema.h"
@@ -12,6 +14,27 @@ using pg::Params;
 using pg::Result;
 
 namespace pg {
+
+// RFC 7386 merge patches, as SQLite's json_patch: `patches` applied in order to an empty
+// object. nullopt with `error` when one is not JSON.
+std::optional<std::string> merged(std::initializer_list<const std::string*> patches,
+                                  std::string& error) {
+  nlohmann::ordered_json out = nlohmann::ordered_json::object();
+  bool first = true;
+  for (const std::string* text : patches) {
+    auto patch = nlohmann::ordered_json::parse(*text, nullptr, false);
+    if (patch.is_discarded()) {
+      error = "malformed JSON";
+      return std::nullopt;
+    }
+    if (first)
+      out = std::move(patch);
+    else
+      out.merge_patch(patch);
+    first = false;
+  }
+  return out.dump();
+}
 
 std::string failure_states_sql() {
   std::string out = "(";
@@ -80,27 +103,6 @@ std::vector<ActionRecord> read_actions(const Result& r) {
   return out;
 }
 
-// RFC 7386 merge patches, as SQLite's json_patch: `patches` applied in order to an empty
-// object. nullopt with `error` when one is not JSON.
-std::optional<std::string> merged(std::initializer_list<const std::string*> patches,
-                                  std::string& error) {
-  nlohmann::ordered_json out = nlohmann::ordered_json::object();
-  bool first = true;
-  for (const std::string* text : patches) {
-    auto patch = nlohmann::ordered_json::parse(*text, nullptr, false);
-    if (patch.is_discarded()) {
-      error = "malformed JSON";
-      return std::nullopt;
-    }
-    if (first)
-      out = std::move(patch);
-    else
-      out.merge_patch(patch);
-    first = false;
-  }
-  return out.dump();
-}
-
 }  // namespace
 
 std::unique_ptr<PostgresJournal> PostgresJournal::open(const JournalOptions& options,
@@ -121,10 +123,163 @@ PostgresJournal::~PostgresJournal() {
   group_.reset();  // writes what is queued while the connections are open
 }
 
+namespace {
+
+// Statements sent before their results are read, at most: the server's answers to them must fit
+// in the sockets' buffers while it waits for this side to read.
+constexpr std::size_t kPipelineChunk = 128;
+constexpr std::string_view kBegin = "BEGIN";
+constexpr std::string_view kAsyncCommit = "SET LOCAL synchronous_commit = off";
+constexpr std::string_view kCommit = "COMMIT";
+constexpr std::string_view kNotify = "SELECT pg_notify($1, $2)";
+
+}  // namespace
+
+bool PostgresJournal::result_ok(const Result& r, std::string& error) {
+  if (r.ok()) return true;
+  error = r.error();
+  return false;
+}
+
+bool PostgresJournal::Pipelined::operator()(std::string& error) {
+  std::vector<Statement> round = statements;
+  while (!round.empty()) {
+    std::vector<Statement> then;
+    for (Statement& st : round) {
+      Result r = journal->writer_.run(st.sql, st.params);
+      if (!(st.check ? st.check(r, error, then) : result_ok(r, error))) return false;
+    }
+    round = std::move(then);
+  }
+  return true;
+}
+
+void PostgresJournal::roll_back() {
+  forget_notify();
+  if (writer_.good() && writer_.transaction() != PQTRANS_IDLE) {
+    std::string ignored;
+    writer_.exec("ROLLBACK", ignored);
+  }
+}
+
 std::vector<std::string> PostgresJournal::commit_batch(
+    const std::vector<GroupCommit::Apply*>& batch) {
+  auto started = std::chrono::steady_clock::now();
+  std::string error;
+  QuickOutcome quick =
+      writer_.ensure(error) ? commit_quick(batch, error) : QuickOutcome::write_failed;
+  if (quick == QuickOutcome::write_failed) return commit_careful(batch);
+  last_commit_us_ = std::chrono::duration_cast<std::chrono::microseconds>(
+                        std::chrono::steady_clock::now() - started)
+                        .count();
+  if (quick == QuickOutcome::committed) {
+    ++commits_;
+    note_health(true, {});
+    return std::vector<std::string>(batch.size());
+  }
+  // COMMIT was sent and no answer came: whether it happened is unknown, so the batch is not
+  // written again (an event would be stored twice); its callers learn it failed.
+  if (error.empty()) error = "commit failed";
+  note_health(false, error);
+  return std::vector<std::string>(batch.size(), error);
+}
+
+PostgresJournal::QuickOutcome PostgresJournal::commit_quick(
+    const std::vector<GroupCommit::Apply*>& batch, std::string& error) {
+  std::vector<Pipelined*> pipelined;
+  for (GroupCommit::Apply* apply : batch)
+    if (auto* p = apply->target<Pipelined>()) pipelined.push_back(p);
+  if (pipelined.size() == batch.size()) return commit_pipelined(pipelined, error);
+  forget_notify();
+  bool ok = writer_.exec("BEGIN", error);
+  if (ok && !options_.fsync_each_commit)
+    ok = writer_.exec("SET LOCAL synchronous_commit = off", error);
+  for (std::size_t i = 0; ok && i < batch.size(); ++i) ok = (*batch[i])(error);
+  if (!ok) {
+    roll_back();
+    return QuickOutcome::write_failed;
+  }
+  send_notify();
+  Result r = writer_.exec("COMMIT");
+  if (r.ok() && r.command() == "COMMIT") return QuickOutcome::committed;
+  error = r.ok() ? "the transaction was rolled back" : r.error();
+  if (writer_.good()) {
+    roll_back();
+    return QuickOutcome::write_failed;
+  }
+  return QuickOutcome::unknown;
+}
+
+PostgresJournal::QuickOutcome PostgresJournal::commit_pipelined(
+    const std::vector<Pipelined*>& batch, std::string& error) {
+  forget_notify();
+  if (!writer_.enter_pipeline()) return QuickOutcome::write_failed;
+  auto abandon = [&] {
+    writer_.sync();
+    writer_.leave();
+    roll_back();
+    return QuickOutcome::write_failed;
+  };
+  // Round one: BEGIN and every write's statements; later rounds: what their checks added.
+  struct Sent {
+    Statement* statement;
+    std::size_t write;  // SIZE_MAX: the transaction's own
+  };
+  constexpr std::size_t kOwn = SIZE_MAX;
+  Statement begin{kBegin, {}, nullptr}, async_commit{kAsyncCommit, {}, nullptr};
+  std::vector<Sent> round{{&begin, kOwn}};
+  if (!options_.fsync_each_commit) round.push_back({&async_commit, kOwn});
+  for (std::size_t i = 0; i < batch.size(); ++i)
+    for (Statement& st : batch[i]->statements) round.push_back({&st, i});
+  std::vector<std::vector<Statement>> then(batch.size());
+  std::deque<std::vector<Statement>> later;  // keeps later rounds' statements alive
+  while (!round.empty()) {
+    for (std::size_t from = 0; from < round.size(); from += kPipelineChunk) {
+      std::size_t to = std::min(round.size(), from + kPipelineChunk);
+      for (std::size_t k = from; k < to; ++k)
+        if (!writer_.send(round[k].statement->sql, round[k].statement->params)) return abandon();
+      if (!writer_.flush()) return abandon();
+      for (std::size_t k = from; k < to; ++k) {
+        Result r = writer_.next();
+        Statement& st = *round[k].statement;
+        std::vector<Statement> ignored;
+        auto& added = round[k].write == kOwn ? ignored : then[round[k].write];
+        if (!(st.check ? st.check(r, error, added) : result_ok(r, error))) return abandon();
+      }
+    }
+    round.clear();
+    for (std::size_t i = 0; i < batch.size(); ++i) {
+      if (then[i].empty()) continue;
+      later.push_back(std::move(then[i]));
+      then[i].clear();
+      for (Statement& st : later.back()) round.push_back({&st, i});
+    }
+  }
+  Statement notify{kNotify, {}, nullptr}, commit{kCommit, {}, nullptr};
+  std::string channel, payload;
+  bool notifying = take_notify(channel, payload);
+  if (notifying) notify.params.add(channel).add(payload);
+  if ((notifying && !writer_.send(notify.sql, notify.params)) ||
+      !writer_.send(commit.sql, commit.params) || !writer_.sync())
+    return abandon();
+  if (notifying) writer_.next();  // a hint: polling is the mechanism
+  Result r = writer_.next();
+  bool committed = r.ok() && r.command() == "COMMIT";
+  if (!committed) error = r.ok() ? "the transaction was rolled back" : r.error();
+  writer_.leave();
+  if (committed) return QuickOutcome::committed;
+  if (writer_.good()) {
+    roll_back();
+    return QuickOutcome::write_failed;
+  }
+  return QuickOutcome::unknown;
+}
+
+std::vector<std::string> PostgresJournal::commit_careful(
     const std::vector<GroupCommit::Apply*>& batch) {
   std::vector<std::string> results(batch.size());
   std::string error;
+  forget_notify();
   bool ok = writer_.ensure(error) && writer_.exec("BEGIN", error);
   // storage.fsync: false acknowledges before the server's WAL is flushed.
   if (ok && !options_.fsync_each_commit)
@@ -234,7 +389,7 @@ std::optional<StoredEvent> PostgresJournal::append_finished_event(
           return false;
         }
         std::string stored_vars = current.rows() ? current.text(0, 0) : "{}";
-        auto vars = merged({&defaults_json, &stored_vars, &vars_json}, e);
+        auto vars = pg::merged({&defaults_json, &stored_vars, &vars_json}, e);
         if (!vars) return false;
         return writer_.run(
             "INSERT INTO calls (call_id, vars, updated_at) VALUES ($1, $2, $3::bigint) "
@@ -253,14 +408,11 @@ GroupCommit::Apply PostgresJournal::write_action(ActionRecord a) {
 }
 
 GroupCommit::Apply PostgresJournal::write_kv(std::string ns, std::string key, std::string value) {
-  return
-      [this, ns = std::move(ns), key = std::move(key), value = std::move(value)](std::string& e) {
-        return writer_.run(
-            "INSERT INTO kv (ns, key, value, updated_at) VALUES ($1, $2, $3, $4::bigint) "
-            "ON CONFLICT (ns, key) DO UPDATE SET value = excluded.value, "
-            "updated_at = excluded.updated_at",
-            Params().add(ns).add(key).add(value).add(now_ms()), e);
-      };
+  static const std::string sql =
+      "INSERT INTO kv (ns, key, value, updated_at) VALUES ($1, $2, $3, $4::bigint) "
+      "ON CONFLICT (ns, key) DO UPDATE SET value = excluded.value, "
+      "updated_at = excluded.updated_at";
+  return pipelined({{sql, Params().add(ns).add(key).add(value).add(now_ms()), nullptr}});
 }
 
 bool PostgresJournal::write_kv_if(const std::string& ns, const std::string& key,
@@ -288,20 +440,7 @@ bool PostgresJournal::write_kv_if(const std::string& ns, const std::string& key,
 
 bool PostgresJournal::finish_event(std::int64_t seq, EventState state, const std::string& call_id,
                                    const std::string& vars_json, std::string& error) {
-  return group_->submit(
-      [&](std::string& e) {
-        std::int64_t now = now_ms();
-        if (!writer_.run("UPDATE events SET state = $1, finished_at = $2::bigint "
-                         "WHERE seq = $3::bigint",
-                         Params().add(to_string(state)).add(now).add(seq), e))
-          return false;
-        return writer_.run(
-            "INSERT INTO calls (call_id, vars, updated_at) VALUES ($1, $2, $3::bigint) "
-            "ON CONFLICT (call_id) DO UPDATE SET vars = excluded.vars, "
-            "updated_at = excluded.updated_at",
-            Params().add(call_id).add(vars_json).add(now), e);
-      },
-      error);
+  return group_->submit(write_finish(seq, state, call_id, vars_json, Fence{}), error);
 }
 
 std::vector<StoredEvent> PostgresJournal::pending_events() {

@@ -1,10 +1,16 @@
 // The journal in a PostgreSQL database: a writer connection owned by the group commit's writer
-// thread (one transaction per batch, each write in a savepoint) and a reader connection shared
-// by readers under a mutex. Either connects again by itself after the server comes back.
+// thread (one transaction per batch) and a reader connection shared by readers under a mutex.
+// Either connects again by itself after the server comes back.
+//
+// A batch is first written the quick way: the statements of every write sent at once (libpq's
+// pipeline mode) when each write is a Pipelined one, else one write after the other, with no
+// savepoints. Should one write fail, the transaction is rolled back and the batch written again
+// the careful way, each write in a savepoint, so that the failing write fails alone.
 #pragma once
 
 #include <atomic>
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <span>
@@ -63,6 +69,12 @@ class PostgresJournal final : public BatchedJournal {
                                                  std::string_view owner,
                                                  std::chrono::milliseconds ttl,
                                                  std::string& error) override;
+  std::optional<LeasedEvent> append_idle_event(const std::string& call_id, const std::string& event,
+                                               const std::string& body,
+                                               const std::string& defaults_json,
+                                               const std::string& vars_json, std::string_view owner,
+                                               std::chrono::milliseconds ttl,
+                                               std::string& error) override;
   std::vector<StoredEvent> pending_events_of(const std::string& call_id) override;
   std::vector<PendingCall> pending_calls(const std::vector<std::string>& only,
                                          std::size_t limit) override;
@@ -89,7 +101,33 @@ class PostgresJournal final : public BatchedJournal {
  private:
   PostgresJournal() = default;
 
+  // A write made of statements whose parameters are known before any of them runs, so that a
+  // batch of such writes is sent at once. `check` reads a statement's result (none: it must be
+  // ok): false with `error` fails the write; it may add statements to `then`, run after this
+  // round of the batch (a write computed from what was read). Called as a GroupCommit::Apply it
+  // runs its statements one by one.
+  struct Statement {
+    std::string_view sql;  // static text
+    pg::Params params;
+    std::function<bool(const pg::Result&, std::string& error, std::vector<Statement>& then)> check;
+  };
+  struct Pipelined {
+    PostgresJournal* journal;
+    std::vector<Statement> statements;
+    bool operator()(std::string& error);
+  };
+  GroupCommit::Apply pipelined(std::vector<Statement> statements) {
+    return Pipelined{this, std::move(statements)};
+  }
+  // The statement's result as a write's: ok, or false with `error`.
+  static bool result_ok(const pg::Result& r, std::string& error);
+
+  enum class QuickOutcome { committed, write_failed, unknown };
   std::vector<std::string> commit_batch(const std::vector<GroupCommit::Apply*>& batch);
+  QuickOutcome commit_quick(const std::vector<GroupCommit::Apply*>& batch, std::string& error);
+  QuickOutcome commit_pipelined(const std::vector<Pipelined*>& batch, std::string& error);
+  std::vector<std::string> commit_careful(const std::vector<GroupCommit::Apply*>& batch);
+  void roll_back();
   bool insert_event(StoredEvent& stored, std::string& error) override;  // on the writer thread
   GroupCommit::Apply write_action(ActionRecord action) override;
   GroupCommit::Apply write_kv(std::string ns, std::string key, std::string value) override;
@@ -104,10 +142,13 @@ class PostgresJournal final : public BatchedJournal {
   // Cluster mode on the writer thread (cluster.cc): one NOTIFY per batch for the events stored
   // for calls another node holds.
   GroupCommit::Apply write_action_fenced(ActionRecord action, Fence fence);
+  GroupCommit::Apply write_finish(std::int64_t seq, EventState state, const std::string& call_id,
+                                  const std::string& vars_json, const Fence& fence);
   GroupCommit::Apply write_release_call(std::string call_id, std::int64_t epoch,
                                         std::shared_ptr<bool> released);
   void note_for_others(std::string_view owner, std::string_view call_id);
   void send_notify();
+  bool take_notify(std::string& channel, std::string& payload);
   void forget_notify();
 
   // Runs `f` on the reader connection (connected again when needed); `fallback` when the
@@ -134,6 +175,10 @@ namespace pg {
 
 // kFailureStates as an SQL list: ('http_error','failed','unknown','dead').
 std::string failure_states_sql();
+// RFC 7386 merge patches, as SQLite's json_patch: `patches` applied in order to an empty
+// object. nullopt with `error` when one is not JSON.
+std::optional<std::string> merged(std::initializer_list<const std::string*> patches,
+                                  std::string& error);
 
 }  // namespace pg
 

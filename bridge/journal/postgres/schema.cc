@@ -112,8 +112,18 @@ $fn$;
 // (Version 3 is the leases table's.)
 constexpr const char* kVersion4 = "ALTER TABLE actions ADD COLUMN IF NOT EXISTS response TEXT;";
 
+// Version 5: a call's variables read with a snapshot taken when the function runs (as
+// callbridge_first_pending), so that the statement storing a no-rule event reads them after it
+// took the call's position (PostgresJournal::append_idle_event).
+constexpr const char* kVersion5 = R"sql(
+CREATE OR REPLACE FUNCTION callbridge_call_vars(call TEXT) RETURNS TEXT
+LANGUAGE sql VOLATILE AS $fn$
+SELECT vars FROM calls WHERE call_id = call
+$fn$;
+)sql";
+
 constexpr Migration kMigrations[] = {
-    {1, kVersion1}, {2, kVersion2}, {3, kVersion3}, {4, kVersion4}};
+    {1, kVersion1}, {2, kVersion2}, {3, kVersion3}, {4, kVersion4}, {5, kVersion5}};
 static_assert(kMigrations[std::size(kMigrations) - 1].version == kSchemaVersion);
 
 // pg_advisory_xact_lock's key for migrations: "callbridge" in ASCII, truncated.

@@ -9,7 +9,7 @@
 
 namespace callbridge::bridge::pg {
 
-inline constexpr int kSchemaVersion = 4;
+inline constexpr int kSchemaVersion = 5;
 
 // Brings the schema to kSchemaVersion; false with `error` when the database's is newer.
 bool migrate(Connection& db, std::string& error);

@@ -77,10 +77,7 @@ std::vector<std::string> SqliteJournal::renew_leases(std::string_view owner,
       error);
   // Unknown after an error: nothing is reported lost (as PostgreSQL's).
   if (!ok) return {};
-  std::vector<std::string> lost;
-  for (const std::string& name : names)
-    if (std::find(held.begin(), held.end(), name) == held.end()) lost.push_back(name);
-  return lost;
+  return not_held(names, held);
 }
 
 void SqliteJournal::release_lease(std::string_view name, std::int64_t epoch) {
