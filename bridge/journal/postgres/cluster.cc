@@ -241,7 +241,8 @@ GroupCommit::Apply PostgresJournal::write_action_fenced(ActionRecord a, Fence fe
                        if (!with_fence || r.affected() == 1) return true;
                        e = kLeaseLost;
                        return false;
-                     }}});
+                     },
+                     !with_fence}});
 }
 
 bool PostgresJournal::record_action_fenced(const ActionRecord& action, const Fence& fence,
@@ -291,7 +292,8 @@ GroupCommit::Apply PostgresJournal::write_finish(std::int64_t seq, EventState st
                        if (!with_fence) return true;
                        e = kLeaseLost;
                        return false;
-                     }}});
+                     },
+                     !with_fence}});
 }
 
 // Lets the call's lease go unless the call has a pending event (read with a fresh snapshot, so
@@ -307,7 +309,8 @@ GroupCommit::Apply PostgresJournal::write_release_call(std::string call_id, std:
                        if (!result_ok(r, e)) return false;
                        if (released) *released = r.affected() == 1;
                        return true;
-                     }}});
+                     },
+                     true}});
 }
 
 bool PostgresJournal::release_call_lease(const std::string& call_id, std::int64_t epoch) {

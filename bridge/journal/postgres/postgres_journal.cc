@@ -214,8 +214,19 @@ PostgresJournal::QuickOutcome PostgresJournal::commit_pipelined(
     const std::vector<Pipelined*>& batch, std::string& error) {
   forget_notify();
   if (!writer_.enter_pipeline()) return QuickOutcome::write_failed;
+  Statement notify{kNotify, {}, nullptr}, commit{kCommit, {}, nullptr};
+  bool notifying = false, ended = false;
+  // NOTIFY (this batch's hint, if any) and COMMIT, then the end of the pipeline.
+  auto end = [&] {
+    std::string channel, payload;
+    notifying = take_notify(channel, payload);
+    if (notifying) notify.params.add(channel).add(payload);
+    ended = true;
+    return (!notifying || writer_.send(notify.sql, notify.params)) &&
+           writer_.send(commit.sql, commit.params) && writer_.sync();
+  };
   auto abandon = [&] {
-    writer_.sync();
+    if (!ended) writer_.sync();
     writer_.leave();
     roll_back();
     return QuickOutcome::write_failed;
@@ -226,7 +237,7 @@ PostgresJournal::QuickOutcome PostgresJournal::commit_pipelined(
     std::size_t write;  // SIZE_MAX: the transaction's own
   };
   constexpr std::size_t kOwn = SIZE_MAX;
-  Statement begin{kBegin, {}, nullptr}, async_commit{kAsyncCommit, {}, nullptr};
+  Statement begin{kBegin, {}, nullptr, true}, async_commit{kAsyncCommit, {}, nullptr, true};
   std::vector<Sent> round{{&begin, kOwn}};
   if (!options_.fsync_each_commit) round.push_back({&async_commit, kOwn});
   for (std::size_t i = 0; i < batch.size(); ++i)
@@ -234,11 +245,15 @@ PostgresJournal::QuickOutcome PostgresJournal::commit_pipelined(
   std::vector<std::vector<Statement>> then(batch.size());
   std::deque<std::vector<Statement>> later;  // keeps later rounds' statements alive
   while (!round.empty()) {
+    // A round whose statements are all sure is the last: COMMIT goes with it (a statement the
+    // server refuses aborts the pipeline, and COMMIT with it).
+    bool last =
+        std::all_of(round.begin(), round.end(), [](const Sent& s) { return s.statement->sure; });
     for (std::size_t from = 0; from < round.size(); from += kPipelineChunk) {
       std::size_t to = std::min(round.size(), from + kPipelineChunk);
       for (std::size_t k = from; k < to; ++k)
         if (!writer_.send(round[k].statement->sql, round[k].statement->params)) return abandon();
-      if (!writer_.flush()) return abandon();
+      if (!(last && to == round.size() ? end() : writer_.flush())) return abandon();
       for (std::size_t k = from; k < to; ++k) {
         Result r = writer_.next();
         Statement& st = *round[k].statement;
@@ -255,13 +270,7 @@ PostgresJournal::QuickOutcome PostgresJournal::commit_pipelined(
       for (Statement& st : later.back()) round.push_back({&st, i});
     }
   }
-  Statement notify{kNotify, {}, nullptr}, commit{kCommit, {}, nullptr};
-  std::string channel, payload;
-  bool notifying = take_notify(channel, payload);
-  if (notifying) notify.params.add(channel).add(payload);
-  if ((notifying && !writer_.send(notify.sql, notify.params)) ||
-      !writer_.send(commit.sql, commit.params) || !writer_.sync())
-    return abandon();
+  if (!ended && !end()) return abandon();
   if (notifying) writer_.next();  // a hint: polling is the mechanism
   Result r = writer_.next();
   bool committed = r.ok() && r.command() == "COMMIT";
@@ -412,7 +421,7 @@ GroupCommit::Apply PostgresJournal::write_kv(std::string ns, std::string key, st
       "INSERT INTO kv (ns, key, value, updated_at) VALUES ($1, $2, $3, $4::bigint) "
       "ON CONFLICT (ns, key) DO UPDATE SET value = excluded.value, "
       "updated_at = excluded.updated_at";
-  return pipelined({{sql, Params().add(ns).add(key).add(value).add(now_ms()), nullptr}});
+  return pipelined({{sql, Params().add(ns).add(key).add(value).add(now_ms()), nullptr, true}});
 }
 
 bool PostgresJournal::write_kv_if(const std::string& ns, const std::string& key,

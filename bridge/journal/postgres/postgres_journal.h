@@ -104,12 +104,14 @@ class PostgresJournal final : public BatchedJournal {
   // A write made of statements whose parameters are known before any of them runs, so that a
   // batch of such writes is sent at once. `check` reads a statement's result (none: it must be
   // ok): false with `error` fails the write; it may add statements to `then`, run after this
-  // round of the batch (a write computed from what was read). Called as a GroupCommit::Apply it
-  // runs its statements one by one.
+  // round of the batch (a write computed from what was read). `sure`: its check adds nothing,
+  // notes no NOTIFY and fails only when the server refused the statement, so COMMIT may be sent
+  // right behind it. Called as a GroupCommit::Apply a write runs its statements one by one.
   struct Statement {
     std::string_view sql;  // static text
     pg::Params params;
     std::function<bool(const pg::Result&, std::string& error, std::vector<Statement>& then)> check;
+    bool sure = false;
   };
   struct Pipelined {
     PostgresJournal* journal;

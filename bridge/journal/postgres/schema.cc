@@ -112,13 +112,23 @@ $fn$;
 // (Version 3 is the leases table's.)
 constexpr const char* kVersion4 = "ALTER TABLE actions ADD COLUMN IF NOT EXISTS response TEXT;";
 
-// Version 5: a call's variables read with a snapshot taken when the function runs (as
-// callbridge_first_pending), so that the statement storing a no-rule event reads them after it
-// took the call's position (PostgresJournal::append_idle_event).
+// Version 5: the functions a statement calls after taking a call's position, in PL/pgSQL, which
+// keeps their plans for the session (an SQL function's query is planned again on each
+// statement), and a call's variables read the same way (PostgresJournal::append_idle_event).
+// Each query in them reads with a snapshot taken when it runs, as before.
 constexpr const char* kVersion5 = R"sql(
+CREATE OR REPLACE FUNCTION callbridge_first_pending(call TEXT, before_pos BIGINT) RETURNS BIGINT
+LANGUAGE plpgsql VOLATILE AS $fn$
+BEGIN
+  RETURN (SELECT min(call_pos) FROM events
+          WHERE call_id = call AND state = 'pending' AND call_pos < before_pos);
+END
+$fn$;
 CREATE OR REPLACE FUNCTION callbridge_call_vars(call TEXT) RETURNS TEXT
-LANGUAGE sql VOLATILE AS $fn$
-SELECT vars FROM calls WHERE call_id = call
+LANGUAGE plpgsql VOLATILE AS $fn$
+BEGIN
+  RETURN (SELECT vars FROM calls WHERE call_id = call);
+END
 $fn$;
 )sql";
 
