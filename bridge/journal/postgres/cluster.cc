@@ -207,6 +207,11 @@ std::vector<PendingCall> PostgresJournal::pending_calls(const std::vector<std::s
 }
 
 GroupCommit::Apply PostgresJournal::write_action_fenced(ActionRecord a, Fence fence) {
+  return pipelined({action_statement(a, fence)});
+}
+
+PostgresJournal::Statement PostgresJournal::action_statement(const ActionRecord& a,
+                                                             const Fence& fence) {
   static const std::string insert =
       "INSERT INTO actions (event_seq, rule, attempt, state, started_at, finished_at, gate, "
       "request, status, latency_us, extracted, error, response) SELECT $1::bigint, $2, "
@@ -235,14 +240,14 @@ GroupCommit::Apply PostgresJournal::write_action_fenced(ActionRecord a, Fence fe
       .add(a.response);
   bool with_fence = !fence.empty();
   if (with_fence) params.add(fence.lease).add(fence.epoch);
-  return pipelined({{with_fence ? fenced : unfenced, std::move(params),
-                     [with_fence](const Result& r, std::string& e, std::vector<Statement>&) {
-                       if (!result_ok(r, e)) return false;
-                       if (!with_fence || r.affected() == 1) return true;
-                       e = kLeaseLost;
-                       return false;
-                     },
-                     !with_fence}});
+  return {with_fence ? fenced : unfenced, std::move(params),
+          [with_fence](const Result& r, std::string& e, std::vector<Statement>&) {
+            if (!result_ok(r, e)) return false;
+            if (!with_fence || r.affected() == 1) return true;
+            e = kLeaseLost;
+            return false;
+          },
+          !with_fence};
 }
 
 bool PostgresJournal::record_action_fenced(const ActionRecord& action, const Fence& fence,
@@ -267,6 +272,13 @@ bool PostgresJournal::finish_event_fenced(std::int64_t seq, EventState state,
 GroupCommit::Apply PostgresJournal::write_finish(std::int64_t seq, EventState state,
                                                  const std::string& call_id,
                                                  const std::string& vars_json, const Fence& fence) {
+  return pipelined({finish_statement(seq, state, call_id, vars_json, fence)});
+}
+
+PostgresJournal::Statement PostgresJournal::finish_statement(std::int64_t seq, EventState state,
+                                                             const std::string& call_id,
+                                                             const std::string& vars_json,
+                                                             const Fence& fence) {
   auto sql = [](bool fenced) {
     return "WITH ev AS (UPDATE events SET state = $1, finished_at = $2::bigint "
            "WHERE seq = $3::bigint" +
@@ -284,16 +296,16 @@ GroupCommit::Apply PostgresJournal::write_finish(std::int64_t seq, EventState st
   params.add(to_string(state)).add(now_ms()).add(seq).add(call_id).add(vars_json);
   bool with_fence = !fence.empty();
   if (with_fence) params.add(fence.lease).add(fence.epoch);
-  return pipelined({{with_fence ? fenced : unfenced, std::move(params),
-                     [with_fence](const Result& r, std::string& e, std::vector<Statement>&) {
-                       if (!result_ok(r, e)) return false;
-                       if (r.rows() == 1 && r.integer(0, 0) == 1) return true;
-                       // Unfenced, a missing event is no error (as the plain UPDATE was not).
-                       if (!with_fence) return true;
-                       e = kLeaseLost;
-                       return false;
-                     },
-                     !with_fence}});
+  return {with_fence ? fenced : unfenced, std::move(params),
+          [with_fence](const Result& r, std::string& e, std::vector<Statement>&) {
+            if (!result_ok(r, e)) return false;
+            if (r.rows() == 1 && r.integer(0, 0) == 1) return true;
+            // Unfenced, a missing event is no error (as the plain UPDATE was not).
+            if (!with_fence) return true;
+            e = kLeaseLost;
+            return false;
+          },
+          !with_fence};
 }
 
 // Lets the call's lease go unless the call has a pending event (read with a fresh snapshot, so

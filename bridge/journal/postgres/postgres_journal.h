@@ -144,6 +144,9 @@ class PostgresJournal final : public BatchedJournal {
   // Cluster mode on the writer thread (cluster.cc): one NOTIFY per batch for the events stored
   // for calls another node holds.
   GroupCommit::Apply write_action_fenced(ActionRecord action, Fence fence);
+  Statement action_statement(const ActionRecord& action, const Fence& fence);
+  Statement finish_statement(std::int64_t seq, EventState state, const std::string& call_id,
+                             const std::string& vars_json, const Fence& fence);
   GroupCommit::Apply write_finish(std::int64_t seq, EventState state, const std::string& call_id,
                                   const std::string& vars_json, const Fence& fence);
   GroupCommit::Apply write_release_call(std::string call_id, std::int64_t epoch,
