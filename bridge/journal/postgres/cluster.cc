@@ -185,33 +185,65 @@ void PostgresJournal::record_action_later_fenced(ActionRecord action, Fence fenc
   group_->submit_later(write_action_fenced(std::move(action), std::move(fence)));
 }
 
+// Marks the event finished and stores the call's variables, on the writer thread; fenced:
+// only while the call's lease holds (else kLeaseLost).
+bool PostgresJournal::write_finish(std::int64_t seq, EventState state, const std::string& call_id,
+                                   const std::string& vars_json, const Fence& fence,
+                                   std::string& e) {
+  static const std::string unfenced =
+      "UPDATE events SET state = $1, finished_at = $2::bigint WHERE seq = $3::bigint";
+  static const std::string fenced = unfenced + " AND " + fence_check(4);
+  std::int64_t now = now_ms();
+  Params params;
+  params.add(to_string(state)).add(now).add(seq);
+  if (!fence.empty()) params.add(fence.lease).add(fence.epoch);
+  Result r = writer_.run(fence.empty() ? unfenced : fenced, params);
+  if (!r.ok()) {
+    e = r.error();
+    return false;
+  }
+  if (!fence.empty() && r.affected() != 1) {
+    e = kLeaseLost;
+    return false;
+  }
+  // The lease row is locked until commit: the variables are written under the same fence.
+  return writer_.run(
+      "INSERT INTO calls (call_id, vars, updated_at) VALUES ($1, $2, $3::bigint) "
+      "ON CONFLICT (call_id) DO UPDATE SET vars = excluded.vars, "
+      "updated_at = excluded.updated_at",
+      Params().add(call_id).add(vars_json).add(now), e);
+}
+
 bool PostgresJournal::finish_event_fenced(std::int64_t seq, EventState state,
                                           const std::string& call_id, const std::string& vars_json,
                                           const Fence& fence, std::string& error) {
   if (fence.empty()) return finish_event(seq, state, call_id, vars_json, error);
-  static const std::string sql =
-      "UPDATE events SET state = $1, finished_at = $2::bigint WHERE seq = $3::bigint AND " +
-      fence_check(4);
+  return group_->submit(
+      [&](std::string& e) { return write_finish(seq, state, call_id, vars_json, fence, e); },
+      error);
+}
+
+// One write each: a record refused by the fence undoes the whole write (kLeaseLost).
+bool PostgresJournal::record_actions_fenced(const std::vector<ActionRecord>& records,
+                                            const Fence& fence, std::string& error) {
   return group_->submit(
       [&](std::string& e) {
-        std::int64_t now = now_ms();
-        Result r = writer_.run(
-            sql,
-            Params().add(to_string(state)).add(now).add(seq).add(fence.lease).add(fence.epoch));
-        if (!r.ok()) {
-          e = r.error();
-          return false;
-        }
-        if (r.affected() != 1) {
-          e = kLeaseLost;
-          return false;
-        }
-        // The lease row is locked until commit: the variables are written under the same fence.
-        return writer_.run(
-            "INSERT INTO calls (call_id, vars, updated_at) VALUES ($1, $2, $3::bigint) "
-            "ON CONFLICT (call_id) DO UPDATE SET vars = excluded.vars, "
-            "updated_at = excluded.updated_at",
-            Params().add(call_id).add(vars_json).add(now), e);
+        for (const ActionRecord& record : records)
+          if (!write_action_fenced(record, fence)(e)) return false;
+        return true;
+      },
+      error);
+}
+
+bool PostgresJournal::finish_event_with(const std::vector<ActionRecord>& records, std::int64_t seq,
+                                        EventState state, const std::string& call_id,
+                                        const std::string& vars_json, const Fence& fence,
+                                        std::string& error) {
+  return group_->submit(
+      [&](std::string& e) {
+        for (const ActionRecord& record : records)
+          if (!write_action_fenced(record, fence)(e)) return false;
+        return write_finish(seq, state, call_id, vars_json, fence, e);
       },
       error);
 }
