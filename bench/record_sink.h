@@ -34,7 +34,9 @@ struct RecordSink {
   std::atomic<long> count{0};
 
   RecordSink() {
-    server.new_task_queue = [] { return new httplib::ThreadPool(32); };
+    // A thread per connection (cpp-httplib keeps a kept-alive connection on its thread): more
+    // than any client here opens at once, so that the stand-in never queues a connection.
+    server.new_task_queue = [] { return new httplib::ThreadPool(256); };
     server.set_tcp_nodelay(true);
     server.set_keep_alive_max_count(1000000);
     server.Post("/k/v1/record.json", [this](const httplib::Request& req, httplib::Response& res) {
