@@ -157,8 +157,11 @@ struct HttpClient::Pool {
   void give_back(const Url& url, std::unique_ptr<httplib::Client> client) {
     std::lock_guard lock(mutex);
     auto& list = idle[url.origin()];
+    auto now = Clock::now();
+    // Too old to be reused: closed now rather than held open until a burst reaches them.
+    while (!list.empty() && now - list.front().since > kIdleReuse) list.pop_front();
     if (list.size() >= options.max_idle_per_origin) list.pop_front();  // the oldest goes
-    list.push_back({std::move(client), Clock::now()});
+    list.push_back({std::move(client), now});
   }
 };
 
