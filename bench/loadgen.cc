@@ -33,7 +33,7 @@ struct Options {
   int rate = 1000;  // events/s for the latency run
   double latency_seconds = 10;
   bool fsync = true;
-  int workers = 16;
+  int workers = 64;  // the bridge's default
 };
 
 long rss_kb(int pid, const char* field) {

@@ -179,7 +179,68 @@ struct Figures {
   double ack_p50 = 0, ack_p99 = 0, crm_p50 = 0, crm_p99 = 0;
   long peak_rss_kb = 0;
   double no_rule_rate = 0;  // the bridge's durable intake of events no rule listens to
+  std::string phases;       // the bridge's callbridge_action_phase_seconds after the drain
 };
+
+// The bridge's callbridge_action_phase_seconds histograms (docs/server.md, "Metrics") as one
+// line per phase: count, mean, and the bucket bounds holding the median and the 99th
+// percentile. Empty when the bridge has none (an older build).
+std::string action_phases(int port) {
+  httplib::Client client("127.0.0.1", port);
+  client.set_bearer_token_auth(kToken);
+  auto r = client.Get("/metrics");
+  if (!r || r->status != 200) return "";
+  struct Phase {
+    std::vector<std::pair<double, double>> buckets;  // (le, cumulative count)
+    double sum = 0, count = 0;
+  };
+  std::vector<std::pair<std::string, Phase>> phases;
+  auto phase_of = [&](const std::string& name) -> Phase& {
+    for (auto& [n, p] : phases)
+      if (n == name) return p;
+    return phases.emplace_back(name, Phase{}).second;
+  };
+  const std::string metric = "callbridge_action_phase_seconds_";
+  std::istringstream lines(r->body);
+  for (std::string line; std::getline(lines, line);) {
+    if (line.compare(0, metric.size(), metric) != 0) continue;
+    auto q1 = line.find("phase=\"");
+    if (q1 == std::string::npos) continue;
+    auto q2 = line.find('"', q1 + 7);
+    Phase& p = phase_of(line.substr(q1 + 7, q2 - q1 - 7));
+    double value = std::strtod(line.c_str() + line.rfind(' ') + 1, nullptr);
+    std::string kind = line.substr(metric.size(), line.find('{') - metric.size());
+    if (kind == "sum") {
+      p.sum = value;
+    } else if (kind == "count") {
+      p.count = value;
+    } else if (kind == "bucket") {
+      auto le = line.find("le=\"");
+      std::string bound = line.substr(le + 4, line.find('"', le + 4) - le - 4);
+      p.buckets.emplace_back(bound == "+Inf" ? 1e9 : std::strtod(bound.c_str(), nullptr), value);
+    }
+  }
+  auto bound_of = [](const Phase& p, double share) {
+    for (const auto& [le, cumulative] : p.buckets) {
+      if (cumulative < share * p.count) continue;
+      if (le >= 1e9) return std::string("> 10 s");
+      char b[32];
+      std::snprintf(b, sizeof b, "<= %g ms", le * 1000);
+      return std::string(b);
+    }
+    return std::string("?");
+  };
+  std::string out;
+  for (const auto& [name, p] : phases) {
+    if (p.count == 0) continue;
+    char line[256];
+    std::snprintf(line, sizeof line, "  %-15s %9.0f  mean %8.3f ms  p50 %-12s p99 %s\n",
+                  name.c_str(), p.count, 1000 * p.sum / p.count, bound_of(p, 0.5).c_str(),
+                  bound_of(p, 0.99).c_str());
+    out += line;
+  }
+  return out;
+}
 
 std::size_t count_arrived(bench::RecordSink& crm, const std::vector<Sent>& sent) {
   std::lock_guard lock(crm.mutex);
@@ -260,6 +321,7 @@ Figures run_bridge(bench::RecordSink& crm, const std::string& dir, const Options
     return f;
   }
   measure(f, crm, bridge.port, bridge.pid, "B-", o);
+  f.phases = action_phases(bridge.port);
   if (o.no_rule_run) {
     // The same client against events no rule listens to: durable intake alone, the yardstick of
     // the issue's target for sustained actions.
@@ -379,6 +441,10 @@ void print(const Figures& b, const Figures& n, const Options& o) {
         "\ncallbridge durable intake of events no rule listens to, same client: %s ev/s; "
         "sustained actions / that: %.1f %%\n",
         thousands(b.no_rule_rate).c_str(), 100.0 * b.sustained / b.no_rule_rate);
+  if (!b.phases.empty())
+    std::printf(
+        "\ncallbridge action phases over the one-rule load (count, mean, bucket bounds):\n%s",
+        b.phases.c_str());
   for (const auto* f : {&b, &n})
     if (!f->first_rejection.empty())
       std::printf("%s, first rejection: %s\n", f->name.c_str(), f->first_rejection.c_str());

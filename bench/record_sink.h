@@ -3,11 +3,16 @@
 // percentile of a sample.
 #pragma once
 
+#include <arpa/inet.h>
+#include <dirent.h>
 #include <httplib.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cstdlib>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -24,6 +29,27 @@ inline double percentile(std::vector<double> v, double p) {
   return v[i];
 }
 
+// cpp-httplib (0.11, built into Debian's library) listens with a backlog of 5: connections
+// opened together beyond it wait for a SYN-ACK retransmission (1 s) or fail after the request was
+// written. A CRM's server has a deeper one; so does the stand-in: listen() again on its socket.
+inline void deepen_backlog(int port) {
+  DIR* fds = opendir("/proc/self/fd");
+  if (fds == nullptr) return;
+  while (dirent* entry = readdir(fds)) {
+    int fd = std::atoi(entry->d_name);
+    sockaddr_in address{};
+    socklen_t length = sizeof address;
+    int listening = 0;
+    socklen_t flag_length = sizeof listening;
+    if (fd <= 2 || getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length) != 0 ||
+        address.sin_family != AF_INET || ntohs(address.sin_port) != port ||
+        getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &flag_length) != 0 || !listening)
+      continue;
+    ::listen(fd, 4096);
+  }
+  closedir(fds);
+}
+
 struct RecordSink {
   using Clock = std::chrono::steady_clock;
   httplib::Server server;
@@ -34,7 +60,9 @@ struct RecordSink {
   std::atomic<long> count{0};
 
   RecordSink() {
-    server.new_task_queue = [] { return new httplib::ThreadPool(32); };
+    // A thread per connection (cpp-httplib keeps a kept-alive connection on its thread): more
+    // than any client here opens at once, so that the stand-in never queues a connection.
+    server.new_task_queue = [] { return new httplib::ThreadPool(256); };
     server.set_tcp_nodelay(true);
     server.set_keep_alive_max_count(1000000);
     server.Post("/k/v1/record.json", [this](const httplib::Request& req, httplib::Response& res) {
@@ -51,6 +79,7 @@ struct RecordSink {
       res.set_content(R"({"id":"1","revision":"1"})", "application/json");
     });
     port = server.bind_to_any_port("127.0.0.1");
+    deepen_backlog(port);
     thread = std::thread([this] { server.listen_after_bind(); });
     while (!server.is_running()) std::this_thread::yield();
   }

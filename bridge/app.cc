@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <random>
 
 #include "log/log.h"
@@ -9,8 +10,11 @@
 namespace callbridge::bridge {
 
 http::ClientOptions client_options(const rules::Config& config) {
-  return {config.http.verify_tls, config.http.ca_file, config.http.max_response_bytes,
-          config.http.max_idle_per_origin};
+  // Unset: one kept-alive connection per worker, so that busy workers do not open and close a
+  // connection per request.
+  std::size_t idle = config.http.max_idle_per_origin;
+  if (idle == 0) idle = static_cast<std::size_t>(std::max(config.dispatcher.workers, 1));
+  return {config.http.verify_tls, config.http.ca_file, config.http.max_response_bytes, idle};
 }
 
 rules::Registry with_bridge_sections(const rules::Registry& connectors) {

@@ -122,15 +122,26 @@ int next_attempt_number(const std::vector<ActionRecord>& actions, std::string_vi
 
 AttemptRun run_attempt(Journal& journal, const rules::Engine& engine, const rules::Rule& rule,
                        rules::CallContext& call, Attempt& attempt,
-                       const std::function<void()>& on_send, const Fence& fence) {
+                       const std::function<void()>& on_send, const Fence& fence,
+                       const std::vector<ActionRecord>& earlier) {
   AttemptRun run;
   attempt.started_ms = unix_ms_now();
   run.outcome = engine.run_rule(rule, call, [&](const http::Request& shown) {
     if (on_send) on_send();
     std::string error;
-    run.journal_failed = !journal.record_action_fenced(
-        started_record(attempt.event_seq, attempt.rule, attempt.number, attempt.started_ms, shown),
-        fence, error);
+    ActionRecord started =
+        started_record(attempt.event_seq, attempt.rule, attempt.number, attempt.started_ms, shown);
+    auto commit_start = Clock::now();
+    if (earlier.empty()) {
+      run.journal_failed = !journal.record_action_fenced(started, fence, error);
+    } else {
+      std::vector<ActionRecord> records = earlier;
+      records.push_back(std::move(started));
+      run.journal_failed = !journal.record_actions_fenced(records, fence, error);
+    }
+    run.sent_at = Clock::now();
+    run.started_commit =
+        std::chrono::duration_cast<std::chrono::microseconds>(run.sent_at - commit_start);
     run.lease_lost = run.journal_failed && error == kLeaseLost;
     run.started = !run.journal_failed;
     return run.started;
@@ -161,6 +172,11 @@ struct Dispatcher::EventWork {
   std::size_t next = 0;
   int attempt = 1;
   std::shared_ptr<rules::EventObserver> observer;
+  // Final outcomes (and skipped gates) not yet written: they go with the event's next durable
+  // write, the next rule's started record or the finish (docs/reliability.md).
+  std::vector<ActionRecord> unwritten;
+  bool unwritten_sent = false;  // one of them is of an attempt whose request left
+  bool taken = false;           // a worker took it (the queue phase is measured)
 };
 
 Dispatcher::Dispatcher(Journal& journal, const ConfigHolder& config, http::Transport& transport,
@@ -637,12 +653,14 @@ bool Dispatcher::prepare(EventWork& work) {
   return true;
 }
 
-bool Dispatcher::record(EventWork& work, const Attempt& attempt, ActionState state,
-                        const rules::RuleOutcome& outcome) {
+bool Dispatcher::record(EventWork& work, ActionRecord record) {
   std::string error;
-  if (journal_.record_action_fenced(attempt_record(attempt, state, outcome, *work.config->secrets),
-                                    work.fence, error))
+  std::vector<ActionRecord> records = work.unwritten;
+  records.push_back(std::move(record));
+  if (journal_.record_actions_fenced(records, work.fence, error)) {
+    outcomes_written(work);
     return true;
+  }
   if (error == kLeaseLost) {
     work.lease_lost = true;
     return false;
@@ -652,93 +670,9 @@ bool Dispatcher::record(EventWork& work, const Attempt& attempt, ActionState sta
   return false;
 }
 
-Dispatcher::StepResult Dispatcher::outcome_unrecorded(EventWork& work, rules::Variables before,
-                                                      bool started) {
-  if (!started) {
-    // Nothing left: the rule runs again as if for the first time.
-    work.call.vars = std::move(before);
-    return StepResult::wait;
-  }
-  // The journal shows the attempt started and nothing after: the same as a crash after sending.
-  // The event resumes as after a restart, from the journal, once it can be written again: an
-  // idempotent request may be sent again, a POST or PATCH becomes `unknown` and is not.
-  work.prepared = false;
-  work.recovered = true;
-  work.next = 0;
-  work.attempt = 1;
-  work.call = {};
-  work.rules.clear();
-  return StepResult::wait;
-}
-
-Dispatcher::StepResult Dispatcher::step(EventWork& work, Clock::time_point& retry_at) {
-  retry_at = Clock::now() + kJournalWaitDelay;
-  if (!work.prepared && !prepare(work))
-    return work.lease_lost ? StepResult::lost : StepResult::wait;
-  if (work.finished_elsewhere) return StepResult::done;
-  while (work.next < work.rules.size()) {
-    const rules::Rule& rule = *work.rules[work.next];
-    rules::Variables before = work.call.vars;
-    Attempt attempt{work.stored.seq, rule.name, work.attempt, 0};
-    AttemptRun run = run_attempt(
-        journal_, *work.engine, rule, work.call, attempt,
-        [&] {
-          if (!work.first_request_seen && !work.recovered) {
-            work.first_request_seen = true;
-            metrics_.event_to_request.observe(std::chrono::duration_cast<std::chrono::microseconds>(
-                Clock::now() - work.accepted));
-          }
-        },
-        work.fence);
-    const rules::RuleOutcome& outcome = run.outcome;
-    bool started = run.started;
-    if (run.lease_lost) return StepResult::lost;
-    if (run.journal_failed) {
-      work.call.vars = std::move(before);
-      return StepResult::wait;
-    }
-    if (outcome.response && outcome.sent)
-      metrics_.action_latency.observe(outcome.response->latency);
-
-    ActionState state = state_of(outcome.status);
-    if (state == ActionState::http_error || state == ActionState::failed) {
-      const rules::RetryPolicy& policy = rule.retry ? *rule.retry : work.config->dispatcher.retry;
-      const http::Outcome* response = outcome.response ? &*outcome.response : nullptr;
-      switch (decide_retry(rule, policy, response, work.attempt, outcome.retryable)) {
-        case RetryDecision::retry:
-          if (!record(work, attempt, ActionState::retrying, outcome))
-            return work.lease_lost ? StepResult::lost
-                                   : outcome_unrecorded(work, std::move(before), started);
-          metrics_.actions_retried++;
-          retry_at = Clock::now() + backoff_delay(policy, work.attempt, response);
-          work.call.vars = std::move(before);
-          ++work.attempt;
-          log::write_limited("retry:" + rule.name, log::Level::warn, "action failed, will retry",
-                             {{"rule", rule.name},
-                              {"call_id", work.stored.call_id},
-                              {"error", work.config->secrets->redact(outcome.error)},
-                              {"attempt", std::to_string(work.attempt - 1)}});
-          return StepResult::wait;
-        case RetryDecision::unknown:
-          state = ActionState::unknown;
-          break;
-        case RetryDecision::final:
-          if (work.attempt > 1) state = ActionState::dead;
-          break;
-      }
-    }
-    // Whoever waits on the event (a commubo callback) learns the outcome before its record is
-    // durable: the event itself is, and a rule run again after a crash decides the same.
-    if (work.observer) work.observer->on_rule(outcome, work.call.vars);
-    if (state == ActionState::skipped) {
-      // Nothing was sent; a lost record only means the gate is evaluated again on recovery.
-      journal_.record_action_later_fenced(
-          attempt_record(attempt, state, outcome, *work.config->secrets), work.fence);
-    } else if (!record(work, attempt, state, outcome)) {
-      return work.lease_lost ? StepResult::lost
-                             : outcome_unrecorded(work, std::move(before), started);
-    }
-    switch (state) {
+void Dispatcher::outcomes_written(EventWork& work) {
+  for (const ActionRecord& record : work.unwritten) {
+    switch (record.state) {
       case ActionState::succeeded:
         metrics_.actions_succeeded++;
         break;
@@ -760,7 +694,119 @@ Dispatcher::StepResult Dispatcher::step(EventWork& work, Clock::time_point& retr
       default:
         break;
     }
-    if (state != ActionState::skipped) metrics_.actions_completed++;
+    if (record.state != ActionState::skipped) metrics_.actions_completed++;
+  }
+  work.unwritten.clear();
+  work.unwritten_sent = false;
+}
+
+Dispatcher::StepResult Dispatcher::outcome_unrecorded(EventWork& work, rules::Variables before,
+                                                      bool started) {
+  if (!started) {
+    // Nothing left: the rule runs again as if for the first time.
+    work.call.vars = std::move(before);
+    return StepResult::wait;
+  }
+  // The journal shows the attempt started and nothing after: the same as a crash after sending.
+  // The event resumes as after a restart, from the journal, once it can be written again: an
+  // idempotent request may be sent again, a POST or PATCH becomes `unknown` and is not.
+  work.prepared = false;
+  work.recovered = true;
+  work.next = 0;
+  work.attempt = 1;
+  work.call = {};
+  work.rules.clear();
+  work.unwritten.clear();
+  work.unwritten_sent = false;
+  return StepResult::wait;
+}
+
+Dispatcher::StepResult Dispatcher::step(EventWork& work, Clock::time_point& retry_at) {
+  const auto taken_at = Clock::now();
+  retry_at = taken_at + kJournalWaitDelay;
+  if (!work.taken) {
+    work.taken = true;
+    if (!work.recovered)
+      metrics_.action_phases.queue.observe(
+          std::chrono::duration_cast<std::chrono::microseconds>(taken_at - work.accepted));
+  }
+  if (!work.prepared && !prepare(work))
+    return work.lease_lost ? StepResult::lost : StepResult::wait;
+  if (work.finished_elsewhere) return StepResult::done;
+  while (work.next < work.rules.size()) {
+    const rules::Rule& rule = *work.rules[work.next];
+    rules::Variables before = work.call.vars;
+    Attempt attempt{work.stored.seq, rule.name, work.attempt, 0};
+    AttemptRun run = run_attempt(
+        journal_, *work.engine, rule, work.call, attempt,
+        [&] {
+          if (!work.first_request_seen && !work.recovered) {
+            work.first_request_seen = true;
+            auto now = Clock::now();
+            metrics_.event_to_request.observe(
+                std::chrono::duration_cast<std::chrono::microseconds>(now - work.accepted));
+            metrics_.action_phases.prepare.observe(
+                std::chrono::duration_cast<std::chrono::microseconds>(now - taken_at));
+          }
+        },
+        work.fence, work.unwritten);
+    const rules::RuleOutcome& outcome = run.outcome;
+    bool started = run.started;
+    if (run.lease_lost) return StepResult::lost;
+    if (run.journal_failed) {
+      // The earlier outcomes were in that write: if one of them was sent, as any outcome that
+      // could not be recorded; otherwise the rule runs again later with them still unwritten.
+      if (work.unwritten_sent) return outcome_unrecorded(work, std::move(before), true);
+      work.call.vars = std::move(before);
+      return StepResult::wait;
+    }
+    if (started) {
+      outcomes_written(work);
+      metrics_.action_phases.started_commit.observe(run.started_commit);
+      metrics_.action_phases.request.observe(
+          std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - run.sent_at));
+    }
+    if (outcome.response && outcome.sent)
+      metrics_.action_latency.observe(outcome.response->latency);
+
+    ActionState state = state_of(outcome.status);
+    if (state == ActionState::http_error || state == ActionState::failed) {
+      const rules::RetryPolicy& policy = rule.retry ? *rule.retry : work.config->dispatcher.retry;
+      const http::Outcome* response = outcome.response ? &*outcome.response : nullptr;
+      switch (decide_retry(rule, policy, response, work.attempt, outcome.retryable)) {
+        case RetryDecision::retry:
+          // Its own write: the event waits for the next attempt, nothing to fold it into.
+          if (!record(work, attempt_record(attempt, ActionState::retrying, outcome,
+                                           *work.config->secrets)))
+            return work.lease_lost ? StepResult::lost
+                                   : outcome_unrecorded(work, std::move(before),
+                                                        started || work.unwritten_sent);
+          metrics_.actions_retried++;
+          retry_at = Clock::now() + backoff_delay(policy, work.attempt, response);
+          work.call.vars = std::move(before);
+          ++work.attempt;
+          log::write_limited("retry:" + rule.name, log::Level::warn, "action failed, will retry",
+                             {{"rule", rule.name},
+                              {"call_id", work.stored.call_id},
+                              {"error", work.config->secrets->redact(outcome.error)},
+                              {"attempt", std::to_string(work.attempt - 1)}});
+          return StepResult::wait;
+        case RetryDecision::unknown:
+          state = ActionState::unknown;
+          break;
+        case RetryDecision::final:
+          if (work.attempt > 1) state = ActionState::dead;
+          break;
+      }
+    }
+    // Whoever waits on the event (a commubo callback) learns the outcome before its record is
+    // durable: the event itself is, and a rule run again after a crash decides the same.
+    if (work.observer) work.observer->on_rule(outcome, work.call.vars);
+    // The outcome goes with the event's next durable write (the next rule's started record or
+    // the finish): until then the journal shows the attempt started, as after a crash after
+    // sending. A skipped gate's record too: losing it only means the gate is evaluated again.
+    work.unwritten.push_back(attempt_record(attempt, state, outcome, *work.config->secrets));
+    work.unwritten_sent = work.unwritten_sent || started;
     if (is_failure(state))
       log::write_limited("action:" + rule.name, log::Level::warn, "action did not succeed",
                          {{"rule", rule.name},
@@ -771,13 +817,20 @@ Dispatcher::StepResult Dispatcher::step(EventWork& work, Clock::time_point& retr
     work.attempt = 1;
   }
   std::string error;
-  if (!journal_.finish_event_fenced(work.stored.seq, EventState::done, work.stored.call_id,
-                                    variables_to_json(work.call.vars), work.fence, error)) {
+  auto commit_start = Clock::now();
+  if (!journal_.finish_event_with(work.unwritten, work.stored.seq, EventState::done,
+                                  work.stored.call_id, variables_to_json(work.call.vars),
+                                  work.fence, error)) {
     if (error == kLeaseLost) return StepResult::lost;
     log::write_limited("journal-finish", log::Level::error, "journal write failed",
                        {{"error", error}});
+    // An outcome of a request that left is not recorded: as after a crash after sending.
+    if (work.unwritten_sent) return outcome_unrecorded(work, {}, true);
     return StepResult::wait;
   }
+  metrics_.action_phases.finish_commit.observe(
+      std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - commit_start));
+  outcomes_written(work);
   metrics_.events_processed++;
   if (work.observer) work.observer->on_finished(work.call.vars);
   return StepResult::done;

@@ -72,13 +72,20 @@ struct AttemptRun {
   bool started = false;         // journaled as started: the request may have left
   bool journal_failed = false;  // the started record could not be written; nothing was sent
   bool lease_lost = false;      // ... because the call's lease is gone (journal_failed too)
+  // When the request left: `started_commit` is how long its started record took to be durable
+  // (zero and unset when it never left).
+  std::chrono::microseconds started_commit{0};
+  std::chrono::steady_clock::time_point sent_at{};
 };
 // Runs `attempt` of `rule`; `on_send` (may be empty) runs as the request is about to leave,
 // before its started record. Stamps attempt.started_ms. With a `fence` (cluster mode) the
-// started record is fenced: when the lease is gone the request is not sent.
+// started record is fenced: when the lease is gone the request is not sent. `earlier` (the
+// event's outcomes not yet written) go in the started record's transaction, before it: when
+// `started` they are durable; when the started record failed, so did they.
 AttemptRun run_attempt(Journal& journal, const rules::Engine& engine, const rules::Rule& rule,
                        rules::CallContext& call, Attempt& attempt,
-                       const std::function<void()>& on_send = {}, const Fence& fence = {});
+                       const std::function<void()>& on_send = {}, const Fence& fence = {},
+                       const std::vector<ActionRecord>& earlier = {});
 
 // Cluster mode (docs/cluster.md): several nodes on one PostgreSQL journal. A node runs a call's
 // events only while it holds the call's lease (`call:<call_id>`), fences every state change of
@@ -162,8 +169,10 @@ class Dispatcher {
   bool prepare(EventWork& work);
   // The outcome of an attempt could not be journaled (full disk, I/O error).
   StepResult outcome_unrecorded(EventWork& work, rules::Variables before, bool started);
-  bool record(EventWork& work, const Attempt& attempt, ActionState state,
-              const rules::RuleOutcome& outcome);
+  // Writes the event's unwritten outcomes, then `record` (a retrying attempt), in one write.
+  bool record(EventWork& work, ActionRecord record);
+  // The event's unwritten outcomes are durable: count them.
+  void outcomes_written(EventWork& work);
 
   Journal& journal_;
   const ConfigHolder& config_;

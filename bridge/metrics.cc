@@ -99,6 +99,17 @@ std::string Metrics::render() const {
       "# TYPE callbridge_event_to_request_seconds histogram\n";
   event_to_request.render(out, "callbridge_event_to_request_seconds");
   out +=
+      "# HELP callbridge_action_phase_seconds Where an event's actions spend their time, by "
+      "phase: queue, prepare, started_commit, request, finish_commit.\n"
+      "# TYPE callbridge_action_phase_seconds histogram\n";
+  action_phases.queue.render(out, "callbridge_action_phase_seconds", "phase=\"queue\"");
+  action_phases.prepare.render(out, "callbridge_action_phase_seconds", "phase=\"prepare\"");
+  action_phases.started_commit.render(out, "callbridge_action_phase_seconds",
+                                      "phase=\"started_commit\"");
+  action_phases.request.render(out, "callbridge_action_phase_seconds", "phase=\"request\"");
+  action_phases.finish_commit.render(out, "callbridge_action_phase_seconds",
+                                     "phase=\"finish_commit\"");
+  out +=
       "# HELP callbridge_intake_latency_seconds Event received to acknowledged (durable).\n"
       "# TYPE callbridge_intake_latency_seconds histogram\n";
   intake_latency.render(out, "callbridge_intake_latency_seconds");

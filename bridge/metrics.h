@@ -41,7 +41,15 @@ struct Metrics {
   Histogram action_latency;    // request sent to response
   Histogram event_to_request;  // event accepted to its first request sent
   Histogram intake_latency;    // request received to 202 (includes the journal commit)
-  Backlog backlog;             // unfinished accepted events: the oldest one's age, the drain rate
+  // Where an action's time goes, by phase (docs/server.md, "Metrics").
+  struct ActionPhases {
+    Histogram queue;           // event accepted to a worker taking it
+    Histogram prepare;         // worker taking it to its first request ready (reads, render)
+    Histogram started_commit;  // the durable `started` record (with earlier rules' outcomes)
+    Histogram request;         // started record durable to response received
+    Histogram finish_commit;   // the last outcome with the event's finish, durable
+  } action_phases;
+  Backlog backlog;  // unfinished accepted events: the oldest one's age, the drain rate
 
   // Gauges read at render time.
   std::function<std::int64_t()> queue_depth;

@@ -2,6 +2,7 @@
 
 #include <httplib.h>
 
+#include <deque>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -110,17 +111,28 @@ std::string_view to_string(OutcomeKind kind) {
   return "unknown";
 }
 
+// A kept-alive connection idle for longer is not reused: servers close idle connections (5 s
+// is common: Apache's KeepAliveTimeout, cpp-httplib's), and a request written to one that the
+// server just closed fails after it may have been sent, which makes a POST `unknown`.
+constexpr auto kIdleReuse = std::chrono::seconds(2);
+
 struct HttpClient::Pool {
+  struct Idle {
+    std::unique_ptr<httplib::Client> client;
+    Clock::time_point since;
+  };
   ClientOptions options;
   std::mutex mutex;
-  std::map<std::string, std::vector<std::unique_ptr<httplib::Client>>> idle;
+  std::map<std::string, std::deque<Idle>> idle;  // per origin, the most recently used last
 
   std::unique_ptr<httplib::Client> take(const Url& url) {
     {
       std::lock_guard lock(mutex);
       auto& list = idle[url.origin()];
+      if (!list.empty() && Clock::now() - list.back().since > kIdleReuse)
+        list.clear();  // the most recent is too old: so are the others
       if (!list.empty()) {
-        auto client = std::move(list.back());
+        auto client = std::move(list.back().client);
         list.pop_back();
         return client;
       }
@@ -145,7 +157,11 @@ struct HttpClient::Pool {
   void give_back(const Url& url, std::unique_ptr<httplib::Client> client) {
     std::lock_guard lock(mutex);
     auto& list = idle[url.origin()];
-    if (list.size() < options.max_idle_per_origin) list.push_back(std::move(client));
+    auto now = Clock::now();
+    // Too old to be reused: closed now rather than held open until a burst reaches them.
+    while (!list.empty() && now - list.front().since > kIdleReuse) list.pop_front();
+    if (list.size() >= options.max_idle_per_origin) list.pop_front();  // the oldest goes
+    list.push_back({std::move(client), now});
   }
 };
 

@@ -127,7 +127,7 @@ struct ClusterConfig {
 };
 
 struct DispatcherConfig {
-  int workers = 16;            // concurrent actions
+  int workers = 64;            // concurrent actions (docs/server.md, "Workers")
   int queue_capacity = 10000;  // accepted, unfinished events; beyond it intake answers 503
   RetryPolicy retry;           // default for rules without their own
   std::chrono::milliseconds shutdown_grace{10000};
@@ -137,7 +137,8 @@ struct HttpClientConfig {
   bool verify_tls = true;
   std::string ca_file;
   std::size_t max_response_bytes = 4u << 20;
-  std::size_t max_idle_per_origin = 8;  // kept-alive outbound connections per scheme://host:port
+  // Kept-alive outbound connections per scheme://host:port; 0: as many as dispatcher.workers.
+  std::size_t max_idle_per_origin = 0;
 };
 
 struct Config {

@@ -190,6 +190,23 @@ bool Journal::finish_event_fenced(std::int64_t seq, EventState state, const std:
   return false;
 }
 
+// Correct but not atomic: a crash between the writes leaves the first ones only, which is what
+// a crash before the later writes would have left anyway. Backends override both as one write.
+bool Journal::record_actions_fenced(const std::vector<ActionRecord>& records, const Fence& fence,
+                                    std::string& error) {
+  for (const ActionRecord& record : records)
+    if (!record_action_fenced(record, fence, error)) return false;
+  return true;
+}
+
+bool Journal::finish_event_with(const std::vector<ActionRecord>& records, std::int64_t seq,
+                                EventState state, const std::string& call_id,
+                                const std::string& vars_json, const Fence& fence,
+                                std::string& error) {
+  return record_actions_fenced(records, fence, error) &&
+         finish_event_fenced(seq, state, call_id, vars_json, fence, error);
+}
+
 bool Journal::release_call_lease(const std::string& call_id, std::int64_t epoch) {
   release_lease("call:" + call_id, epoch);
   return true;

@@ -279,6 +279,14 @@ class Journal {
   virtual bool finish_event_fenced(std::int64_t seq, EventState state, const std::string& call_id,
                                    const std::string& vars_json, const Fence& fence,
                                    std::string& error);
+  // record_action_fenced for several records at once, in order, in one transaction.
+  virtual bool record_actions_fenced(const std::vector<ActionRecord>& records, const Fence& fence,
+                                     std::string& error);
+  // Writes `records` (in order), then finish_event_fenced, in one transaction.
+  virtual bool finish_event_with(const std::vector<ActionRecord>& records, std::int64_t seq,
+                                 EventState state, const std::string& call_id,
+                                 const std::string& vars_json, const Fence& fence,
+                                 std::string& error);
   // Lets the call's lease go if still held with `epoch` and the call has no pending event;
   // true when it did.
   virtual bool release_call_lease(const std::string& call_id, std::int64_t epoch);

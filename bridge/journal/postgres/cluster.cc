@@ -308,6 +308,25 @@ PostgresJournal::Statement PostgresJournal::finish_statement(std::int64_t seq, E
           !with_fence};
 }
 
+// The records and the finish as statements of one write: a record refused by the fence fails
+// the whole write (kLeaseLost), which the careful pass of the batch undoes alone.
+bool PostgresJournal::record_actions_fenced(const std::vector<ActionRecord>& records,
+                                            const Fence& fence, std::string& error) {
+  std::vector<Statement> statements;
+  for (const ActionRecord& record : records) statements.push_back(action_statement(record, fence));
+  return group_->submit(pipelined(std::move(statements)), error);
+}
+
+bool PostgresJournal::finish_event_with(const std::vector<ActionRecord>& records, std::int64_t seq,
+                                        EventState state, const std::string& call_id,
+                                        const std::string& vars_json, const Fence& fence,
+                                        std::string& error) {
+  std::vector<Statement> statements;
+  for (const ActionRecord& record : records) statements.push_back(action_statement(record, fence));
+  statements.push_back(finish_statement(seq, state, call_id, vars_json, fence));
+  return group_->submit(pipelined(std::move(statements)), error);
+}
+
 // Lets the call's lease go unless the call has a pending event (read with a fresh snapshot, so
 // an event committed while this statement waited for the lease row counts).
 GroupCommit::Apply PostgresJournal::write_release_call(std::string call_id, std::int64_t epoch,

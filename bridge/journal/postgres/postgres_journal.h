@@ -84,6 +84,11 @@ class PostgresJournal final : public BatchedJournal {
   bool finish_event_fenced(std::int64_t seq, EventState state, const std::string& call_id,
                            const std::string& vars_json, const Fence& fence,
                            std::string& error) override;
+  bool record_actions_fenced(const std::vector<ActionRecord>& records, const Fence& fence,
+                             std::string& error) override;
+  bool finish_event_with(const std::vector<ActionRecord>& records, std::int64_t seq,
+                         EventState state, const std::string& call_id, const std::string& vars_json,
+                         const Fence& fence, std::string& error) override;
   bool release_call_lease(const std::string& call_id, std::int64_t epoch) override;
   void release_call_lease_later(const std::string& call_id, std::int64_t epoch) override;
   std::vector<std::string> wait_for_stored_events(std::string_view owner,

@@ -278,20 +278,49 @@ bool SqliteJournal::write_kv_if(const std::string& ns, const std::string& key,
   return true;
 }
 
+bool SqliteJournal::write_finish(std::int64_t seq, EventState state, const std::string& call_id,
+                                 const std::string& vars_json, std::string& e) {
+  std::int64_t now = now_ms();
+  Statement s(writer_, "UPDATE events SET state = ?, finished_at = ? WHERE seq = ?");
+  s.bind(1, to_string(state)).bind(2, now).bind(3, seq);
+  if (!s.run(e)) return false;
+  Statement v(writer_,
+              "INSERT INTO calls (call_id, vars, updated_at) VALUES (?, ?, ?) "
+              "ON CONFLICT (call_id) DO UPDATE SET vars = excluded.vars, updated_at = "
+              "excluded.updated_at");
+  v.bind(1, call_id).bind(2, vars_json).bind(3, now);
+  return v.run(e);
+}
+
 bool SqliteJournal::finish_event(std::int64_t seq, EventState state, const std::string& call_id,
                                  const std::string& vars_json, std::string& error) {
   return group_->submit(
+      [&](std::string& e) { return write_finish(seq, state, call_id, vars_json, e); }, error);
+}
+
+bool SqliteJournal::record_actions_fenced(const std::vector<ActionRecord>& records,
+                                          const Fence& fence, std::string& error) {
+  if (!fence.empty()) return Journal::record_actions_fenced(records, fence, error);
+  return group_->submit(
       [&](std::string& e) {
-        std::int64_t now = now_ms();
-        Statement s(writer_, "UPDATE events SET state = ?, finished_at = ? WHERE seq = ?");
-        s.bind(1, to_string(state)).bind(2, now).bind(3, seq);
-        if (!s.run(e)) return false;
-        Statement v(writer_,
-                    "INSERT INTO calls (call_id, vars, updated_at) VALUES (?, ?, ?) "
-                    "ON CONFLICT (call_id) DO UPDATE SET vars = excluded.vars, updated_at = "
-                    "excluded.updated_at");
-        v.bind(1, call_id).bind(2, vars_json).bind(3, now);
-        return v.run(e);
+        for (const ActionRecord& record : records)
+          if (!write_action(record)(e)) return false;
+        return true;
+      },
+      error);
+}
+
+bool SqliteJournal::finish_event_with(const std::vector<ActionRecord>& records, std::int64_t seq,
+                                      EventState state, const std::string& call_id,
+                                      const std::string& vars_json, const Fence& fence,
+                                      std::string& error) {
+  if (!fence.empty())
+    return Journal::finish_event_with(records, seq, state, call_id, vars_json, fence, error);
+  return group_->submit(
+      [&](std::string& e) {
+        for (const ActionRecord& record : records)
+          if (!write_action(record)(e)) return false;
+        return write_finish(seq, state, call_id, vars_json, e);
       },
       error);
 }

@@ -34,6 +34,12 @@ class SqliteJournal final : public BatchedJournal {
       const std::string& defaults_json, const std::string& vars_json, std::string& error) override;
   bool finish_event(std::int64_t seq, EventState state, const std::string& call_id,
                     const std::string& vars_json, std::string& error) override;
+  // One group-commit write each (unfenced only: a fence needs PostgreSQL).
+  bool record_actions_fenced(const std::vector<ActionRecord>& records, const Fence& fence,
+                             std::string& error) override;
+  bool finish_event_with(const std::vector<ActionRecord>& records, std::int64_t seq,
+                         EventState state, const std::string& call_id, const std::string& vars_json,
+                         const Fence& fence, std::string& error) override;
 
   std::vector<StoredEvent> pending_events() override;
   std::vector<ActionRecord> actions_of(std::int64_t event_seq) override;
@@ -73,6 +79,9 @@ class SqliteJournal final : public BatchedJournal {
   std::vector<std::string> commit_batch(const std::vector<GroupCommit::Apply*>& batch);
   bool insert_event(StoredEvent& stored, std::string& error) override;  // on the writer thread
   GroupCommit::Apply write_action(ActionRecord action) override;
+  // Marks the event finished and stores the call's variables (on the writer thread).
+  bool write_finish(std::int64_t seq, EventState state, const std::string& call_id,
+                    const std::string& vars_json, std::string& error);
   GroupCommit::Apply write_kv(std::string ns, std::string key, std::string value) override;
   bool write_kv_if(const std::string& ns, const std::string& key, const std::string& value,
                    const std::optional<std::string>& expected, bool& stored,
