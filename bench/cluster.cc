@@ -63,7 +63,8 @@ struct Crm {
   std::atomic<long> held{0};
 
   Crm() {
-    server.new_task_queue = [] { return new httplib::ThreadPool(48); };
+    // A thread per kept-alive connection: more than two nodes' workers open at once.
+    server.new_task_queue = [] { return new httplib::ThreadPool(256); };
     server.set_tcp_nodelay(true);
     server.set_keep_alive_max_count(1000000);
     server.Post("/k/v1/record.json", [this](const httplib::Request& req, httplib::Response& res) {
@@ -87,6 +88,7 @@ struct Crm {
       res.set_content(R"({"id":"1","revision":"1"})", "application/json");
     });
     port = server.bind_to_any_port("127.0.0.1");
+    bench::deepen_backlog(port);
     thread = std::thread([this] { server.listen_after_bind(); });
     while (!server.is_running()) std::this_thread::yield();
   }
