@@ -228,6 +228,10 @@ PostgresJournal::QuickOutcome PostgresJournal::commit_pipelined(
   auto abandon = [&] {
     if (!ended) writer_.sync();
     writer_.leave();
+    // COMMIT was sent: unless the server is there to say the transaction failed, it may have
+    // committed, and the batch must not be written again.
+    if (ended && (!writer_.good() || writer_.transaction() == PQTRANS_IDLE))
+      return QuickOutcome::unknown;
     roll_back();
     return QuickOutcome::write_failed;
   };
