@@ -42,6 +42,7 @@ struct Options {
   int workers = 0;  // 0: the bridge's default
   std::string first = "callbridge";
   bool no_rule_run = true;
+  bool bridge_only = false;  // A/B runs of two builds of the bridge: no peer
 };
 
 const std::string kToken = "bench-token-0123456789abcdef";
@@ -473,6 +474,8 @@ int main(int argc, char** argv) {
   app.add_option("--no-rule-run", o.no_rule_run,
                  "also measure the bridge's intake of events no rule listens to")
       ->capture_default_str();
+  app.add_flag("--callbridge-only", o.bridge_only,
+               "run the bridge's side alone (comparing two builds of the bridge)");
   CLI11_PARSE(app, argc, argv);
   signal(SIGPIPE, SIG_IGN);
 
@@ -480,7 +483,11 @@ int main(int argc, char** argv) {
   std::string dir = mkdtemp(dir_template);
   bench::RecordSink crm;
   Figures bridge, nodered;
-  if (o.first == "callbridge") {
+  if (o.bridge_only) {
+    bridge = run_bridge(crm, dir, o);
+    nodered.name = "(not run)";
+    nodered.ran = true;
+  } else if (o.first == "callbridge") {
     bridge = run_bridge(crm, dir, o);
     nodered = run_nodered(crm, dir, o);
   } else {
