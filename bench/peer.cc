@@ -18,6 +18,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <iterator>
 #include <mutex>
 #include <optional>
 #include <sstream>
@@ -53,6 +54,20 @@ long status_kb(int pid, const char* field) {
   while (std::getline(in, line))
     if (line.rfind(field, 0) == 0) return std::atol(line.c_str() + std::string(field).size());
   return 0;
+}
+
+// CPU time (user + system, all threads) of a process so far, in seconds.
+double cpu_seconds(int pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  auto close = stat.rfind(')');
+  if (close == std::string::npos) return 0;
+  std::istringstream fields(stat.substr(close + 2));
+  std::string field;
+  double ticks = 0;
+  for (int i = 3; fields >> field && i <= 15; ++i)
+    if (i == 14 || i == 15) ticks += std::atof(field.c_str());  // utime, stime
+  return ticks / static_cast<double>(sysconf(_SC_CLK_TCK));
 }
 
 double seconds_between(Clock::time_point a, Clock::time_point b) {
@@ -179,8 +194,10 @@ struct Figures {
   double sustained = 0;
   double ack_p50 = 0, ack_p99 = 0, crm_p50 = 0, crm_p99 = 0;
   long peak_rss_kb = 0;
+  double cpu_us = 0;        // the server's CPU time (user + system) per acknowledged event
   double no_rule_rate = 0;  // the bridge's durable intake of events no rule listens to
-  std::string phases;       // the bridge's callbridge_action_phase_seconds after the drain
+  double no_rule_cpu_us = 0;
+  std::string phases;  // the bridge's callbridge_action_phase_seconds after the drain
 };
 
 // The bridge's callbridge_action_phase_seconds histograms (docs/server.md, "Metrics") as one
@@ -254,6 +271,7 @@ std::size_t count_arrived(bench::RecordSink& crm, const std::vector<Sent>& sent)
 void measure(Figures& f, bench::RecordSink& crm, int port, int pid, const std::string& prefix,
              const Options& o) {
   crm.reset();
+  double cpu_before = cpu_seconds(pid);
   auto load = closed_loop(port, prefix, "bench", o);
   f.at_crm_when_load_stopped = static_cast<long>(count_arrived(crm, load.acknowledged));
   auto deadline = load.stop + std::chrono::microseconds(static_cast<long>(o.drain_seconds * 1e6));
@@ -265,6 +283,8 @@ void measure(Figures& f, bench::RecordSink& crm, int port, int pid, const std::s
   }
   f.ran = true;
   f.acknowledged = static_cast<long>(load.acknowledged.size());
+  if (f.acknowledged > 0)
+    f.cpu_us = 1e6 * (cpu_seconds(pid) - cpu_before) / static_cast<double>(f.acknowledged);
   f.rejected = load.rejected;
   f.failed = load.failed;
   f.first_rejection = load.first_rejection;
@@ -326,7 +346,11 @@ Figures run_bridge(bench::RecordSink& crm, const std::string& dir, const Options
   if (o.no_rule_run) {
     // The same client against events no rule listens to: durable intake alone, the yardstick of
     // the target for sustained actions.
+    double cpu_before = cpu_seconds(bridge.pid);
     auto load = closed_loop(bridge.port, "R-", "bench.norule", o);
+    if (!load.acknowledged.empty())
+      f.no_rule_cpu_us = 1e6 * (cpu_seconds(bridge.pid) - cpu_before) /
+                         static_cast<double>(load.acknowledged.size());
     f.no_rule_rate =
         static_cast<double>(load.acknowledged.size()) / seconds_between(load.start, load.stop);
     f.peak_rss_kb = status_kb(bridge.pid, "VmHWM:");
@@ -434,14 +458,20 @@ void print(const Figures& b, const Figures& n, const Options& o) {
       ms(n.ack_p50) + " / " + ms(n.ack_p99), "");
   row("event to CRM p50 / p99", ms(b.crm_p50) + " / " + ms(b.crm_p99),
       ms(n.crm_p50) + " / " + ms(n.crm_p99), "");
+  auto cpu = [](const Figures& f) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%.0f us", f.cpu_us);
+    return std::string(buf);
+  };
+  row("server CPU per event", cpu(b), cpu(n), ratio(b.cpu_us, n.cpu_us));
   row("peak RSS", thousands(static_cast<double>(b.peak_rss_kb) / 1024.0) + " MB",
       thousands(static_cast<double>(n.peak_rss_kb) / 1024.0) + " MB",
       ratio(static_cast<double>(b.peak_rss_kb), static_cast<double>(n.peak_rss_kb)));
   if (b.no_rule_rate > 0)
     std::printf(
         "\ncallbridge durable intake of events no rule listens to, same client: %s ev/s; "
-        "sustained actions / that: %.1f %%\n",
-        thousands(b.no_rule_rate).c_str(), 100.0 * b.sustained / b.no_rule_rate);
+        "sustained actions / that: %.1f %%; CPU per event with no rule: %.0f us\n",
+        thousands(b.no_rule_rate).c_str(), 100.0 * b.sustained / b.no_rule_rate, b.no_rule_cpu_us);
   if (!b.phases.empty())
     std::printf(
         "\ncallbridge action phases over the one-rule load (count, mean, bucket bounds):\n%s",
