@@ -6,6 +6,7 @@
 #include <netinet/tcp.h>
 #include <openssl/err.h>
 #include <poll.h>
+#include <pthread.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -119,8 +120,28 @@ class BufferedRequestStream final : public httplib::Stream {
         if (status >= 200) final_status_sent_ = true;
       }
     }
+    // The library writes a response's header block, then its body: held and sent together, one
+    // segment instead of two (and one wake-up of the client instead of two).
+    if (held_.empty() && data.rfind("HTTP/1.", 0) == 0 && data.size() >= 4 &&
+        data.substr(data.size() - 4) == "\r\n\r\n") {
+      held_.assign(data);
+      return static_cast<ssize_t>(size);
+    }
+    if (!held_.empty()) {
+      held_.append(data);
+      bool sent = send_to(fd_, ssl_, held_, write_timeout_);
+      held_.clear();
+      return sent ? static_cast<ssize_t>(size) : -1;
+    }
     if (!send_to(fd_, ssl_, data, write_timeout_)) return -1;
     return static_cast<ssize_t>(size);
+  }
+  // Sends a header block still held (a response without a body); false when that failed.
+  bool flush() {
+    if (held_.empty()) return true;
+    bool sent = send_to(fd_, ssl_, held_, write_timeout_);
+    held_.clear();
+    return sent;
   }
   void get_remote_ip_and_port(std::string& ip, int& port) const override {
     address(::getpeername, ip, port);
@@ -151,6 +172,7 @@ class BufferedRequestStream final : public httplib::Stream {
   std::size_t position_ = 0;
   std::chrono::milliseconds write_timeout_;
   bool final_status_sent_ = false;
+  std::string held_;  // a header block waiting for its body
 };
 
 }  // namespace
@@ -158,8 +180,15 @@ class BufferedRequestStream final : public httplib::Stream {
 ConnectionGate::ConnectionGate(GateLimits limits, Serve serve, Rejected rejected, SSL_CTX* tls)
     : limits_(limits), serve_(std::move(serve)), rejected_(std::move(rejected)), tls_(tls) {
   wake_fd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-  poller_ = std::thread([this] { poll_loop(); });
-  for (int i = 0; i < limits_.threads; ++i) workers_.emplace_back([this] { worker_loop(); });
+  poller_ = std::thread([this] {
+    pthread_setname_np(pthread_self(), "cb-http-poll");
+    poll_loop();
+  });
+  for (int i = 0; i < limits_.threads; ++i)
+    workers_.emplace_back([this] {
+      pthread_setname_np(pthread_self(), "cb-http");
+      worker_loop();
+    });
 }
 
 ConnectionGate::~ConnectionGate() {
@@ -447,6 +476,7 @@ void ConnectionGate::worker_loop() {
       } catch (...) {
         ok = false;
       }
+      if (!stream.flush()) ok = false;
     }
     if (!ok || closed || last || c.finished_sending) {
       close_connection(c);
