@@ -1,20 +1,49 @@
 #include "bridge/journal/group_commit.h"
 
+#include <linux/futex.h>
+#include <pthread.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
 namespace callbridge::bridge {
+
+namespace {
+
+static_assert(std::atomic<int>::is_always_lock_free && sizeof(std::atomic<int>) == sizeof(int),
+              "a write's done word is a futex");
+
+// A write's caller sleeps on its `done` word itself (std::atomic::wait would spin and yield
+// first, which costs more than it saves here: a commit takes milliseconds).
+void wait_while_zero(std::atomic<int>& word) {
+  while (word.load(std::memory_order_acquire) == 0)
+    syscall(SYS_futex, reinterpret_cast<int*>(&word), FUTEX_WAIT_PRIVATE, 0, nullptr, nullptr, 0);
+}
+
+void wake_one(std::atomic<int>& word) {
+  syscall(SYS_futex, reinterpret_cast<int*>(&word), FUTEX_WAKE_PRIVATE, 1, nullptr, nullptr, 0);
+}
+
+}  // namespace
 
 struct GroupCommit::Write {
   Apply apply;
   bool detached = false;  // nobody waits for it
-  // Guarded by done_mutex_.
-  std::string result;  // empty: committed
-  bool done = false;
-  std::condition_variable wake;
+  std::string result;     // empty: committed; written before `done` is set
+  // Set once the batch committed. Its caller waits on the atomic itself (a futex): no mutex to
+  // take again on waking, which a batch's callers woken together would queue on.
+  std::atomic<int> done{0};
 };
 
 GroupCommit::GroupCommit(std::size_t max_batch, CommitBatch commit)
     : max_batch_(max_batch < 1 ? 1 : max_batch), commit_(std::move(commit)) {
-  writer_ = std::thread([this] { run_writer(); });
-  completer_ = std::thread([this] { run_completer(); });
+  writer_ = std::thread([this] {
+    pthread_setname_np(pthread_self(), "cb-journal");
+    run_writer();
+  });
+  completer_ = std::thread([this] {
+    pthread_setname_np(pthread_self(), "cb-journal-wake");
+    run_completer();
+  });
 }
 
 GroupCommit::~GroupCommit() {
@@ -59,26 +88,27 @@ void GroupCommit::run_writer() {
       std::lock_guard lock(mutex_);
       hand_off = queued_callers_ > 0;
     }
-    {
-      std::lock_guard lock(done_mutex_);
-      for (std::size_t i = 0; i < batch.size(); ++i) {
-        batch[i]->result = std::move(results[i]);
-        batch[i]->done = true;
-        if (batch[i]->detached && !batch[i]->result.empty()) failed_later_++;
-      }
-      if (hand_off) finished_.push_back(std::move(batch));
+    for (std::size_t i = 0; i < batch.size(); ++i) {
+      batch[i]->result = std::move(results[i]);
+      if (batch[i]->detached && !batch[i]->result.empty()) failed_later_++;
+      batch[i]->done.store(1, std::memory_order_release);
     }
-    if (hand_off)
+    if (hand_off) {
+      {
+        std::lock_guard lock(done_mutex_);
+        finished_.push_back(std::move(batch));
+      }
       completer_wake_.notify_one();
-    else
+    } else {
       wake_callers(batch);
+    }
     batch.clear();
   }
 }
 
 void GroupCommit::wake_callers(const std::vector<WritePtr>& batch) {
   for (const auto& w : batch)
-    if (!w->detached) w->wake.notify_one();
+    if (!w->detached) wake_one(w->done);
 }
 
 void GroupCommit::run_completer() {
@@ -118,8 +148,7 @@ bool GroupCommit::submit(Apply apply, std::string& error) {
     error = "journal is closing";
     return false;
   }
-  std::unique_lock lock(done_mutex_);
-  write->wake.wait(lock, [&] { return write->done; });
+  wait_while_zero(write->done);
   error = std::move(write->result);
   return error.empty();
 }

@@ -63,7 +63,7 @@ class GroupCommit {
   std::size_t queued_callers_ = 0;  // writes in `queue_` whose caller waits
   bool stopping_ = false;
 
-  std::mutex done_mutex_;
+  std::mutex done_mutex_;  // guards the completer's queue
   std::condition_variable completer_wake_;
   std::deque<std::vector<WritePtr>> finished_;
   bool completer_stopping_ = false;
