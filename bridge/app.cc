@@ -1,5 +1,6 @@
 #include "bridge/app.h"
 
+#include <pthread.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -134,7 +135,10 @@ bool App::start(std::string& error) {
     return false;
   }
   prune_runner_->start();
-  http_thread_ = std::thread([this] { server_->run(); });
+  http_thread_ = std::thread([this] {
+    pthread_setname_np(pthread_self(), "cb-accept");
+    server_->run();
+  });
   return true;
 }
 

@@ -1,5 +1,6 @@
 #include "bridge/dispatcher.h"
 
+#include <pthread.h>
 #include <strings.h>
 
 #include <algorithm>
@@ -192,8 +193,16 @@ Dispatcher::~Dispatcher() {
 
 void Dispatcher::start(int workers, std::size_t capacity) {
   capacity_ = capacity;
-  for (int i = 0; i < workers; ++i) workers_.emplace_back([this] { worker_loop(); });
-  if (clustered()) cluster_thread_ = std::thread([this] { cluster_loop(); });
+  for (int i = 0; i < workers; ++i)
+    workers_.emplace_back([this] {
+      pthread_setname_np(pthread_self(), "cb-action");
+      worker_loop();
+    });
+  if (clustered())
+    cluster_thread_ = std::thread([this] {
+      pthread_setname_np(pthread_self(), "cb-cluster");
+      cluster_loop();
+    });
 }
 
 bool Dispatcher::reserve() {
