@@ -8,7 +8,7 @@
 
 namespace callbridge::bridge::sqlite {
 
-inline constexpr int kSchemaVersion = 4;
+inline constexpr int kSchemaVersion = 5;
 
 // Creates the tables of a new journal or runs the migrations above the file's version
 // (PRAGMA user_version); refuses a journal written by a newer callbridge.

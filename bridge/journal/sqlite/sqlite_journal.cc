@@ -229,10 +229,15 @@ std::optional<StoredEvent> SqliteJournal::append_finished_event(
 
 GroupCommit::Apply SqliteJournal::write_action(ActionRecord a) {
   return [this, a = std::move(a)](std::string& e) {
+    // An attempt's outcome updates its started record in place (its rowid, the order records
+    // are listed in, stays that of its start, as PostgreSQL's id does).
     Statement s(writer_,
-                "INSERT OR REPLACE INTO actions (event_seq, rule, attempt, state, started_at, "
-                "finished_at, gate, request, status, latency_us, extracted, error, response) "
-                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)");
+                "INSERT INTO actions (event_seq, rule, attempt, state, started_at, finished_at, "
+                "gate, request, status, latency_us, extracted, error, response) "
+                "VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13) "
+                "ON CONFLICT (event_seq, rule, attempt) DO UPDATE SET state = ?4, "
+                "started_at = ?5, finished_at = ?6, gate = ?7, request = ?8, status = ?9, "
+                "latency_us = ?10, extracted = ?11, error = ?12, response = ?13");
     s.bind(1, a.event_seq)
         .bind(2, a.rule)
         .bind(3, std::int64_t{a.attempt})
