@@ -197,6 +197,8 @@ struct Figures {
   double cpu_us = 0;        // the server's CPU time (user + system) per acknowledged event
   double no_rule_rate = 0;  // the bridge's durable intake of events no rule listens to
   double no_rule_cpu_us = 0;
+  // The same for this process (the client and the CRM stand-in), which shares the machine.
+  double bench_cpu_us = 0, no_rule_bench_cpu_us = 0;
   std::string phases;  // the bridge's callbridge_action_phase_seconds after the drain
 };
 
@@ -271,7 +273,7 @@ std::size_t count_arrived(bench::RecordSink& crm, const std::vector<Sent>& sent)
 void measure(Figures& f, bench::RecordSink& crm, int port, int pid, const std::string& prefix,
              const Options& o) {
   crm.reset();
-  double cpu_before = cpu_seconds(pid);
+  double cpu_before = cpu_seconds(pid), bench_before = cpu_seconds(getpid());
   auto load = closed_loop(port, prefix, "bench", o);
   f.at_crm_when_load_stopped = static_cast<long>(count_arrived(crm, load.acknowledged));
   auto deadline = load.stop + std::chrono::microseconds(static_cast<long>(o.drain_seconds * 1e6));
@@ -283,8 +285,11 @@ void measure(Figures& f, bench::RecordSink& crm, int port, int pid, const std::s
   }
   f.ran = true;
   f.acknowledged = static_cast<long>(load.acknowledged.size());
-  if (f.acknowledged > 0)
+  if (f.acknowledged > 0) {
     f.cpu_us = 1e6 * (cpu_seconds(pid) - cpu_before) / static_cast<double>(f.acknowledged);
+    f.bench_cpu_us =
+        1e6 * (cpu_seconds(getpid()) - bench_before) / static_cast<double>(f.acknowledged);
+  }
   f.rejected = load.rejected;
   f.failed = load.failed;
   f.first_rejection = load.first_rejection;
@@ -346,11 +351,13 @@ Figures run_bridge(bench::RecordSink& crm, const std::string& dir, const Options
   if (o.no_rule_run) {
     // The same client against events no rule listens to: durable intake alone, the yardstick of
     // the target for sustained actions.
-    double cpu_before = cpu_seconds(bridge.pid);
+    double cpu_before = cpu_seconds(bridge.pid), bench_before = cpu_seconds(getpid());
     auto load = closed_loop(bridge.port, "R-", "bench.norule", o);
-    if (!load.acknowledged.empty())
-      f.no_rule_cpu_us = 1e6 * (cpu_seconds(bridge.pid) - cpu_before) /
-                         static_cast<double>(load.acknowledged.size());
+    if (!load.acknowledged.empty()) {
+      double n = static_cast<double>(load.acknowledged.size());
+      f.no_rule_cpu_us = 1e6 * (cpu_seconds(bridge.pid) - cpu_before) / n;
+      f.no_rule_bench_cpu_us = 1e6 * (cpu_seconds(getpid()) - bench_before) / n;
+    }
     f.no_rule_rate =
         static_cast<double>(load.acknowledged.size()) / seconds_between(load.start, load.stop);
     f.peak_rss_kb = status_kb(bridge.pid, "VmHWM:");
@@ -464,14 +471,22 @@ void print(const Figures& b, const Figures& n, const Options& o) {
     return std::string(buf);
   };
   row("server CPU per event", cpu(b), cpu(n), ratio(b.cpu_us, n.cpu_us));
+  auto bench_cpu = [](const Figures& f) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%.0f us", f.bench_cpu_us);
+    return std::string(buf);
+  };
+  row("client and CRM CPU per event", bench_cpu(b), bench_cpu(n), "");
   row("peak RSS", thousands(static_cast<double>(b.peak_rss_kb) / 1024.0) + " MB",
       thousands(static_cast<double>(n.peak_rss_kb) / 1024.0) + " MB",
       ratio(static_cast<double>(b.peak_rss_kb), static_cast<double>(n.peak_rss_kb)));
   if (b.no_rule_rate > 0)
     std::printf(
         "\ncallbridge durable intake of events no rule listens to, same client: %s ev/s; "
-        "sustained actions / that: %.1f %%; CPU per event with no rule: %.0f us\n",
-        thousands(b.no_rule_rate).c_str(), 100.0 * b.sustained / b.no_rule_rate, b.no_rule_cpu_us);
+        "sustained actions / that: %.1f %%; CPU per event with no rule: %.0f us (client: %.0f "
+        "us)\n",
+        thousands(b.no_rule_rate).c_str(), 100.0 * b.sustained / b.no_rule_rate, b.no_rule_cpu_us,
+        b.no_rule_bench_cpu_us);
   if (!b.phases.empty())
     std::printf(
         "\ncallbridge action phases over the one-rule load (count, mean, bucket bounds):\n%s",
