@@ -22,6 +22,30 @@ constexpr const char* kChannel = "callbridge_events";
 // NOTIFY payloads must stay under 8000 bytes.
 constexpr std::size_t kMaxPayload = 7000;
 
+// The parameters of both appends: $1 call, $2 event, $3 body, $4 received at, $5 owner, $6 lease.
+Params append_params(const StoredEvent& event, std::string_view owner,
+                     std::chrono::milliseconds ttl) {
+  Params params;
+  params.add(event.call_id)
+      .add(event.event)
+      .add(event.body)
+      .add(event.received_at_ms)
+      .add(owner)
+      .add(static_cast<std::int64_t>(ttl.count()));
+  return params;
+}
+
+// The first columns both appends return: seq, call_pos, the lease's epoch (null when another node
+// holds the call) and the first earlier pending event of the call.
+void read_appended(const Result& r, LeasedEvent& out) {
+  out.event.seq = r.integer(0, 0);
+  out.event.event_id = event_id_of(out.event.seq);
+  out.event.call_pos = r.integer(0, 1);
+  out.epoch.reset();
+  if (!r.null(0, 2)) out.epoch = r.integer(0, 2);
+  out.earlier_pending = r.integer(0, 3);
+}
+
 }  // namespace
 
 std::optional<LeasedEvent> PostgresJournal::append_event_leased(
@@ -46,29 +70,17 @@ std::optional<LeasedEvent> PostgresJournal::append_event_leased(
       "WHERE l.owner = excluded.owner OR l.expires_at <= callbridge_now_ms() RETURNING epoch) "
       "SELECT ev.seq, ev.call_pos, (SELECT epoch FROM lease), "
       "callbridge_first_pending($1, ev.call_pos) FROM ev";
-  Params params;
-  params.add(call_id)
-      .add(event)
-      .add(body)
-      .add(out.event.received_at_ms)
-      .add(owner)
-      .add(static_cast<std::int64_t>(ttl.count()));
   auto stored = [&](const Result& r, std::string& e, std::vector<Statement>&) {
     if (!r.ok() || r.rows() != 1) {
       e = r.ok() ? "no event stored" : r.error();
       return false;
     }
-    out.event.seq = r.integer(0, 0);
-    out.event.event_id = event_id_of(out.event.seq);
-    out.event.call_pos = r.integer(0, 1);
-    out.epoch.reset();
-    if (!r.null(0, 2)) out.epoch = r.integer(0, 2);
-    out.earlier_pending = r.integer(0, 3);
+    read_appended(r, out);
     // Another node holds the call: it learns of the event from this batch's NOTIFY.
     if (!out.epoch) note_for_others(owner, call_id);
     return true;
   };
-  bool ok = group_->submit(pipelined({{sql, std::move(params), stored}}), error);
+  bool ok = group_->submit(pipelined({{sql, append_params(out.event, owner, ttl), stored}}), error);
   if (!ok) return std::nullopt;
   return out;
 }
@@ -110,13 +122,8 @@ std::optional<LeasedEvent> PostgresJournal::append_idle_event(
       e = r.ok() ? "no event stored" : r.error();
       return false;
     }
-    out.event.seq = r.integer(0, 0);
-    out.event.event_id = event_id_of(out.event.seq);
-    out.event.call_pos = r.integer(0, 1);
+    read_appended(r, out);
     out.event.state = event_state_from(r.text(0, 4)).value_or(EventState::pending);
-    out.epoch.reset();
-    if (!r.null(0, 2)) out.epoch = r.integer(0, 2);
-    out.earlier_pending = r.integer(0, 3);
     if (out.event.state != EventState::pending) {
       std::string stored_vars = r.null(0, 5) ? "{}" : r.text(0, 5);
       auto vars = pg::merged({&defaults_json, &stored_vars, &vars_json}, e);
@@ -128,14 +135,8 @@ std::optional<LeasedEvent> PostgresJournal::append_idle_event(
     }
     return true;
   };
-  Params params;
-  params.add(call_id)
-      .add(event)
-      .add(body)
-      .add(out.event.received_at_ms)
-      .add(owner)
-      .add(static_cast<std::int64_t>(ttl.count()));
-  if (!group_->submit(pipelined({{sql, std::move(params), stored}}), error)) return std::nullopt;
+  if (!group_->submit(pipelined({{sql, append_params(out.event, owner, ttl), stored}}), error))
+    return std::nullopt;
   return out;
 }
 
