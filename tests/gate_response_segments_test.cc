@@ -29,84 +29,54 @@ std::vector<std::string> packets(int fd, std::chrono::milliseconds wait) {
   return out;
 }
 
-// A gate whose every request is answered by `answer`, admitting one end of a packet socket pair;
-// returns the other end.
-int connect_to(ConnectionGate& gate) {
+const std::string kRequest = "GET /x HTTP/1.1\r\nHost: a\r\n\r\n";
+
+// What a client of a gate whose every answer is `writes` (written one by one, as the library
+// writes a response) receives for each of `requests` requests on one kept-alive connection: the
+// packets of each answer. One end of a packet socket pair is the connection the gate admits.
+std::vector<std::vector<std::string>> answers(std::vector<std::string> writes, int requests) {
+  GateLimits limits;
+  limits.threads = 1;
+  ConnectionGate gate(
+      limits,
+      [writes](httplib::Stream& stream, bool, bool&) {
+        for (const auto& w : writes) stream.write(w.data(), w.size());
+        return true;
+      },
+      [](int) {});
   int fds[2];
   REQUIRE(::socketpair(AF_UNIX, SOCK_SEQPACKET, 0, fds) == 0);
   gate.admit(fds[0]);
-  return fds[1];
+  std::vector<std::vector<std::string>> out;
+  for (int i = 0; i < requests; ++i) {
+    REQUIRE(::send(fds[1], kRequest.data(), kRequest.size(), 0) ==
+            static_cast<ssize_t>(kRequest.size()));
+    out.push_back(packets(fds[1], std::chrono::milliseconds(300)));
+  }
+  ::close(fds[1]);
+  gate.stop();
+  return out;
 }
-
-const std::string kRequest = "GET /x HTTP/1.1\r\nHost: a\r\n\r\n";
 
 }  // namespace
 
 TEST_CASE("the gate sends a response's header block and body in one write", "[gate]") {
-  GateLimits limits;
-  limits.threads = 1;
-  ConnectionGate gate(
-      limits,
-      [](httplib::Stream& stream, bool, bool&) {
-        std::string head = "HTTP/1.1 202 Accepted\r\nContent-Length: 4\r\n\r\n";
-        stream.write(head.data(), head.size());
-        stream.write("done", 4);
-        return true;
-      },
-      [](int) {});
-  int client = connect_to(gate);
-  for (int i = 0; i < 3; ++i) {  // each answer of a kept-alive connection
-    REQUIRE(::send(client, kRequest.data(), kRequest.size(), 0) ==
-            static_cast<ssize_t>(kRequest.size()));
-    auto got = packets(client, std::chrono::milliseconds(300));
-    REQUIRE(got.size() == 1);
-    CHECK(got[0] == "HTTP/1.1 202 Accepted\r\nContent-Length: 4\r\n\r\ndone");
+  auto got = answers({"HTTP/1.1 202 Accepted\r\nContent-Length: 4\r\n\r\n", "done"}, 3);
+  for (const auto& answer : got) {  // each answer of a kept-alive connection
+    REQUIRE(answer.size() == 1);
+    CHECK(answer[0] == "HTTP/1.1 202 Accepted\r\nContent-Length: 4\r\n\r\ndone");
   }
-  ::close(client);
-  gate.stop();
 }
 
 TEST_CASE("a response without a body still leaves the gate, once its request is served", "[gate]") {
-  GateLimits limits;
-  limits.threads = 1;
-  ConnectionGate gate(
-      limits,
-      [](httplib::Stream& stream, bool, bool&) {
-        std::string head = "HTTP/1.1 204 No Content\r\n\r\n";
-        stream.write(head.data(), head.size());
-        return true;
-      },
-      [](int) {});
-  int client = connect_to(gate);
-  REQUIRE(::send(client, kRequest.data(), kRequest.size(), 0) ==
-          static_cast<ssize_t>(kRequest.size()));
-  auto got = packets(client, std::chrono::milliseconds(300));
-  REQUIRE(got.size() == 1);
-  CHECK(got[0] == "HTTP/1.1 204 No Content\r\n\r\n");
-  ::close(client);
-  gate.stop();
+  auto got = answers({"HTTP/1.1 204 No Content\r\n\r\n"}, 1);
+  REQUIRE(got[0].size() == 1);
+  CHECK(got[0][0] == "HTTP/1.1 204 No Content\r\n\r\n");
 }
 
 TEST_CASE("writes after the first body part go out as they come", "[gate]") {
-  GateLimits limits;
-  limits.threads = 1;
-  ConnectionGate gate(
-      limits,
-      [](httplib::Stream& stream, bool, bool&) {
-        std::string head = "HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\n";
-        stream.write(head.data(), head.size());
-        stream.write("abc", 3);
-        stream.write("def", 3);
-        return true;
-      },
-      [](int) {});
-  int client = connect_to(gate);
-  REQUIRE(::send(client, kRequest.data(), kRequest.size(), 0) ==
-          static_cast<ssize_t>(kRequest.size()));
-  auto got = packets(client, std::chrono::milliseconds(300));
-  REQUIRE(got.size() == 2);
-  CHECK(got[0] == "HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nabc");
-  CHECK(got[1] == "def");
-  ::close(client);
-  gate.stop();
+  auto got = answers({"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\n", "abc", "def"}, 1);
+  REQUIRE(got[0].size() == 2);
+  CHECK(got[0][0] == "HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nabc");
+  CHECK(got[0][1] == "def");
 }
