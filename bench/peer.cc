@@ -24,6 +24,7 @@
 #include <sstream>
 #include <string>
 #include <thread>
+#include <tuple>
 #include <unordered_map>
 #include <vector>
 
@@ -69,6 +70,18 @@ double cpu_seconds(int pid) {
     if (i == 14 || i == 15) ticks += std::atof(field.c_str());  // utime, stime
   return ticks / static_cast<double>(sysconf(_SC_CLK_TCK));
 }
+
+// CPU time of the server and of this process (the client and the CRM stand-in) from when it was
+// made; per_event() divides what was used since by `events`, in microseconds.
+struct CpuMeter {
+  int pid;
+  double server = cpu_seconds(pid), bench = cpu_seconds(getpid());
+  std::pair<double, double> per_event(std::size_t events) const {
+    if (events == 0) return {0, 0};
+    double n = static_cast<double>(events);
+    return {1e6 * (cpu_seconds(pid) - server) / n, 1e6 * (cpu_seconds(getpid()) - bench) / n};
+  }
+};
 
 double seconds_between(Clock::time_point a, Clock::time_point b) {
   return std::chrono::duration<double>(b - a).count();
@@ -273,7 +286,7 @@ std::size_t count_arrived(bench::RecordSink& crm, const std::vector<Sent>& sent)
 void measure(Figures& f, bench::RecordSink& crm, int port, int pid, const std::string& prefix,
              const Options& o) {
   crm.reset();
-  double cpu_before = cpu_seconds(pid), bench_before = cpu_seconds(getpid());
+  CpuMeter cpu{pid};
   auto load = closed_loop(port, prefix, "bench", o);
   f.at_crm_when_load_stopped = static_cast<long>(count_arrived(crm, load.acknowledged));
   auto deadline = load.stop + std::chrono::microseconds(static_cast<long>(o.drain_seconds * 1e6));
@@ -285,11 +298,7 @@ void measure(Figures& f, bench::RecordSink& crm, int port, int pid, const std::s
   }
   f.ran = true;
   f.acknowledged = static_cast<long>(load.acknowledged.size());
-  if (f.acknowledged > 0) {
-    f.cpu_us = 1e6 * (cpu_seconds(pid) - cpu_before) / static_cast<double>(f.acknowledged);
-    f.bench_cpu_us =
-        1e6 * (cpu_seconds(getpid()) - bench_before) / static_cast<double>(f.acknowledged);
-  }
+  std::tie(f.cpu_us, f.bench_cpu_us) = cpu.per_event(load.acknowledged.size());
   f.rejected = load.rejected;
   f.failed = load.failed;
   f.first_rejection = load.first_rejection;
@@ -351,13 +360,9 @@ Figures run_bridge(bench::RecordSink& crm, const std::string& dir, const Options
   if (o.no_rule_run) {
     // The same client against events no rule listens to: durable intake alone, the yardstick of
     // the target for sustained actions.
-    double cpu_before = cpu_seconds(bridge.pid), bench_before = cpu_seconds(getpid());
+    CpuMeter cpu{bridge.pid};
     auto load = closed_loop(bridge.port, "R-", "bench.norule", o);
-    if (!load.acknowledged.empty()) {
-      double n = static_cast<double>(load.acknowledged.size());
-      f.no_rule_cpu_us = 1e6 * (cpu_seconds(bridge.pid) - cpu_before) / n;
-      f.no_rule_bench_cpu_us = 1e6 * (cpu_seconds(getpid()) - bench_before) / n;
-    }
+    std::tie(f.no_rule_cpu_us, f.no_rule_bench_cpu_us) = cpu.per_event(load.acknowledged.size());
     f.no_rule_rate =
         static_cast<double>(load.acknowledged.size()) / seconds_between(load.start, load.stop);
     f.peak_rss_kb = status_kb(bridge.pid, "VmHWM:");
@@ -427,6 +432,12 @@ std::string ratio(double a, double b) {
   return buf;
 }
 
+std::string us(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.0f us", v);
+  return buf;
+}
+
 std::string ms(double v) {
   char buf[32];
   std::snprintf(buf, sizeof buf, v < 10 ? "%.2f ms" : v < 100 ? "%.1f ms" : "%.0f ms", v);
@@ -465,18 +476,8 @@ void print(const Figures& b, const Figures& n, const Options& o) {
       ms(n.ack_p50) + " / " + ms(n.ack_p99), "");
   row("event to CRM p50 / p99", ms(b.crm_p50) + " / " + ms(b.crm_p99),
       ms(n.crm_p50) + " / " + ms(n.crm_p99), "");
-  auto cpu = [](const Figures& f) {
-    char buf[32];
-    std::snprintf(buf, sizeof buf, "%.0f us", f.cpu_us);
-    return std::string(buf);
-  };
-  row("server CPU per event", cpu(b), cpu(n), ratio(b.cpu_us, n.cpu_us));
-  auto bench_cpu = [](const Figures& f) {
-    char buf[32];
-    std::snprintf(buf, sizeof buf, "%.0f us", f.bench_cpu_us);
-    return std::string(buf);
-  };
-  row("client and CRM CPU per event", bench_cpu(b), bench_cpu(n), "");
+  row("server CPU per event", us(b.cpu_us), us(n.cpu_us), ratio(b.cpu_us, n.cpu_us));
+  row("client and CRM CPU per event", us(b.bench_cpu_us), us(n.bench_cpu_us), "");
   row("peak RSS", thousands(static_cast<double>(b.peak_rss_kb) / 1024.0) + " MB",
       thousands(static_cast<double>(n.peak_rss_kb) / 1024.0) + " MB",
       ratio(static_cast<double>(b.peak_rss_kb), static_cast<double>(n.peak_rss_kb)));
